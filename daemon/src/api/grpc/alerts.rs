@@ -1,0 +1,354 @@
+//! `AlertService`: Subscribe (snapshot or resume, then live, gap-free), Get, List,
+//! Acknowledge, Resolve.
+//!
+//! A subscription first joins the live bus, then reads the store, so every change is
+//! either in what it read or still to come on the bus; changes at or below the last seq
+//! sent are skipped, so none is sent twice. A subscriber too slow for the bus (it lagged)
+//! catches up from the change log and goes on: a slow client is never a gap, and never
+//! slows anyone else.
+
+use std::{sync::Arc, time::Duration};
+
+use gridsight_proto::{ts_from_millis, v1 as pb};
+use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::{Request, Response, Status};
+
+use super::{expand_grids, invalid, page, ApiError};
+use crate::{
+    api::auth::{Auth, Perm},
+    correlate::{Action, Command, Router, ShardMsg},
+    domain::{now_ms, GridIndex, Severity},
+    store::{read, Record, Store},
+    telemetry::Metrics,
+};
+
+/// Change log rows read per query while catching up.
+const CATCH_UP_PAGE: u32 = 1000;
+
+/// The service.
+#[derive(Clone)]
+pub struct AlertApi {
+    /// Tokens.
+    pub auth: Auth,
+    /// Where commands go.
+    pub router: Router,
+    /// Reads and the bus.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Seconds between heartbeats.
+    pub heartbeat: Duration,
+    /// Ends subscriptions at shutdown.
+    pub cancel: CancellationToken,
+    /// Subscription tasks, joined at shutdown.
+    pub tasks: TaskTracker,
+}
+
+/// What a subscription wants to see.
+#[derive(Clone)]
+struct Filter {
+    grids: Option<Vec<String>>,
+    min_severity: i32,
+    index: Arc<GridIndex>,
+}
+
+impl Filter {
+    fn matches(&self, a: &pb::Alert) -> bool {
+        a.severity >= self.min_severity
+            && self
+                .grids
+                .as_ref()
+                .is_none_or(|gs| gs.iter().any(|g| self.index.is_within(&a.grid_id, g)))
+    }
+}
+
+type Tx = mpsc::Sender<Result<pb::SubscribeAlertsResponse, Status>>;
+
+fn change_msg(c: pb::AlertChange) -> Result<pb::SubscribeAlertsResponse, Status> {
+    Ok(pb::SubscribeAlertsResponse {
+        event: Some(pb::subscribe_alerts_response::Event::Change(c)),
+    })
+}
+
+impl AlertApi {
+    fn check_subscribe(&self, r: &pb::SubscribeAlertsRequest) -> Result<Filter, ApiError> {
+        for (i, g) in r.grid_ids.iter().enumerate() {
+            if !self.router.grids().contains(g) {
+                return Err(invalid(
+                    format!("grid_ids[{i}]"),
+                    format!("unknown grid `{g}`"),
+                ));
+            }
+        }
+        if r.min_severity != 0 && Severity::from_pb(r.min_severity).is_none() {
+            return Err(invalid("min_severity", "unknown severity"));
+        }
+        if r.resume_after_seq > 0 {
+            let pruned = self
+                .store
+                .seqs
+                .pruned_through
+                .load(std::sync::atomic::Ordering::Acquire);
+            let last = self
+                .store
+                .seqs
+                .last
+                .load(std::sync::atomic::Ordering::Acquire);
+            if r.resume_after_seq < pruned {
+                return Err(ApiError::OutOfRange(format!(
+                    "resume_after_seq {} is older than retention (changes up to {pruned} were deleted); subscribe afresh with 0",
+                    r.resume_after_seq
+                )));
+            }
+            if r.resume_after_seq > last {
+                return Err(ApiError::OutOfRange(format!(
+                    "resume_after_seq {} is ahead of the newest change {last}",
+                    r.resume_after_seq
+                )));
+            }
+        }
+        Ok(Filter {
+            grids: (!r.grid_ids.is_empty()).then(|| r.grid_ids.clone()),
+            min_severity: r.min_severity,
+            index: self.router.grids().clone(),
+        })
+    }
+
+    /// Sends every change after `last` from the change log; returns the new last seq.
+    async fn catch_up(&self, mut last: u64, f: &Filter, tx: &Tx) -> Result<u64, ()> {
+        loop {
+            let after = last;
+            let page = self
+                .store
+                .read(move |c| read::changes_after(c, after, CATCH_UP_PAGE))
+                .await
+                .map_err(|_| ())?;
+            let n = page.len();
+            for c in page {
+                last = c.seq;
+                if c.alert.as_ref().is_some_and(|a| f.matches(a)) {
+                    tx.send(change_msg(c)).await.map_err(|_| ())?;
+                }
+            }
+            if n < CATCH_UP_PAGE as usize {
+                return Ok(last);
+            }
+        }
+    }
+
+    async fn stream(self, r: pb::SubscribeAlertsRequest, f: Filter, tx: Tx) -> Result<(), ()> {
+        let mut live = self.store.subscribe();
+        let mut last = if r.resume_after_seq == 0 {
+            let (open, cursor) = self.store.read(read::open_alerts).await.map_err(|_| ())?;
+            let mut shown = 0;
+            for a in open.into_iter().filter(|a| f.matches(a)) {
+                shown += 1;
+                let c = pb::AlertChange {
+                    seq: a.seq,
+                    kind: pb::ChangeKind::Snapshot as i32,
+                    alert: Some(a),
+                };
+                tx.send(change_msg(c)).await.map_err(|_| ())?;
+            }
+            let end = pb::SnapshotEnd {
+                cursor,
+                open_alerts: shown,
+            };
+            tx.send(Ok(pb::SubscribeAlertsResponse {
+                event: Some(pb::subscribe_alerts_response::Event::SnapshotEnd(end)),
+            }))
+            .await
+            .map_err(|_| ())?;
+            cursor
+        } else {
+            r.resume_after_seq
+        };
+        last = self.catch_up(last, &f, &tx).await?;
+        let mut beat = tokio::time::interval(self.heartbeat);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    let _ = tx.send(Err(Status::unavailable(format!("server shutting down; resume after seq {last}")))).await;
+                    return Ok(());
+                }
+                _ = tx.closed() => return Ok(()),
+                msg = live.recv() => match msg {
+                    Ok(c) if c.seq <= last => {}
+                    Ok(c) if c.seq == last + 1 => {
+                        last = c.seq;
+                        if c.alert.as_ref().is_some_and(|a| f.matches(a)) {
+                            tx.send(change_msg((*c).clone())).await.map_err(|_| ())?;
+                        }
+                    }
+                    // A gap on the bus cannot happen without `Lagged`; the store decides.
+                    Ok(_) | Err(RecvError::Lagged(_)) => last = self.catch_up(last, &f, &tx).await?,
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = beat.tick() => {
+                    let hb = pb::Heartbeat {
+                        last_seq: self.store.seqs.last.load(std::sync::atomic::Ordering::Acquire),
+                        server_time: Some(ts_from_millis(now_ms())),
+                    };
+                    tx.send(Ok(pb::SubscribeAlertsResponse {
+                        event: Some(pb::subscribe_alerts_response::Event::Heartbeat(hb)),
+                    }))
+                    .await
+                    .map_err(|_| ())?;
+                }
+            }
+        }
+    }
+
+    async fn command(
+        &self,
+        id: String,
+        expected_version: u64,
+        note: String,
+        action: Action,
+        actor: String,
+    ) -> Result<pb::Alert, ApiError> {
+        if id.is_empty() {
+            return Err(invalid("id", "required"));
+        }
+        if expected_version == 0 {
+            return Err(invalid("expected_version", "required: the version you saw"));
+        }
+        if note.len() > 2000 {
+            return Err(invalid("note", "at most 2000 bytes"));
+        }
+        let found = {
+            let id = id.clone();
+            self.store.read(move |c| read::get_alert(c, &id)).await?
+        };
+        let alert = found.ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
+        if alert.status == pb::AlertStatus::Resolved as i32 {
+            return Err(ApiError::FailedPrecondition(format!(
+                "alert {id} is resolved"
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command {
+            alert_id: id,
+            action,
+            expected_version,
+            actor,
+            note,
+        };
+        self.router
+            .send(&alert.grid_id, ShardMsg::Command { cmd, reply })
+            .await?;
+        let committed = rx.await.map_err(|_| ApiError::Unavailable)??;
+        let records = committed.await.map_err(|_| ApiError::Unavailable)??;
+        records
+            .into_iter()
+            .find_map(|r| match r {
+                Record::AlertChange(c) => c.alert,
+                _ => None,
+            })
+            .ok_or(ApiError::Unavailable)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::alert_service_server::AlertService for AlertApi {
+    type SubscribeStream = ReceiverStream<Result<pb::SubscribeAlertsResponse, Status>>;
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeAlertsRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.auth.grpc(&req, Perm::Read)?;
+        let r = req.into_inner();
+        let f = self.check_subscribe(&r)?;
+        let (tx, rx) = mpsc::channel(256);
+        let this = self.clone();
+        let metrics = self.metrics.clone();
+        self.tasks.spawn(async move {
+            metrics.subscribers.inc();
+            let _ = this.stream(r, f, tx).await;
+            metrics.subscribers.dec();
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get(&self, req: Request<pb::GetAlertRequest>) -> Result<Response<pb::Alert>, Status> {
+        self.auth.grpc(&req, Perm::Read)?;
+        let id = req.into_inner().id;
+        if id.is_empty() {
+            return Err(invalid("id", "required").into());
+        }
+        let found = {
+            let id = id.clone();
+            self.store
+                .read(move |c| read::get_alert(c, &id))
+                .await
+                .map_err(ApiError::from)?
+        };
+        found
+            .map(Response::new)
+            .ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")).into())
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        self.auth.grpc(&req, Perm::Read)?;
+        let r = req.into_inner();
+        if r.min_severity != 0 && Severity::from_pb(r.min_severity).is_none() {
+            return Err(invalid("min_severity", "unknown severity").into());
+        }
+        if r.status != 0 && pb::AlertStatus::try_from(r.status).is_err() {
+            return Err(invalid("status", "unknown status").into());
+        }
+        let filter = read::AlertFilter {
+            grids: expand_grids(self.router.grids(), &r.grid_ids, "grid_ids")?,
+            min_severity: r.min_severity,
+            status: r.status,
+        };
+        let page = page(r.page_size, &r.page_token)?;
+        let (alerts, next_page_token) = self
+            .store
+            .read(move |c| read::list_alerts(c, &filter, page))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts,
+            next_page_token,
+        }))
+    }
+
+    async fn acknowledge(
+        &self,
+        req: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let who = self.auth.grpc(&req, Perm::Operate)?;
+        let r = req.into_inner();
+        let a = self
+            .command(
+                r.id,
+                r.expected_version,
+                r.note,
+                Action::Acknowledge,
+                who.name,
+            )
+            .await?;
+        Ok(Response::new(a))
+    }
+
+    async fn resolve(
+        &self,
+        req: Request<pb::ResolveAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let who = self.auth.grpc(&req, Perm::Operate)?;
+        let r = req.into_inner();
+        let a = self
+            .command(r.id, r.expected_version, r.note, Action::Resolve, who.name)
+            .await?;
+        Ok(Response::new(a))
+    }
+}

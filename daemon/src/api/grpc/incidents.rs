@@ -1,0 +1,251 @@
+//! `IncidentService`: Report (idempotent, answered once durable), Get, List.
+//!
+//! Idempotency: a key already stored returns the stored incident. Two concurrent reports
+//! with the same new key are serialised by an in-flight claim, so the second waits for the
+//! first to commit and then returns the same incident: one key never makes two incidents.
+
+use std::{sync::Arc, time::Duration};
+
+use dashmap::DashMap;
+use gridsight_proto::{ts_from_millis, v1 as pb};
+use tokio::sync::{oneshot, Notify};
+use tonic::{Request, Response, Status};
+
+use super::{expand_grids, invalid, page, ApiError};
+use crate::{
+    api::auth::{Auth, Perm},
+    config::valid_id,
+    correlate::{Router, ShardMsg},
+    domain::now_ms,
+    store::{read, Record, Store},
+    telemetry::Metrics,
+};
+
+/// The service.
+#[derive(Clone)]
+pub struct IncidentApi {
+    /// Tokens.
+    pub auth: Auth,
+    /// Where reports go.
+    pub router: Router,
+    /// Reads.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Idempotency keys being reported right now.
+    pub inflight: Arc<DashMap<String, Arc<Notify>>>,
+}
+
+/// Checks a report; returns the incident to create (id and time not yet set).
+pub fn validate_report(
+    r: &pb::ReportIncidentRequest,
+    grids: &crate::domain::GridIndex,
+) -> Result<(), ApiError> {
+    if r.idempotency_key.is_empty() {
+        return Err(invalid("idempotency_key", "required"));
+    }
+    if r.idempotency_key.len() > 128 {
+        return Err(invalid("idempotency_key", "at most 128 bytes"));
+    }
+    match pb::IncidentCategory::try_from(r.category) {
+        Ok(pb::IncidentCategory::Unspecified) | Err(_) => {
+            return Err(invalid(
+                "category",
+                "must be DISPUTE, SAFETY_HAZARD, CENTRAL_TASK or PUBLIC_SERVICE",
+            ))
+        }
+        Ok(_) => {}
+    }
+    if r.item_code.is_empty() || r.item_code.len() > 32 || !valid_id(&r.item_code) {
+        return Err(invalid(
+            "item_code",
+            "required: 1-32 of letters, digits, `-`, `_`, `.`",
+        ));
+    }
+    if r.description.trim().is_empty() {
+        return Err(invalid("description", "required"));
+    }
+    if r.description.len() > 4000 {
+        return Err(invalid("description", "at most 4000 bytes"));
+    }
+    if r.grid_id.is_empty() {
+        return Err(invalid("grid_id", "required"));
+    }
+    if !grids.contains(&r.grid_id) {
+        return Err(invalid("grid_id", format!("unknown grid `{}`", r.grid_id)));
+    }
+    if let Some(loc) = &r.location {
+        if !loc.lat.is_finite() || !(-90.0..=90.0).contains(&loc.lat) {
+            return Err(invalid("location.lat", "must be between -90 and 90"));
+        }
+        if !loc.lon.is_finite() || !(-180.0..=180.0).contains(&loc.lon) {
+            return Err(invalid("location.lon", "must be between -180 and 180"));
+        }
+    }
+    if !valid_id(&r.reporter_id) {
+        return Err(invalid(
+            "reporter_id",
+            "required: 1-64 of letters, digits, `-`, `_`, `.`",
+        ));
+    }
+    if r.photo_urls.len() > 10 {
+        return Err(invalid("photo_urls", "at most 10"));
+    }
+    for (i, u) in r.photo_urls.iter().enumerate() {
+        if u.len() > 2048 || !(u.starts_with("https://") || u.starts_with("http://")) {
+            return Err(invalid(
+                format!("photo_urls[{i}]"),
+                "must be an http(s) URL of at most 2048 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl IncidentApi {
+    async fn by_key(&self, key: &str) -> Result<Option<pb::Incident>, ApiError> {
+        let key = key.to_string();
+        Ok(self
+            .store
+            .read(move |c| read::incident_by_key(c, &key))
+            .await?)
+    }
+
+    async fn report(
+        &self,
+        r: pb::ReportIncidentRequest,
+    ) -> Result<pb::ReportIncidentResponse, ApiError> {
+        validate_report(&r, self.router.grids())?;
+        loop {
+            if let Some(incident) = self.by_key(&r.idempotency_key).await? {
+                return Ok(pb::ReportIncidentResponse {
+                    incident: Some(incident),
+                    duplicate: true,
+                });
+            }
+            let waiter = match self.inflight.entry(r.idempotency_key.clone()) {
+                dashmap::Entry::Vacant(v) => {
+                    v.insert(Arc::new(Notify::new()));
+                    break;
+                }
+                dashmap::Entry::Occupied(o) => o.get().clone(),
+            };
+            // Another call with this key is being committed: wait for it, then read it. The
+            // claim is checked again after registering, as it may have ended in between.
+            let done = waiter.notified();
+            let still_claimed = self
+                .inflight
+                .get(&r.idempotency_key)
+                .is_some_and(|n| Arc::ptr_eq(&n, &waiter));
+            if still_claimed
+                && tokio::time::timeout(Duration::from_secs(10), done)
+                    .await
+                    .is_err()
+            {
+                return Err(ApiError::Unavailable);
+            }
+        }
+        let result = self.create(r.clone()).await;
+        if let Some((_, n)) = self.inflight.remove(&r.idempotency_key) {
+            n.notify_waiters();
+        }
+        result
+    }
+
+    async fn create(
+        &self,
+        r: pb::ReportIncidentRequest,
+    ) -> Result<pb::ReportIncidentResponse, ApiError> {
+        let incident = pb::Incident {
+            id: self.store.ids.next_incident(),
+            idempotency_key: r.idempotency_key,
+            category: r.category,
+            item_code: r.item_code,
+            description: r.description,
+            grid_id: r.grid_id,
+            location: r.location,
+            reporter_id: r.reporter_id,
+            photo_urls: r.photo_urls,
+            status: pb::IncidentStatus::Reported as i32,
+            reported_at: Some(ts_from_millis(now_ms())),
+            version: 1,
+            alert_id: String::new(),
+        };
+        let (reply, rx) = oneshot::channel();
+        let grid = incident.grid_id.clone();
+        self.router
+            .send(&grid, ShardMsg::Incident { incident, reply })
+            .await?;
+        let records = rx.await.map_err(|_| ApiError::Unavailable)??;
+        let incident = records
+            .into_iter()
+            .find_map(|r| match r {
+                Record::Incident(i) => Some(i),
+                _ => None,
+            })
+            .ok_or(ApiError::Unavailable)?;
+        self.metrics.incidents_reported.inc();
+        Ok(pb::ReportIncidentResponse {
+            incident: Some(incident),
+            duplicate: false,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::incident_service_server::IncidentService for IncidentApi {
+    async fn report(
+        &self,
+        req: Request<pb::ReportIncidentRequest>,
+    ) -> Result<Response<pb::ReportIncidentResponse>, Status> {
+        self.auth.grpc(&req, Perm::Report)?;
+        Ok(Response::new(self.report(req.into_inner()).await?))
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetIncidentRequest>,
+    ) -> Result<Response<pb::Incident>, Status> {
+        self.auth.grpc(&req, Perm::Read)?;
+        let id = req.into_inner().id;
+        if id.is_empty() {
+            return Err(invalid("id", "required").into());
+        }
+        let found = {
+            let id = id.clone();
+            self.store
+                .read(move |c| read::get_incident(c, &id))
+                .await
+                .map_err(ApiError::from)?
+        };
+        found
+            .map(Response::new)
+            .ok_or_else(|| ApiError::NotFound(format!("incident {id} not found")).into())
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        self.auth.grpc(&req, Perm::Read)?;
+        let r = req.into_inner();
+        if r.category != 0 && pb::IncidentCategory::try_from(r.category).is_err() {
+            return Err(invalid("category", "unknown category").into());
+        }
+        let filter = read::IncidentFilter {
+            grids: expand_grids(self.router.grids(), &r.grid_ids, "grid_ids")?,
+            category: r.category,
+            reporter_id: r.reporter_id,
+        };
+        let page = page(r.page_size, &r.page_token)?;
+        let (incidents, next_page_token) = self
+            .store
+            .read(move |c| read::list_incidents(c, &filter, page))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListIncidentsResponse {
+            incidents,
+            next_page_token,
+        }))
+    }
+}

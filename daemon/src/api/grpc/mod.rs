@@ -1,0 +1,206 @@
+//! The gRPC server: IncidentService, AlertService, health and reflection.
+//!
+//! Owns the mapping of every error to a `tonic::Status` code ([`ApiError`]): bad fields
+//! are `INVALID_ARGUMENT` naming the field, unknown ids `NOT_FOUND`, stale versions
+//! `ABORTED`, cursors past retention `OUT_OF_RANGE`, shutdown `UNAVAILABLE`. Served with
+//! graceful shutdown: on cancel, new calls are refused, subscriptions end with
+//! `UNAVAILABLE` (resume from the last seq), and calls in flight finish.
+
+mod alerts;
+mod incidents;
+
+use std::sync::Arc;
+
+use gridsight_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use alerts::AlertApi;
+pub use incidents::IncidentApi;
+
+use crate::{
+    api::auth::{Auth, Perm},
+    correlate::{CommandError, RouterClosed},
+    domain::GridIndex,
+    store::StoreError,
+};
+
+/// Errors of the API, each with its status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A request field is wrong.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        /// The field, e.g. `location.lat`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such id.
+    #[error("{0}")]
+    NotFound(String),
+    /// `expected_version` is stale.
+    #[error("{0}")]
+    Aborted(String),
+    /// The object is not in a state that allows this.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A resume cursor outside what is kept.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The daemon is stopping.
+    #[error("the daemon is shutting down; retry")]
+    Unavailable,
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<RouterClosed> for ApiError {
+    fn from(_: RouterClosed) -> Self {
+        ApiError::Unavailable
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Stale { .. } => ApiError::Aborted(e.to_string()),
+            CommandError::NotOpen(_) | CommandError::AlreadyAcknowledged(_) => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ApiError::InvalidArgument { .. } => tonic::Status::invalid_argument(msg),
+            ApiError::NotFound(_) => tonic::Status::not_found(msg),
+            ApiError::Aborted(_) => tonic::Status::aborted(msg),
+            ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            ApiError::OutOfRange(_) => tonic::Status::out_of_range(msg),
+            ApiError::Unavailable | ApiError::Store(StoreError::Closed) => {
+                tonic::Status::unavailable(msg)
+            }
+            ApiError::Store(_) => {
+                tracing::error!(error = %msg, "store error in an RPC");
+                tonic::Status::internal(msg)
+            }
+        }
+    }
+}
+
+/// A bad field.
+pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks a list of grid ids and expands them to every grid at or beneath them.
+/// Empty in, `None` (all grids) out.
+pub fn expand_grids(
+    grids: &GridIndex,
+    ids: &[String],
+    field: &str,
+) -> Result<Option<Vec<String>>, ApiError> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    for (i, g) in ids.iter().enumerate() {
+        if !grids.contains(g) {
+            return Err(invalid(
+                format!("{field}[{i}]"),
+                format!("unknown grid `{g}`"),
+            ));
+        }
+    }
+    Ok(Some(grids.expand(ids)))
+}
+
+/// Page size (default 100, at most 1000) and the rowid bound from a page token.
+pub fn page(size: u32, token: &str) -> Result<crate::store::Page, ApiError> {
+    if size > 1000 {
+        return Err(invalid("page_size", "at most 1000"));
+    }
+    let before = if token.is_empty() {
+        0
+    } else {
+        token
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| invalid("page_token", "not a token from a previous response"))?
+    };
+    Ok(crate::store::Page {
+        size: if size == 0 { 100 } else { size },
+        before,
+    })
+}
+
+/// Serves gRPC on `listener` until `cancel`.
+pub async fn serve(
+    listener: TcpListener,
+    incidents: IncidentApi,
+    alerts: AlertApi,
+    auth: Auth,
+    cancel: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::incident_service_server::IncidentServiceServer<IncidentApi>>()
+        .await;
+    health
+        .set_serving::<pb::alert_service_server::AlertServiceServer<AlertApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "reflection service");
+            e
+        });
+    let reflection_auth = Arc::new(auth);
+    let check = move |req: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+        reflection_auth.grpc(&req, Perm::Read).or_else(|e| {
+            // Any valid token may read the schema; reporters included.
+            if e.code() == tonic::Code::PermissionDenied {
+                Ok(crate::api::auth::Identity {
+                    name: String::new(),
+                    role: crate::config::Role::Reporter,
+                })
+            } else {
+                Err(e)
+            }
+        })?;
+        Ok(req)
+    };
+    let mut builder = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(pb::incident_service_server::IncidentServiceServer::new(
+            incidents,
+        ))
+        .add_service(pb::alert_service_server::AlertServiceServer::new(alerts));
+    if let Ok(reflection) = reflection {
+        builder = builder.add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection, check,
+        ));
+    }
+    let shutdown = async move {
+        cancel.cancelled().await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    builder
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}

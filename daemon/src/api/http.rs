@@ -1,0 +1,192 @@
+//! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads, and the dashboard page.
+//!
+//! Everything but `/healthz` and `/readyz` needs a token, as `authorization: Bearer ...`
+//! or, for a browser opening the page, `?token=...`. Wrong or missing token: 401; a role
+//! that may not read: 403.
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+use axum::{
+    extract::{Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::auth::{Auth, AuthError, Perm},
+    correlate,
+    store::{read, Store},
+    telemetry::{Metrics, ShardLabel},
+};
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Tokens.
+    pub auth: Auth,
+    /// Reads.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// For queue depths.
+    pub router: correlate::Router,
+    /// Ready: store open, correlator running, MQTT subscribed (when configured).
+    pub ready: Arc<AtomicBool>,
+    /// Whether MQTT ingest is configured (then readiness waits for its subscription).
+    pub mqtt_ready: Option<Arc<AtomicBool>>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenQuery {
+    token: Option<String>,
+    limit: Option<u32>,
+}
+
+fn authorize(
+    s: &HttpState,
+    headers: &HeaderMap,
+    q: &TokenQuery,
+    perm: Perm,
+) -> Result<(), Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let given = header.or(q.token.as_deref());
+    s.auth.check(given, perm).map(|_| ()).map_err(|e| {
+        let code = match e {
+            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        };
+        (code, [(header::WWW_AUTHENTICATE, "Bearer")], e.to_string()).into_response()
+    })
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/alerts", get(alerts))
+        .route("/api/dead-letters", get(dead_letters))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    let mqtt = s
+        .mqtt_ready
+        .as_ref()
+        .is_none_or(|r| r.load(Ordering::Acquire));
+    if s.ready.load(Ordering::Acquire) && mqtt {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let why = if mqtt {
+            "starting"
+        } else {
+            "not subscribed to the MQTT broker"
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+    }
+}
+
+async fn metrics(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return r;
+    }
+    s.metrics
+        .store_queue_depth
+        .set(s.store.queue_depth() as i64);
+    for (i, d) in s.router.depths().into_iter().enumerate() {
+        s.metrics
+            .shard_queue_depth
+            .get_or_create(&ShardLabel {
+                shard: i.to_string(),
+            })
+            .set(d as i64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn alerts(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return r;
+    }
+    match s.store.read(read::open_alerts).await {
+        Ok((alerts, cursor)) => {
+            let list: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
+            Json(serde_json::json!({ "cursor": cursor, "alerts": list })).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn dead_letters(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return r;
+    }
+    let limit = q.limit.unwrap_or(100).min(1000);
+    match s.store.read(move |c| read::dead_letters(c, limit)).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn alert_json(a: &gridsight_proto::v1::Alert) -> serde_json::Value {
+    use gridsight_proto::v1 as pb;
+    let sev = pb::Severity::try_from(a.severity)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN");
+    let status = pb::AlertStatus::try_from(a.status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN");
+    let ms = |t: &Option<prost_types::Timestamp>| t.as_ref().map(gridsight_proto::millis_from_ts);
+    serde_json::json!({
+        "id": a.id, "seq": a.seq, "version": a.version, "severity": sev, "status": status,
+        "title": a.title, "grid_id": a.grid_id, "count": a.count,
+        "first_seen_ms": ms(&a.first_seen), "last_seen_ms": ms(&a.last_seen),
+        "evidence": a.evidence.len(),
+    })
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../../../dashboard/index.html"))
+}
+
+/// Serves HTTP on `listener` until `cancel`.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}

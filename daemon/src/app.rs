@@ -1,0 +1,211 @@
+//! Wires the pipeline together and runs it until the root shutdown token is cancelled.
+//!
+//! Start order: store (and its writer) → correlator shards (restoring open alerts) → APIs
+//! → MQTT ingest. Stop order is the reverse, so every stage drains into one that still
+//! runs: ingest stops reading and waits for its in-flight acks, the APIs finish their
+//! calls, the shards empty their queues, and the writer commits what is left. Every task
+//! is joined before [`run`] returns.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    api::{
+        auth::Auth,
+        grpc::{self, AlertApi, IncidentApi},
+        http::{self, HttpState},
+    },
+    config::Config,
+    correlate,
+    domain::{now_ms, GridIndex},
+    sources::mqtt::{payload::Parser, MqttIngest},
+    store::{Opened, Store, StoreError},
+    telemetry::Metrics,
+};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which API.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where the daemon listens, once it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// gRPC.
+    pub grpc: SocketAddr,
+    /// HTTP.
+    pub http: SocketAddr,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// Runs the daemon until `cancel`; `on_bound` learns the listening addresses once ready.
+pub async fn run(
+    cfg: Config,
+    cancel: CancellationToken,
+    on_bound: impl FnOnce(Bound) + Send,
+) -> Result<(), AppError> {
+    let metrics = Arc::new(Metrics::new());
+    let grids = Arc::new(GridIndex::new(&cfg.grids));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let Opened { store, writer } = Store::open(
+        &cfg.store,
+        metrics.clone(),
+        cfg.mqtt.as_ref().map(|_| ack_tx),
+    )?;
+    tracing::info!(path = %store.path().display(), last_seq = store.seqs.last.load(std::sync::atomic::Ordering::Relaxed), "store open");
+    let (router, shards) = correlate::start(
+        &cfg.correlation,
+        grids.clone(),
+        store.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let grpc_listener = bind("gRPC", cfg.api.grpc_listen).await?;
+    let http_listener = bind("HTTP", cfg.api.http_listen).await?;
+    let bound = Bound {
+        grpc: grpc_listener.local_addr().unwrap_or(cfg.api.grpc_listen),
+        http: http_listener.local_addr().unwrap_or(cfg.api.http_listen),
+    };
+    let auth = Auth::new(&cfg.tokens, metrics.clone());
+    let api_cancel = cancel.child_token();
+    let tasks = TaskTracker::new();
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let mqtt_ready = cfg.mqtt.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
+    let ingest = cfg.mqtt.clone().map(|m| {
+        let parser = Parser::new(grids.clone(), &m.mappings, m.max_payload_bytes);
+        let ingest = MqttIngest {
+            cfg: m,
+            parser,
+            router: router.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            acks: ack_rx,
+            ready: mqtt_ready.clone().unwrap_or_default(),
+        };
+        tokio::spawn(tracing::Instrument::instrument(
+            ingest.run(cancel.clone()),
+            tracing::info_span!("mqtt"),
+        ))
+    });
+
+    let incidents = IncidentApi {
+        auth: auth.clone(),
+        router: router.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        inflight: Arc::new(DashMap::new()),
+    };
+    let alerts = AlertApi {
+        auth: auth.clone(),
+        router: router.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        heartbeat: Duration::from_secs(cfg.api.heartbeat_secs.max(1)),
+        cancel: api_cancel.clone(),
+        tasks: tasks.clone(),
+    };
+    let grpc_task = tokio::spawn(grpc::serve(
+        grpc_listener,
+        incidents,
+        alerts,
+        auth.clone(),
+        api_cancel.clone(),
+    ));
+    let http_state = HttpState {
+        auth,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        router: router.clone(),
+        ready: ready.clone(),
+        mqtt_ready,
+    };
+    let http_task = tokio::spawn(http::serve(http_listener, http_state, api_cancel.clone()));
+    let retention = tokio::spawn(retention_loop(cfg.clone(), store.clone(), cancel.clone()));
+
+    ready.store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, "gridsight ready");
+    on_bound(bound);
+
+    cancel.cancelled().await;
+    tracing::info!("shutting down: draining");
+    ready.store(false, std::sync::atomic::Ordering::Release);
+    if let Some(t) = ingest {
+        let _ = t.await;
+    }
+    api_cancel.cancel();
+    tasks.close();
+    match grpc_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
+        Ok(Ok(())) => {}
+    }
+    if let Ok(Err(e)) = http_task.await {
+        tracing::warn!(error = %e, "HTTP server ended with an error");
+    }
+    tasks.wait().await;
+    let _ = retention.await;
+    drop(router);
+    for s in shards {
+        let _ = s.await;
+    }
+    drop(store);
+    // The writer ends once every store handle is gone and its queue is committed.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Deletes expired sensor events and alert changes every minute.
+async fn retention_loop(cfg: Config, store: Store, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let path = store.path().to_path_buf();
+        let seqs = store.seqs.clone();
+        let ev_ms = (cfg.store.sensor_event_retention_hours * 3_600_000) as i64;
+        let ch_ms = (cfg.store.alert_change_retention_hours * 3_600_000) as i64;
+        let res = tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(&path)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            crate::store::prune(&conn, now_ms(), ev_ms, ch_ms, &seqs)
+        })
+        .await;
+        match res {
+            Ok(Ok((events, changes))) if events + changes > 0 => {
+                tracing::info!(events, changes, "retention deleted old records")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            _ => {}
+        }
+    }
+}

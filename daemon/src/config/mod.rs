@@ -1,0 +1,455 @@
+//! The daemon's one configuration file (TOML).
+//!
+//! Owns the schema: every field is documented here, unknown fields are rejected
+//! (`deny_unknown_fields`), and [`Config::validate`] checks what serde cannot (references
+//! between grids, duplicate ids, ranges). [`load`] turns a file into a `Config` or into the
+//! full list of errors, each with the file, line and field, for `gridsight check-config`.
+//!
+//! Invariant: a `Config` that left [`load`] or [`Config::validate`] is internally consistent
+//! (every grid parent exists, ids are unique, tokens are non-empty), so the rest of the
+//! daemon never re-checks it.
+
+mod load;
+mod mapping;
+
+use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, load_str, ConfigError, ConfigIssue};
+pub use mapping::{FieldSource, TimeFormat, TopicMapping};
+
+use crate::domain::Severity;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the daemon keeps its durable state.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Listening sockets of the gRPC and HTTP APIs.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The MQTT broker that sensors publish to. Absent: no sensor ingest.
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    /// How events become alerts.
+    #[serde(default)]
+    pub correlation: CorrelationConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The governance grid: every cell, with its parent (community → town → county).
+    #[serde(default)]
+    pub grids: Vec<GridConfig>,
+    /// Bearer tokens accepted by the APIs, each with a role.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// `[store]`: the embedded SQLite store (WAL mode, batched commits).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Folder of the database file; created if missing.
+    pub data_dir: PathBuf,
+    /// `full` (fsync every commit: survives power loss) or `normal` (survives a process
+    /// crash; a power cut may lose the last commits).
+    pub synchronous: Synchronous,
+    /// Most records written in one transaction (group commit).
+    pub max_batch: usize,
+    /// Sensor events older than this are deleted (hours).
+    pub sensor_event_retention_hours: u64,
+    /// Alert changes older than this are deleted (hours); a `Subscribe` that resumes from
+    /// before them gets `OUT_OF_RANGE`.
+    pub alert_change_retention_hours: u64,
+    /// Most malformed MQTT messages kept (with their error) in the dead-letter table.
+    pub dead_letter_capacity: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/gridsight"),
+            synchronous: Synchronous::Full,
+            max_batch: 4096,
+            sensor_event_retention_hours: 24 * 30,
+            alert_change_retention_hours: 24 * 7,
+            dead_letter_capacity: 10_000,
+        }
+    }
+}
+
+/// SQLite `synchronous` setting.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit.
+    Full,
+    /// fsync at WAL checkpoints only.
+    Normal,
+}
+
+/// `[api]`: listening sockets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// gRPC (IncidentService, AlertService, health, reflection).
+    pub grpc_listen: SocketAddr,
+    /// HTTP (dashboard, /metrics, /healthz, /readyz, JSON reads).
+    pub http_listen: SocketAddr,
+    /// Seconds between heartbeats on an alert subscription.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            heartbeat_secs: 5,
+        }
+    }
+}
+
+/// `[mqtt]`: the broker the sensor fleet publishes to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Client id; the persistent session on the broker is keyed by it.
+    pub client_id: String,
+    /// Optional user name.
+    pub username: Option<String>,
+    /// Optional password (never logged).
+    pub password: Option<String>,
+    /// Keep-alive interval (seconds).
+    pub keep_alive_secs: u64,
+    /// Subscription QoS: 1 (at least once; acknowledged only once durable) or 0.
+    pub qos: u8,
+    /// Subscribe to the default topic tree `gridsight/sensors/{grid}/{kind}/{sensor_id}`.
+    pub default_topics: bool,
+    /// Payloads larger than this are rejected as `oversized` (bytes).
+    pub max_payload_bytes: usize,
+    /// First reconnect delay after the broker went away (milliseconds); doubles up to
+    /// `reconnect_max_ms`, with jitter.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay (milliseconds).
+    pub reconnect_max_ms: u64,
+    /// Vendors' own topics and payload fields.
+    pub mappings: Vec<TopicMapping>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "gridsight".into(),
+            username: None,
+            password: None,
+            keep_alive_secs: 30,
+            qos: 1,
+            default_topics: true,
+            max_payload_bytes: 16 * 1024,
+            reconnect_min_ms: 200,
+            reconnect_max_ms: 10_000,
+            mappings: Vec::new(),
+        }
+    }
+}
+
+/// `[correlation]`: the first, built-in correlation (the rule engine comes later).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    /// Number of correlator shards; 0 = one per CPU core. Events are routed by grid.
+    pub shards: usize,
+    /// Capacity of each shard's input channel (events block when it is full).
+    pub shard_queue: usize,
+    /// A sensor alarm and an incident in the same grid within this many seconds become one
+    /// alert.
+    pub window_secs: u64,
+    /// Severity of an alert opened by a sensor alarm, per sensor kind.
+    pub sensor_severity: std::collections::BTreeMap<String, Severity>,
+    /// Severity of an alert opened by a sensor alarm of a kind not listed above.
+    pub default_sensor_severity: Severity,
+    /// Severity of an alert opened by an incident report.
+    pub incident_severity: Severity,
+    /// How many steps a correlated alert (sensor alarm + incident) is raised above the more
+    /// severe of the two.
+    pub correlated_raise: u8,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        let mut sensor_severity = std::collections::BTreeMap::new();
+        sensor_severity.insert("smoke".to_string(), Severity::Major);
+        sensor_severity.insert("gas".to_string(), Severity::Major);
+        sensor_severity.insert("water_level".to_string(), Severity::Minor);
+        sensor_severity.insert("manhole_cover".to_string(), Severity::Minor);
+        Self {
+            shards: 0,
+            shard_queue: 4096,
+            window_secs: 120,
+            sensor_severity,
+            default_sensor_severity: Severity::Minor,
+            incident_severity: Severity::Minor,
+            correlated_raise: 1,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json` (one JSON object per line); `--log-json` overrides.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `gridsight=debug,info`; `RUST_LOG` overrides.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[[grids]]`: one cell of the governance network.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    /// Unique id, used in MQTT topics and the API (letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The enclosing grid (town for a community, county for a town); none at the top.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Outline as `[lon, lat]` points; may be empty for upper tiers.
+    #[serde(default)]
+    pub polygon: Vec<[f64; 2]>,
+}
+
+/// `[[tokens]]`: an API bearer token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (shown in audit fields such as `acknowledged_by`).
+    pub name: String,
+    /// The secret sent as `authorization: Bearer <token>`; at least 16 characters.
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read only: Get, List, Subscribe, dashboard, metrics.
+    Viewer,
+    /// Read, and act on alerts (acknowledge, resolve).
+    Operator,
+    /// Report incidents only (the grid workers' app).
+    Reporter,
+    /// Read, report incidents and act on alerts (other systems).
+    Integrator,
+}
+
+impl Config {
+    /// Checks what serde cannot. Returns every problem as (field path, message).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, g) in self.grids.iter().enumerate() {
+            if !valid_id(&g.id) {
+                errs.push((
+                    format!("grids[{i}].id"),
+                    format!(
+                        "`{}` is not a valid grid id (1-64 of letters, digits, `-`, `_`, `.`)",
+                        g.id
+                    ),
+                ));
+            }
+            if !ids.insert(g.id.as_str()) {
+                errs.push((
+                    format!("grids[{i}].id"),
+                    format!("duplicate grid id `{}`", g.id),
+                ));
+            }
+            for (j, p) in g.polygon.iter().enumerate() {
+                if !(-180.0..=180.0).contains(&p[0]) || !(-90.0..=90.0).contains(&p[1]) {
+                    errs.push((
+                        format!("grids[{i}].polygon[{j}]"),
+                        "point is not a [lon, lat] pair in range".into(),
+                    ));
+                }
+            }
+        }
+        for (i, g) in self.grids.iter().enumerate() {
+            if let Some(p) = &g.parent {
+                if !ids.contains(p.as_str()) {
+                    errs.push((format!("grids[{i}].parent"), format!("unknown grid `{p}`")));
+                }
+            }
+        }
+        if errs.is_empty() {
+            if let Some(cycle) = crate::domain::GridIndex::find_cycle(&self.grids) {
+                errs.push((
+                    "grids".into(),
+                    format!("parent chain loops through `{cycle}`"),
+                ));
+            }
+        }
+        let mut tokens = HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.token.len() < 16 {
+                errs.push((
+                    format!("tokens[{i}].token"),
+                    "a token needs at least 16 characters".into(),
+                ));
+            }
+            if !tokens.insert(t.token.as_str()) {
+                errs.push((format!("tokens[{i}].token"), "duplicate token".into()));
+            }
+        }
+        if self.store.max_batch == 0 {
+            errs.push(("store.max_batch".into(), "must be at least 1".into()));
+        }
+        if self.correlation.shard_queue == 0 {
+            errs.push((
+                "correlation.shard_queue".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(m) = &self.mqtt {
+            if m.qos > 1 {
+                errs.push(("mqtt.qos".into(), "must be 0 or 1".into()));
+            }
+            if m.client_id.is_empty() {
+                errs.push(("mqtt.client_id".into(), "must not be empty".into()));
+            }
+            if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
+                errs.push((
+                    "mqtt.reconnect_min_ms".into(),
+                    "must be at least 1 and at most reconnect_max_ms".into(),
+                ));
+            }
+            for (i, map) in m.mappings.iter().enumerate() {
+                for (field, msg) in map.validate() {
+                    errs.push((format!("mqtt.mappings[{i}].{field}"), msg));
+                }
+            }
+        }
+        errs
+    }
+}
+
+/// Whether `s` can be a grid, sensor or camera id.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../deploy/gridsight.example.toml");
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let cfg = load_str(EXAMPLE, "gridsight.example.toml").expect("example config is valid");
+        assert!(cfg.grids.len() >= 3);
+        assert!(cfg.mqtt.is_some());
+        assert_eq!(cfg.tokens.len(), 4);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_line_and_field() {
+        let text = r#"
+[store]
+data_dir = "/tmp/x"
+max_batchx = 3
+
+[[grids]]
+id = "A"
+name = "a"
+parent = "nowhere"
+
+[[grids]]
+id = "B"
+name = 7
+
+[[tokens]]
+name = "t"
+token = "short"
+role = "viewer"
+"#;
+        let err = load_str(text, "bad.toml").unwrap_err();
+        let issues = err.issues();
+        let fields: Vec<_> = issues.iter().map(|i| i.field.as_str()).collect();
+        assert!(fields.contains(&"store.max_batchx"), "{fields:?}");
+        assert!(fields.contains(&"grids[1].name"), "{fields:?}");
+        let line_of = |f: &str| issues.iter().find(|i| i.field == f).map(|i| i.line);
+        assert_eq!(line_of("store.max_batchx"), Some(Some(4)));
+        assert_eq!(line_of("grids[1].name"), Some(Some(13)));
+        let shown = err.to_string();
+        assert!(shown.contains("bad.toml:4"), "{shown}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let text = r#"
+[[grids]]
+id = "A"
+name = "a"
+parent = "nowhere"
+
+[[grids]]
+id = "A"
+name = "b"
+
+[[tokens]]
+name = "t"
+token = "short"
+role = "viewer"
+"#;
+        let err = load_str(text, "bad.toml").unwrap_err();
+        let fields: Vec<_> = err.issues().iter().map(|i| i.field.clone()).collect();
+        assert_eq!(
+            fields,
+            vec!["grids[0].parent", "grids[1].id", "tokens[0].token"],
+            "{err}"
+        );
+        assert_eq!(err.issues()[0].line, Some(5));
+        assert_eq!(err.issues()[1].line, Some(8));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let err = load_str("[store\nx=1", "s.toml").unwrap_err();
+        assert_eq!(err.issues()[0].line, Some(1));
+    }
+}

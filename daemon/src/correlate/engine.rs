@@ -1,0 +1,440 @@
+//! The first, built-in correlation: pure state, no I/O, no clock of its own.
+//!
+//! - A sensor in alarm opens an alert keyed by (sensor, kind); repeats fold into it
+//!   (`count`, `last_seen`, latest evidence), never a second open alert for the key.
+//! - A sensor in fault opens a WARNING alert keyed by the sensor.
+//! - An incident opens an alert, unless a sensor-alarm alert in the same grid was seen
+//!   within the window: then it joins that alert, and a sensor alarm likewise joins an
+//!   incident's alert. The first time an alert holds both, its severity is raised.
+//! - Operators acknowledge and resolve; a stale `expected_version` is refused.
+//!
+//! Invariants: every key in `by_key` points at an alert in `open`; an alert in `open` is
+//! OPEN or ACKNOWLEDGED; versions grow by one per change. The rule engine of a later issue
+//! replaces this module behind the same inputs and outputs ([`Engine::on_sensor`],
+//! [`Engine::on_incident`], [`Engine::command`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gridsight_proto::{ts_from_millis, v1 as pb};
+
+use crate::{
+    config::CorrelationConfig,
+    domain::{SensorEvent, SensorState, Severity},
+    store::Ids,
+};
+
+/// Most evidence items kept on one alert (the count keeps growing past it).
+pub const MAX_EVIDENCE: usize = 32;
+
+/// What an operator asks of an alert.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Acknowledge it.
+    Acknowledge,
+    /// Resolve it.
+    Resolve,
+}
+
+/// An operator's command.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The alert.
+    pub alert_id: String,
+    /// What to do.
+    pub action: Action,
+    /// The version the operator saw.
+    pub expected_version: u64,
+    /// Who (the token's name).
+    pub actor: String,
+    /// Optional note.
+    pub note: String,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The alert is not open here (unknown, or resolved).
+    #[error("alert {0} is not open")]
+    NotOpen(String),
+    /// `expected_version` is not the current version.
+    #[error("alert {id} is at version {current}, not {expected}")]
+    Stale {
+        /// The alert.
+        id: String,
+        /// Its version.
+        current: u64,
+        /// What the caller expected.
+        expected: u64,
+    },
+    /// The alert was already acknowledged.
+    #[error("alert {0} is already acknowledged")]
+    AlreadyAcknowledged(String),
+}
+
+/// The correlation state of one shard.
+pub struct Engine {
+    cfg: CorrelationConfig,
+    ids: Arc<Ids>,
+    open: HashMap<String, pb::Alert>,
+    by_key: HashMap<String, String>,
+    by_grid: HashMap<String, Vec<String>>,
+    last_reading: HashMap<String, (i64, SensorState, Option<u64>)>,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(cfg: CorrelationConfig, ids: Arc<Ids>) -> Self {
+        Self {
+            cfg,
+            ids,
+            open: HashMap::new(),
+            by_key: HashMap::new(),
+            by_grid: HashMap::new(),
+            last_reading: HashMap::new(),
+        }
+    }
+
+    /// Takes back alerts that were open when the daemon stopped.
+    pub fn restore(&mut self, alert: pb::Alert) {
+        for ev in &alert.evidence {
+            if let Some(key) = evidence_key(ev) {
+                self.by_key.insert(key, alert.id.clone());
+            }
+        }
+        self.by_grid
+            .entry(alert.grid_id.clone())
+            .or_default()
+            .push(alert.id.clone());
+        self.open.insert(alert.id.clone(), alert);
+    }
+
+    /// Open alerts held.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether this reading repeats the sensor's previous one exactly (a redelivery).
+    pub fn is_repeat(&mut self, ev: &SensorEvent) -> bool {
+        let sig = (ev.device_ms, ev.state, ev.reading.map(f64::to_bits));
+        match self.last_reading.insert(ev.sensor_id.clone(), sig) {
+            Some(prev) => prev == sig,
+            None => false,
+        }
+    }
+
+    /// A sensor reading (with its stored id); returns the alert changes it causes.
+    pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
+        let now = ev.receive_ms;
+        let (key, severity, title) = match ev.state {
+            SensorState::Normal => return Vec::new(),
+            SensorState::Alarm => (
+                format!("sensor/{}/{}", ev.sensor_id, ev.kind),
+                self.cfg
+                    .sensor_severity
+                    .get(&ev.kind)
+                    .copied()
+                    .unwrap_or(self.cfg.default_sensor_severity),
+                format!("{} alarm at sensor {}", pretty_kind(&ev.kind), ev.sensor_id),
+            ),
+            SensorState::Fault => (
+                format!("fault/{}", ev.sensor_id),
+                Severity::Warning,
+                format!("Sensor {} ({}) reports a fault", ev.sensor_id, ev.kind),
+            ),
+        };
+        let evidence = pb::Evidence {
+            time: Some(ts_from_millis(ev.device_ms)),
+            item: Some(pb::evidence::Item::SensorEvent(ev.to_pb(event_id))),
+        };
+        if let Some(id) = self.by_key.get(&key).cloned() {
+            return self.fold(&id, evidence, now, None);
+        }
+        if ev.state == SensorState::Alarm {
+            if let Some(id) = self.partner(&ev.grid_id, now, Source::Incident) {
+                self.by_key.insert(key, id.clone());
+                return self.fold(&id, evidence, now, Some(severity));
+            }
+        }
+        vec![self.open_alert(key, severity, title, &ev.grid_id, evidence, now)]
+    }
+
+    /// A new incident; returns it (with `alert_id` set) and the alert changes it causes.
+    pub fn on_incident(
+        &mut self,
+        mut inc: pb::Incident,
+        now: i64,
+    ) -> (pb::Incident, Vec<pb::AlertChange>) {
+        let key = format!("incident/{}", inc.id);
+        let severity = self.cfg.incident_severity;
+        let mut shown = inc.clone();
+        shown.alert_id.clear();
+        let evidence = pb::Evidence {
+            time: inc.reported_at,
+            item: Some(pb::evidence::Item::Incident(shown)),
+        };
+        let changes = match self.partner(&inc.grid_id, now, Source::Sensor) {
+            Some(id) => {
+                self.by_key.insert(key, id.clone());
+                self.fold(&id, evidence, now, Some(severity))
+            }
+            None => {
+                let title = format!(
+                    "{} report {}: {}",
+                    category_name(inc.category),
+                    inc.item_code,
+                    short(&inc.description)
+                );
+                vec![self.open_alert(key, severity, title, &inc.grid_id.clone(), evidence, now)]
+            }
+        };
+        if let Some(a) = changes.first().and_then(|c| c.alert.as_ref()) {
+            inc.alert_id = a.id.clone();
+        }
+        (inc, changes)
+    }
+
+    /// An operator's command; returns the change, or why it was refused.
+    pub fn command(&mut self, cmd: &Command, now: i64) -> Result<pb::AlertChange, CommandError> {
+        let Some(alert) = self.open.get_mut(&cmd.alert_id) else {
+            return Err(CommandError::NotOpen(cmd.alert_id.clone()));
+        };
+        if alert.version != cmd.expected_version {
+            return Err(CommandError::Stale {
+                id: alert.id.clone(),
+                current: alert.version,
+                expected: cmd.expected_version,
+            });
+        }
+        let kind = match cmd.action {
+            Action::Acknowledge => {
+                if alert.status == pb::AlertStatus::Acknowledged as i32 {
+                    return Err(CommandError::AlreadyAcknowledged(alert.id.clone()));
+                }
+                alert.status = pb::AlertStatus::Acknowledged as i32;
+                alert.acknowledged_by = cmd.actor.clone();
+                pb::ChangeKind::Acknowledged
+            }
+            Action::Resolve => {
+                alert.status = pb::AlertStatus::Resolved as i32;
+                alert.resolved_by = cmd.actor.clone();
+                pb::ChangeKind::Resolved
+            }
+        };
+        if !cmd.note.is_empty() {
+            alert.note = cmd.note.clone();
+        }
+        alert.version += 1;
+        alert.updated_at = Some(ts_from_millis(now));
+        let change = pb::AlertChange {
+            seq: 0,
+            kind: kind as i32,
+            alert: Some(alert.clone()),
+        };
+        if matches!(cmd.action, Action::Resolve) {
+            self.forget(&cmd.alert_id);
+        }
+        Ok(change)
+    }
+
+    fn open_alert(
+        &mut self,
+        key: String,
+        severity: Severity,
+        title: String,
+        grid: &str,
+        evidence: pb::Evidence,
+        now: i64,
+    ) -> pb::AlertChange {
+        let id = self.ids.next_alert();
+        let at = Some(ts_from_millis(now));
+        let alert = pb::Alert {
+            id: id.clone(),
+            seq: 0,
+            version: 1,
+            severity: severity.to_pb() as i32,
+            status: pb::AlertStatus::Open as i32,
+            title,
+            grid_id: grid.to_string(),
+            evidence: vec![evidence],
+            first_seen: at,
+            last_seen: at,
+            count: 1,
+            dedup_key: key.clone(),
+            acknowledged_by: String::new(),
+            resolved_by: String::new(),
+            note: String::new(),
+            updated_at: at,
+        };
+        self.by_key.insert(key, id.clone());
+        self.by_grid
+            .entry(grid.to_string())
+            .or_default()
+            .push(id.clone());
+        self.open.insert(id, alert.clone());
+        pb::AlertChange {
+            seq: 0,
+            kind: pb::ChangeKind::Opened as i32,
+            alert: Some(alert),
+        }
+    }
+
+    /// Folds one more piece of evidence into an open alert. `joining` is the severity of
+    /// the new source when it correlates with the alert rather than repeating it.
+    fn fold(
+        &mut self,
+        id: &str,
+        ev: pb::Evidence,
+        now: i64,
+        joining: Option<Severity>,
+    ) -> Vec<pb::AlertChange> {
+        let Some(alert) = self.open.get_mut(id) else {
+            return Vec::new();
+        };
+        if let Some(new_sev) = joining {
+            let had_both = has(alert, Source::Sensor) && has(alert, Source::Incident);
+            let current = Severity::from_pb(alert.severity).unwrap_or(Severity::Info);
+            if !had_both {
+                alert.severity = current
+                    .max(new_sev)
+                    .raised(self.cfg.correlated_raise)
+                    .to_pb() as i32;
+                alert.title = format!("{} + {}", alert.title, joined_title(&ev));
+            }
+        }
+        add_evidence(alert, ev);
+        alert.count += 1;
+        alert.version += 1;
+        alert.last_seen = Some(ts_from_millis(now));
+        alert.updated_at = alert.last_seen;
+        vec![pb::AlertChange {
+            seq: 0,
+            kind: pb::ChangeKind::Updated as i32,
+            alert: Some(alert.clone()),
+        }]
+    }
+
+    /// The most recently seen open alert in `grid`, within the window, holding evidence
+    /// from `want`.
+    fn partner(&self, grid: &str, now: i64, want: Source) -> Option<String> {
+        let window = self.cfg.window_secs as i64 * 1000;
+        self.by_grid
+            .get(grid)?
+            .iter()
+            .filter_map(|id| self.open.get(id))
+            .filter(|a| has(a, want))
+            .filter(|a| {
+                a.last_seen
+                    .as_ref()
+                    .is_some_and(|t| now - gridsight_proto::millis_from_ts(t) <= window)
+            })
+            .max_by_key(|a| a.last_seen.as_ref().map(gridsight_proto::millis_from_ts))
+            .map(|a| a.id.clone())
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(alert) = self.open.remove(id) {
+            self.by_key.retain(|_, v| v != id);
+            if let Some(ids) = self.by_grid.get_mut(&alert.grid_id) {
+                ids.retain(|x| x != id);
+                if ids.is_empty() {
+                    self.by_grid.remove(&alert.grid_id);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    Sensor,
+    Incident,
+}
+
+fn has(a: &pb::Alert, want: Source) -> bool {
+    a.evidence.iter().any(|e| match (&e.item, want) {
+        (Some(pb::evidence::Item::SensorEvent(s)), Source::Sensor) => {
+            s.state == pb::SensorState::Alarm as i32
+        }
+        (Some(pb::evidence::Item::Incident(_)), Source::Incident) => true,
+        _ => false,
+    })
+}
+
+fn source_id(e: &pb::Evidence) -> Option<&str> {
+    match &e.item {
+        Some(pb::evidence::Item::SensorEvent(s)) => Some(&s.sensor_id),
+        Some(pb::evidence::Item::Incident(i)) => Some(&i.id),
+        None => None,
+    }
+}
+
+fn evidence_key(e: &pb::Evidence) -> Option<String> {
+    match &e.item {
+        Some(pb::evidence::Item::SensorEvent(s)) if s.state == pb::SensorState::Fault as i32 => {
+            Some(format!("fault/{}", s.sensor_id))
+        }
+        Some(pb::evidence::Item::SensorEvent(s)) => {
+            Some(format!("sensor/{}/{}", s.sensor_id, s.kind))
+        }
+        Some(pb::evidence::Item::Incident(i)) => Some(format!("incident/{}", i.id)),
+        None => None,
+    }
+}
+
+/// Keeps the first and the latest item of each source, at most [`MAX_EVIDENCE`] in all.
+fn add_evidence(alert: &mut pb::Alert, ev: pb::Evidence) {
+    let src = source_id(&ev).map(str::to_string);
+    let same: Vec<usize> = alert
+        .evidence
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| source_id(e) == src.as_deref())
+        .map(|(i, _)| i)
+        .collect();
+    if same.len() >= 2 {
+        alert.evidence[same[same.len() - 1]] = ev;
+    } else if alert.evidence.len() < MAX_EVIDENCE {
+        alert.evidence.push(ev);
+    }
+}
+
+fn joined_title(e: &pb::Evidence) -> String {
+    match &e.item {
+        Some(pb::evidence::Item::SensorEvent(s)) => format!("{} alarm", pretty_kind(&s.kind)),
+        Some(pb::evidence::Item::Incident(i)) => format!("{} report", category_name(i.category)),
+        None => String::new(),
+    }
+}
+
+fn pretty_kind(kind: &str) -> String {
+    let mut s = kind.replace('_', " ");
+    if let Some(first) = s.get(0..1) {
+        let up = first.to_ascii_uppercase();
+        s.replace_range(0..1, &up);
+    }
+    s
+}
+
+fn category_name(c: i32) -> &'static str {
+    match pb::IncidentCategory::try_from(c) {
+        Ok(pb::IncidentCategory::Dispute) => "Dispute",
+        Ok(pb::IncidentCategory::SafetyHazard) => "Safety hazard",
+        Ok(pb::IncidentCategory::CentralTask) => "Central task",
+        Ok(pb::IncidentCategory::PublicService) => "Public service",
+        _ => "Incident",
+    }
+}
+
+fn short(s: &str) -> String {
+    let t: String = s.chars().take(40).collect();
+    if t.len() < s.len() {
+        format!("{t}…")
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,197 @@
+//! Tests of the built-in correlation, including a property test against a small model.
+
+use std::sync::Arc;
+
+use gridsight_proto::v1 as pb;
+use proptest::prelude::*;
+
+use super::*;
+use crate::{config::CorrelationConfig, domain::SensorState};
+
+fn engine() -> Engine {
+    Engine::new(CorrelationConfig::default(), Arc::new(Ids::default()))
+}
+
+fn alarm(sensor: &str, grid: &str, at: i64) -> SensorEvent {
+    SensorEvent {
+        sensor_id: sensor.into(),
+        kind: "smoke".into(),
+        grid_id: grid.into(),
+        state: SensorState::Alarm,
+        reading: Some(1.0),
+        device_ms: at,
+        receive_ms: at,
+    }
+}
+
+fn incident(id: &str, grid: &str) -> pb::Incident {
+    pb::Incident {
+        id: id.into(),
+        grid_id: grid.into(),
+        category: pb::IncidentCategory::SafetyHazard as i32,
+        item_code: "AQ-01".into(),
+        description: "smoke from a shop".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn repeats_fold_into_one_alert() {
+    let mut e = engine();
+    let c1 = e.on_sensor(1, &alarm("s1", "g1", 1000));
+    assert_eq!(c1[0].kind, pb::ChangeKind::Opened as i32);
+    let c2 = e.on_sensor(2, &alarm("s1", "g1", 2000));
+    let a = c2[0].alert.as_ref().unwrap();
+    assert_eq!(c2[0].kind, pb::ChangeKind::Updated as i32);
+    assert_eq!(a.id, c1[0].alert.as_ref().unwrap().id);
+    assert_eq!((a.count, a.version), (2, 2));
+    assert_eq!(e.open_count(), 1);
+}
+
+#[test]
+fn alarm_and_incident_in_a_grid_become_one_raised_alert() {
+    let mut e = engine();
+    let c = e.on_sensor(1, &alarm("s1", "g1", 1_000));
+    let sev = c[0].alert.as_ref().unwrap().severity;
+    let (inc, changes) = e.on_incident(incident("INC-1", "g1"), 30_000);
+    let a = changes[0].alert.as_ref().unwrap();
+    assert_eq!(inc.alert_id, a.id);
+    assert_eq!(a.evidence.len(), 2);
+    assert!(a.severity > sev, "severity raised");
+    assert_eq!(e.open_count(), 1);
+    // Another grid, or outside the window: a separate alert.
+    let (_, other) = e.on_incident(incident("INC-2", "g2"), 31_000);
+    assert_eq!(other[0].kind, pb::ChangeKind::Opened as i32);
+    let (_, late) = e.on_incident(incident("INC-3", "g1"), 1_000 + 121_000 + 30_000);
+    assert_eq!(late[0].kind, pb::ChangeKind::Opened as i32);
+}
+
+#[test]
+fn stale_versions_are_refused_and_resolve_frees_the_key() {
+    let mut e = engine();
+    let c = e.on_sensor(1, &alarm("s1", "g1", 1000));
+    let id = c[0].alert.as_ref().unwrap().id.clone();
+    let cmd = |action, v| Command {
+        alert_id: id.clone(),
+        action,
+        expected_version: v,
+        actor: "desk".into(),
+        note: String::new(),
+    };
+    assert!(matches!(
+        e.command(&cmd(Action::Acknowledge, 7), 2000),
+        Err(CommandError::Stale { current: 1, .. })
+    ));
+    let ack = e.command(&cmd(Action::Acknowledge, 1), 2000).unwrap();
+    assert_eq!(ack.alert.as_ref().unwrap().acknowledged_by, "desk");
+    assert_eq!(
+        e.command(&cmd(Action::Acknowledge, 2), 2000),
+        Err(CommandError::AlreadyAcknowledged(id.clone()))
+    );
+    e.command(&cmd(Action::Resolve, 2), 3000).unwrap();
+    assert_eq!(e.open_count(), 0);
+    let again = e.on_sensor(2, &alarm("s1", "g1", 4000));
+    assert_eq!(again[0].kind, pb::ChangeKind::Opened as i32);
+    assert_ne!(again[0].alert.as_ref().unwrap().id, id);
+}
+
+#[test]
+fn evidence_is_bounded() {
+    let mut e = engine();
+    for i in 0..100 {
+        e.on_sensor(i, &alarm("s1", "g1", 1000 + i as i64));
+    }
+    for i in 0..100 {
+        e.on_sensor(i, &alarm(&format!("x{i}"), "g1", 5000));
+    }
+    let (_, c) = e.on_incident(incident("INC-1", "g1"), 6000);
+    let a = c[0].alert.as_ref().unwrap();
+    assert!(a.evidence.len() <= MAX_EVIDENCE);
+}
+
+#[test]
+fn restore_rebuilds_the_keys() {
+    let mut e = engine();
+    let c = e.on_sensor(1, &alarm("s1", "g1", 1000));
+    let alert = c[0].alert.clone().unwrap();
+    let mut fresh = engine();
+    fresh.restore(alert.clone());
+    let c2 = fresh.on_sensor(2, &alarm("s1", "g1", 2000));
+    assert_eq!(c2[0].alert.as_ref().unwrap().id, alert.id);
+    assert_eq!(c2[0].alert.as_ref().unwrap().count, 2);
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Alarm { sensor: u8, grid: u8, dt: u16 },
+    Report { grid: u8, dt: u16 },
+    Resolve { pick: u8 },
+}
+
+fn ev() -> impl Strategy<Value = Ev> {
+    prop_oneof![
+        (0u8..6, 0u8..3, 0u16..90).prop_map(|(sensor, grid, dt)| Ev::Alarm { sensor, grid, dt }),
+        (0u8..3, 0u16..90).prop_map(|(grid, dt)| Ev::Report { grid, dt }),
+        any::<u8>().prop_map(|pick| Ev::Resolve { pick }),
+    ]
+}
+
+proptest! {
+    /// Against a model: at most one open alert per sensor key; every sensor alarm lands in
+    /// the alert its key points to; versions grow by one; count = events folded in.
+    #[test]
+    fn one_open_alert_per_key(events in proptest::collection::vec(ev(), 1..200)) {
+        let mut e = engine();
+        let mut now = 0i64;
+        let mut open: std::collections::HashMap<String, pb::Alert> = Default::default();
+        let mut n = 0u64;
+        for ev in events {
+            let changes = match ev {
+                Ev::Alarm { sensor, grid, dt } => {
+                    now += dt as i64 * 1000;
+                    n += 1;
+                    // A sensor always stays in one grid.
+                    let _ = grid;
+                    let s = format!("s{sensor}");
+                    e.on_sensor(n, &alarm(&s, &format!("g{}", sensor % 3), now))
+                }
+                Ev::Report { grid, dt } => {
+                    now += dt as i64 * 1000;
+                    n += 1;
+                    e.on_incident(incident(&format!("INC-{n}"), &format!("g{grid}")), now).1
+                }
+                Ev::Resolve { pick } => {
+                    let ids: Vec<_> = { let mut v: Vec<_> = open.keys().cloned().collect(); v.sort(); v };
+                    if ids.is_empty() { continue; }
+                    let id = &ids[pick as usize % ids.len()];
+                    let v = open[id].version;
+                    vec![e.command(&Command { alert_id: id.clone(), action: Action::Resolve, expected_version: v, actor: "t".into(), note: String::new() }, now).unwrap()]
+                }
+            };
+            for c in changes {
+                let a = c.alert.unwrap();
+                match open.get(&a.id) {
+                    Some(prev) => {
+                        prop_assert_eq!(a.version, prev.version + 1);
+                        prop_assert!(a.count >= prev.count);
+                    }
+                    None => prop_assert_eq!(c.kind, pb::ChangeKind::Opened as i32),
+                }
+                if a.status == pb::AlertStatus::Resolved as i32 { open.remove(&a.id); } else { open.insert(a.id.clone(), a); }
+            }
+            // At most one open alert holds each sensor's key.
+            let mut holders: std::collections::HashMap<String, usize> = Default::default();
+            for a in open.values() {
+                let mut sensors: Vec<_> = a.evidence.iter().filter_map(|ev| match &ev.item {
+                    Some(pb::evidence::Item::SensorEvent(s)) => Some(s.sensor_id.clone()),
+                    _ => None,
+                }).collect();
+                sensors.sort();
+                sensors.dedup();
+                for s in sensors { *holders.entry(s).or_default() += 1; }
+            }
+            prop_assert!(holders.values().all(|&n| n == 1), "{:?}", holders);
+            prop_assert_eq!(open.len(), e.open_count());
+        }
+    }
+}

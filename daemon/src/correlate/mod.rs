@@ -1,0 +1,233 @@
+//! Correlator shards and the router that feeds them, by grid.
+//!
+//! Each shard is one task that owns an [`engine::Engine`] outright (no shared mutex): all
+//! events of a grid go to the same shard, through a bounded channel, so they are handled
+//! in order. A shard hands its records and alert changes to the store in one write item,
+//! together with what to do once they are durable (acknowledge the MQTT message, answer
+//! the RPC), and goes on with the next event without waiting for the commit.
+//!
+//! Backpressure: the shard channels block. When a shard is behind, the MQTT ingest waits
+//! on it (and so stops reading from the broker, which holds the unacknowledged messages),
+//! and `Report` calls wait too.
+
+pub mod engine;
+
+use std::sync::Arc;
+
+use gridsight_proto::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    config::CorrelationConfig,
+    domain::{now_ms, GridIndex, SensorEvent},
+    store::{Done, MqttAck, Record, Store, StoreError, WriteItem},
+    telemetry::{Metrics, ShardLabel},
+};
+
+pub use engine::{Action, Command, CommandError};
+
+/// What the store will answer once a write is durable.
+pub type Committed = oneshot::Receiver<Result<Vec<Record>, StoreError>>;
+
+/// A message to a shard.
+pub enum ShardMsg {
+    /// A validated sensor reading; `ack` is the MQTT packet id to acknowledge once durable.
+    Sensor {
+        /// Allocated event id.
+        id: u64,
+        /// The reading.
+        event: SensorEvent,
+        /// MQTT packet to acknowledge (QoS 1).
+        ack: Option<MqttAck>,
+    },
+    /// A new incident (its id allocated); the reply carries the committed records.
+    Incident {
+        /// The incident.
+        incident: pb::Incident,
+        /// Where the committed records go.
+        reply: oneshot::Sender<Result<Vec<Record>, StoreError>>,
+    },
+    /// An operator's command; answered at once with the refusal, or with the receiver of
+    /// the commit.
+    Command {
+        /// The command.
+        cmd: Command,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<Committed, CommandError>>,
+    },
+}
+
+/// Why the router could not deliver.
+#[derive(Debug, thiserror::Error)]
+#[error("the correlator is shutting down")]
+pub struct RouterClosed;
+
+/// Sends events to the shard of their grid.
+#[derive(Clone)]
+pub struct Router {
+    shards: Arc<Vec<mpsc::Sender<ShardMsg>>>,
+    grids: Arc<GridIndex>,
+}
+
+impl Router {
+    /// The shard that owns `grid`.
+    pub fn shard_of(&self, grid: &str) -> usize {
+        let n = self.shards.len();
+        match self.grids.index_of(grid) {
+            Some(i) => i % n,
+            None => {
+                grid.bytes()
+                    .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+                    % n
+            }
+        }
+    }
+
+    /// Delivers `msg` to the shard of `grid`, waiting while its queue is full.
+    pub async fn send(&self, grid: &str, msg: ShardMsg) -> Result<(), RouterClosed> {
+        self.shards[self.shard_of(grid)]
+            .send(msg)
+            .await
+            .map_err(|_| RouterClosed)
+    }
+
+    /// The grid tree.
+    pub fn grids(&self) -> &Arc<GridIndex> {
+        &self.grids
+    }
+
+    /// Queue depth of each shard.
+    pub fn depths(&self) -> Vec<usize> {
+        self.shards
+            .iter()
+            .map(|s| s.max_capacity() - s.capacity())
+            .collect()
+    }
+}
+
+/// Starts the shards, restoring the open alerts from the store. Returns the router and the
+/// shard tasks; the tasks end when every `Router` clone is dropped and their queue is empty.
+pub async fn start(
+    cfg: &CorrelationConfig,
+    grids: Arc<GridIndex>,
+    store: Store,
+    metrics: Arc<Metrics>,
+) -> Result<(Router, Vec<tokio::task::JoinHandle<()>>), StoreError> {
+    let n = if cfg.shards == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        cfg.shards
+    };
+    let (open, _) = store.read(crate::store::read::open_alerts).await?;
+    let mut engines: Vec<engine::Engine> = (0..n)
+        .map(|_| engine::Engine::new(cfg.clone(), store.ids.clone()))
+        .collect();
+    let mut senders = Vec::with_capacity(n);
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(cfg.shard_queue);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let router = Router {
+        shards: Arc::new(senders),
+        grids,
+    };
+    let restored = open.len();
+    for alert in open {
+        let shard = router.shard_of(&alert.grid_id);
+        engines[shard].restore(alert);
+    }
+    tracing::info!(shards = n, restored, "correlator started");
+    let tasks = engines
+        .into_iter()
+        .zip(receivers)
+        .enumerate()
+        .map(|(i, (engine, rx))| {
+            let shard = Shard {
+                engine,
+                rx,
+                store: store.clone(),
+                metrics: metrics.clone(),
+            };
+            let span = tracing::info_span!("shard", shard = i);
+            metrics
+                .shard_queue_depth
+                .get_or_create(&ShardLabel {
+                    shard: i.to_string(),
+                })
+                .set(0);
+            tokio::spawn(tracing::Instrument::instrument(shard.run(), span))
+        })
+        .collect();
+    Ok((router, tasks))
+}
+
+struct Shard {
+    engine: engine::Engine,
+    rx: mpsc::Receiver<ShardMsg>,
+    store: Store,
+    metrics: Arc<Metrics>,
+}
+
+impl Shard {
+    async fn run(mut self) {
+        while let Some(msg) = self.rx.recv().await {
+            if let Err(e) = self.handle(msg).await {
+                tracing::warn!(error = %e, "shard stopped: store closed");
+                break;
+            }
+        }
+        tracing::debug!(open = self.engine.open_count(), "shard drained");
+    }
+
+    async fn handle(&mut self, msg: ShardMsg) -> Result<(), StoreError> {
+        match msg {
+            ShardMsg::Sensor { id, event, ack } => {
+                let repeat = self.engine.is_repeat(&event);
+                let changes = if repeat {
+                    self.metrics.mqtt_duplicates.inc();
+                    Vec::new()
+                } else {
+                    self.engine.on_sensor(id, &event)
+                };
+                let mut records = Vec::with_capacity(1 + changes.len());
+                records.push(Record::SensorEvent { id, event });
+                records.extend(changes.into_iter().map(Record::AlertChange));
+                let done = ack.map_or(Done::Nothing, Done::MqttAck);
+                self.store.write(WriteItem { records, done }).await
+            }
+            ShardMsg::Incident { incident, reply } => {
+                let (incident, changes) = self.engine.on_incident(incident, now_ms());
+                let mut records = Vec::with_capacity(1 + changes.len());
+                records.push(Record::Incident(incident));
+                records.extend(changes.into_iter().map(Record::AlertChange));
+                self.store
+                    .write(WriteItem {
+                        records,
+                        done: Done::Reply(reply),
+                    })
+                    .await
+            }
+            ShardMsg::Command { cmd, reply } => match self.engine.command(&cmd, now_ms()) {
+                Ok(change) => {
+                    let (done, committed) = oneshot::channel();
+                    self.store
+                        .write(WriteItem {
+                            records: vec![Record::AlertChange(change)],
+                            done: Done::Reply(done),
+                        })
+                        .await?;
+                    let _ = reply.send(Ok(committed));
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Ok(())
+                }
+            },
+        }
+    }
+}

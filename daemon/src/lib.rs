@@ -1,0 +1,17 @@
+//! gridsight: the real-time heart of a city command centre.
+//!
+//! Pipeline: `sources` (MQTT sensors) and `api` (gRPC incident reports) feed `correlate`
+//! (shards by grid, owning their state), which writes through `store` (durable, group
+//! commit) onto the alert bus that `api` streams to subscribers. `app` wires it together;
+//! `config` is the one file that describes a deployment; `demo` runs a built-in city.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod correlate;
+pub mod demo;
+pub mod domain;
+pub mod shutdown;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,125 @@
+//! `gridsight`: the command line. Thin: parses arguments and hands over to the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use gridsight::{app, config, demo, shutdown, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "gridsight",
+    version,
+    about = "Real-time heart of a city command centre"
+)]
+struct Cli {
+    /// Log JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon with a config file.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file; print every error with its file, line and field.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Run a built-in demo city: embedded MQTT broker, store, sensor fleet and reporters.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::CheckConfig { file } => match config::load(&file) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} grids, {} tokens, mqtt {})",
+                    file.display(),
+                    cfg.grids.len(),
+                    cfg.tokens.len(),
+                    if cfg.mqtt.is_some() { "on" } else { "off" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run { config: path } => {
+            let cfg = match config::load(&path) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let format = if cli.log_json {
+                config::LogFormat::Json
+            } else {
+                cfg.log.format
+            };
+            telemetry::init_logging(format, &cfg.log.level);
+            run_async(|cancel| async move {
+                app::run(cfg, cancel, |b| {
+                    println!("gridsight: grpc={} http={}", b.grpc, b.http);
+                })
+                .await
+                .map_err(anyhow::Error::from)
+            })
+        }
+        Cmd::Demo(args) => {
+            let format = if cli.log_json {
+                config::LogFormat::Json
+            } else {
+                config::LogFormat::Text
+            };
+            telemetry::init_logging(format, "info");
+            run_async(
+                |cancel| async move { demo::run(args, cancel).await.map_err(anyhow::Error::from) },
+            )
+        }
+    }
+}
+
+fn run_async<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let root = CancellationToken::new();
+        if let Err(e) = shutdown::watch_signals(root.clone()) {
+            eprintln!("cannot watch signals: {e}");
+            return ExitCode::FAILURE;
+        }
+        match f(root).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "gridsight stopped with an error");
+                eprintln!("gridsight: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,155 @@
+//! Tests of the payload parser: every reject names its field and reason.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    config::{FieldSource, GridConfig, TimeFormat, TopicMapping},
+    domain::{GridIndex, SensorState},
+};
+
+fn parser() -> Parser {
+    let grids = Arc::new(GridIndex::new(&[GridConfig {
+        id: "g1".into(),
+        name: "g".into(),
+        parent: None,
+        polygon: vec![],
+    }]));
+    let m = TopicMapping {
+        topic: "acme/wl/+/+".into(),
+        grid: FieldSource::Topic(2),
+        sensor_id: FieldSource::Topic(3),
+        kind: FieldSource::Const("water_level".into()),
+        state: Some(FieldSource::Json("/st".into())),
+        state_map: [
+            ("0".to_string(), "normal".to_string()),
+            ("1".to_string(), "alarm".to_string()),
+        ]
+        .into(),
+        alarm_above: None,
+        reading: Some(FieldSource::Json("/lvl".into())),
+        device_time: Some(FieldSource::Json("/t".into())),
+        time_format: TimeFormat::UnixS,
+    };
+    Parser::new(grids, &[m], 256)
+}
+
+const T: &str = "gridsight/sensors/g1/smoke/s-1";
+
+#[test]
+fn default_payload_parses() {
+    let ev = parser()
+        .parse(
+            T,
+            br#"{"device_time": 1700000000123, "state": "alarm", "reading": 0.7, "battery": 90}"#,
+            5,
+        )
+        .unwrap();
+    assert_eq!(
+        (ev.sensor_id.as_str(), ev.kind.as_str(), ev.grid_id.as_str()),
+        ("s-1", "smoke", "g1")
+    );
+    assert_eq!(ev.state, SensorState::Alarm);
+    assert_eq!(ev.device_ms, 1_700_000_000_123);
+    assert_eq!(ev.receive_ms, 5);
+    let ev = parser()
+        .parse(
+            T,
+            br#"{"device_time": "2026-11-23T08:00:00Z", "state": "normal"}"#,
+            5,
+        )
+        .unwrap();
+    assert_eq!(ev.device_ms, 1_795_420_800_000);
+    assert_eq!(ev.reading, None);
+}
+
+#[test]
+fn rejects_name_reason_and_field() {
+    let p = parser();
+    let cases: &[(&str, &[u8], &str, &str)] = &[
+        (T, b"{not json", "bad_json", ""),
+        (T, br#"{"state": "alarm"}"#, "missing_field", "device_time"),
+        (
+            T,
+            br#"{"device_time": 1, "state": "alarm", "reading": "high"}"#,
+            "wrong_type",
+            "reading",
+        ),
+        (
+            T,
+            br#"{"device_time": 1, "state": "burning"}"#,
+            "bad_value",
+            "state",
+        ),
+        (
+            T,
+            br#"{"device_time": "yesterday", "state": "alarm"}"#,
+            "bad_value",
+            "device_time",
+        ),
+        (T, br#"[1,2]"#, "wrong_type", ""),
+        (
+            "gridsight/sensors/nope/smoke/s-1",
+            br#"{"device_time": 1, "state": "alarm"}"#,
+            "unknown_grid",
+            "grid",
+        ),
+        (
+            "gridsight/sensors/g1/smoke",
+            br#"{"device_time": 1, "state": "alarm"}"#,
+            "bad_topic",
+            "",
+        ),
+        ("other/topic", b"{}", "bad_topic", ""),
+        (T, &[b' '; 300], "oversized", ""),
+    ];
+    for (topic, payload, reason, field) in cases {
+        let r = p.parse(topic, payload, 0).unwrap_err();
+        assert_eq!(
+            r.reason,
+            *reason,
+            "{topic} {:?}: {r}",
+            String::from_utf8_lossy(payload)
+        );
+        assert!(r.error.starts_with(field), "{r} should name {field}");
+    }
+}
+
+#[test]
+fn vendor_mapping_applies() {
+    let p = parser();
+    let ev = p
+        .parse(
+            "acme/wl/g1/WL-7",
+            br#"{"lvl": 3.9, "t": 1732348800, "st": 1}"#,
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        (ev.sensor_id.as_str(), ev.kind.as_str()),
+        ("WL-7", "water_level")
+    );
+    assert_eq!(ev.state, SensorState::Alarm);
+    assert_eq!(ev.reading, Some(3.9));
+    assert_eq!(ev.device_ms, 1_732_348_800_000);
+    let r = p
+        .parse("acme/wl/g1/WL-7", br#"{"lvl": 3.9, "t": 1, "st": 5}"#, 0)
+        .unwrap_err();
+    assert_eq!(r.reason, "bad_value");
+    let r = p
+        .parse("acme/wl/g1/WL-7", br#"{"t": 1, "st": 1}"#, 0)
+        .unwrap_err();
+    assert_eq!(
+        (r.reason, r.error.starts_with("reading")),
+        ("missing_field", true)
+    );
+}
+
+#[test]
+fn topic_filters_match() {
+    let f = |s: &str| s.split('/').map(str::to_string).collect::<Vec<_>>();
+    assert!(topic_matches(&f("a/+/c"), "a/b/c"));
+    assert!(!topic_matches(&f("a/+/c"), "a/b/c/d"));
+    assert!(topic_matches(&f("a/#"), "a/b/c/d"));
+    assert!(!topic_matches(&f("a/+"), "a"));
+}

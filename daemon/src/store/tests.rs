@@ -1,0 +1,164 @@
+//! Store tests on a real SQLite file in a temp folder.
+
+use std::sync::Arc;
+
+use gridsight_proto::{ts_from_millis, v1 as pb};
+
+use super::*;
+use crate::{config::StoreConfig, domain::SensorState};
+
+fn cfg(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        data_dir: dir.to_path_buf(),
+        ..StoreConfig::default()
+    }
+}
+
+fn change(id: &str, version: u64, at: i64) -> Record {
+    Record::AlertChange(pb::AlertChange {
+        seq: 0,
+        kind: pb::ChangeKind::Opened as i32,
+        alert: Some(pb::Alert {
+            id: id.into(),
+            version,
+            grid_id: "g1".into(),
+            status: pb::AlertStatus::Open as i32,
+            severity: pb::Severity::Major as i32,
+            first_seen: Some(ts_from_millis(at)),
+            last_seen: Some(ts_from_millis(at)),
+            updated_at: Some(ts_from_millis(at)),
+            ..Default::default()
+        }),
+    })
+}
+
+fn event(id: u64) -> Record {
+    Record::SensorEvent {
+        id,
+        event: crate::domain::SensorEvent {
+            sensor_id: "s".into(),
+            kind: "smoke".into(),
+            grid_id: "g1".into(),
+            state: SensorState::Normal,
+            reading: None,
+            device_ms: 1,
+            receive_ms: 1,
+        },
+    }
+}
+
+#[tokio::test]
+async fn commits_assign_dense_seqs_publish_in_order_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ack_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), Arc::new(Metrics::new()), Some(ack_tx)).unwrap();
+    let mut bus = store.subscribe();
+    store
+        .write(WriteItem {
+            records: vec![event(1)],
+            done: Done::MqttAck(MqttAck { epoch: 1, pkid: 7 }),
+        })
+        .await
+        .unwrap();
+    let committed = store
+        .write_and_wait(vec![
+            change("ALR-000001", 1, 10),
+            change("ALR-000002", 1, 10),
+        ])
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = committed
+        .iter()
+        .filter_map(|r| match r {
+            Record::AlertChange(c) => Some(c.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+    assert_eq!(bus.recv().await.unwrap().seq, 1);
+    assert_eq!(bus.recv().await.unwrap().seq, 2);
+    assert_eq!(
+        acks.recv().await.unwrap(),
+        vec![MqttAck { epoch: 1, pkid: 7 }]
+    );
+    let (open, cursor) = store.read(read::open_alerts).await.unwrap();
+    assert_eq!((open.len(), cursor), (2, 2));
+    assert_eq!(
+        store
+            .read(|c| read::changes_after(c, 1, 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(store);
+    writer.join().unwrap();
+
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    assert_eq!(store.seqs.last.load(Ordering::Relaxed), 2);
+    assert_eq!(store.ids.next_alert(), "ALR-000003");
+    assert_eq!(store.ids.next_event(), 2);
+    let again = store
+        .write_and_wait(vec![change("ALR-000003", 1, 20)])
+        .await
+        .unwrap();
+    assert!(matches!(&again[0], Record::AlertChange(c) if c.seq == 3));
+    drop(store);
+    writer.join().unwrap();
+}
+
+#[tokio::test]
+async fn retention_prunes_and_remembers_what_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    store
+        .write_and_wait(vec![
+            change("ALR-000001", 1, 1_000),
+            change("ALR-000001", 2, 2_000),
+            change("ALR-000001", 3, 50_000),
+        ])
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let (_, deleted) = prune(&conn, 60_000, 1_000_000, 30_000, &store.seqs).unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(store.seqs.pruned_through.load(Ordering::Relaxed), 2);
+    drop(store);
+    writer.join().unwrap();
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    assert_eq!(store.seqs.pruned_through.load(Ordering::Relaxed), 2);
+    assert_eq!(store.seqs.last.load(Ordering::Relaxed), 3);
+    drop(store);
+    writer.join().unwrap();
+}
+
+#[tokio::test]
+async fn dead_letters_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.dead_letter_capacity = 3;
+    let Opened { store, writer } = Store::open(&c, Arc::new(Metrics::new()), None).unwrap();
+    for i in 0..5 {
+        store
+            .write_and_wait(vec![Record::DeadLetter {
+                at_ms: i,
+                topic: "t".into(),
+                reason: "bad_json",
+                error: format!("error {i}"),
+                payload: b"{".to_vec(),
+            }])
+            .await
+            .unwrap();
+    }
+    let kept = store.read(|c| read::dead_letters(c, 10)).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|d| d.error.as_str()).collect::<Vec<_>>(),
+        vec!["error 4", "error 3", "error 2"]
+    );
+    drop(store);
+    writer.join().unwrap();
+}

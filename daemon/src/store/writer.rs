@@ -1,0 +1,307 @@
+//! The writer thread: group commit, seq assignment, and what happens after a commit.
+//!
+//! It takes everything queued (up to `max_batch` records) into one transaction. Only once
+//! the transaction committed does it acknowledge MQTT packets, answer waiting RPCs and
+//! publish alert changes on the bus. A commit that fails (disk full, read-only file) is
+//! retried with the same records and seqs, with backoff, so nothing is acknowledged that is
+//! not stored and nothing is lost while the disk recovers.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use gridsight_proto::v1 as pb;
+use prost::Message;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{Done, MqttAck, Record, SeqState, StoreError, WriteItem};
+use crate::telemetry::Metrics;
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub rx: mpsc::Receiver<WriteItem>,
+    pub bus: broadcast::Sender<Arc<pb::AlertChange>>,
+    pub seqs: Arc<SeqState>,
+    pub metrics: Arc<Metrics>,
+    pub mqtt_acks: Option<mpsc::UnboundedSender<Vec<MqttAck>>>,
+    pub max_batch: usize,
+    pub dead_letter_capacity: u64,
+}
+
+pub(super) fn spawn(w: Writer) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || w.run())
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch: Vec<WriteItem> = Vec::with_capacity(self.max_batch);
+        while let Some(item) = self.rx.blocking_recv() {
+            let mut records = item.records.len();
+            batch.push(item);
+            while records < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(item) => {
+                        records += item.records.len();
+                        batch.push(item);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+        }
+        tracing::debug!("store writer drained and stopped");
+    }
+
+    /// Commits `batch` (retrying until it succeeds or the daemon stops), then acts on it.
+    fn commit(&mut self, batch: &mut Vec<WriteItem>) {
+        let mut attempt: u32 = 0;
+        let last_seq = loop {
+            let started = Instant::now();
+            match self.try_commit(batch) {
+                Ok(last) => {
+                    self.metrics
+                        .store_commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    break Some(last);
+                }
+                Err(e) => {
+                    attempt += 1;
+                    self.metrics.store_commit_errors.inc();
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        tracing::error!(error = %e, attempt, "store commit failed; acknowledgements stop until it succeeds");
+                    }
+                    // Once the daemon is stopping (queue closed), give up after a few tries
+                    // rather than hold the shutdown forever: nothing was acknowledged.
+                    if self.rx.is_closed() && attempt >= 5 {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis((50u64 << attempt.min(6)).min(5_000)));
+                }
+            }
+        };
+        let Some(last_seq) = last_seq else {
+            for item in batch.drain(..) {
+                if let Done::Reply(tx) = item.done {
+                    let _ = tx.send(Err(StoreError::Closed));
+                }
+            }
+            return;
+        };
+        self.seqs.last.store(last_seq, Ordering::Release);
+        self.metrics.store_commits.inc();
+        let mut acks = Vec::new();
+        let (mut from_mqtt, mut changes, mut opened) = (0u64, 0u64, 0u64);
+        for item in batch.drain(..) {
+            for r in &item.records {
+                match r {
+                    Record::AlertChange(c) => {
+                        changes += 1;
+                        if c.kind == pb::ChangeKind::Opened as i32 {
+                            opened += 1;
+                        }
+                        // No receivers is fine: nobody is subscribed.
+                        let _ = self.bus.send(Arc::new(c.clone()));
+                    }
+                    Record::SensorEvent { .. } | Record::DeadLetter { .. } => from_mqtt += 1,
+                    Record::Incident(_) => {}
+                }
+            }
+            match item.done {
+                Done::Nothing => {}
+                Done::MqttAck(pkid) => acks.push(pkid),
+                Done::Reply(tx) => {
+                    let _ = tx.send(Ok(item.records));
+                }
+            }
+        }
+        self.metrics.mqtt_stored.inc_by(from_mqtt);
+        self.metrics.alert_changes.inc_by(changes);
+        self.metrics.alerts_opened.inc_by(opened);
+        if !acks.is_empty() {
+            if let Some(tx) = &self.mqtt_acks {
+                let _ = tx.send(acks);
+            }
+        }
+    }
+
+    /// One transaction over the whole batch; returns the last seq it holds.
+    fn try_commit(&mut self, batch: &mut [WriteItem]) -> Result<u64, StoreError> {
+        let mut seq = self.seqs.last.load(Ordering::Acquire);
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins_event = tx.prepare_cached(
+                "INSERT OR IGNORE INTO sensor_events (id, sensor_id, kind, grid_id, state, reading, device_ms, receive_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut ins_incident = tx.prepare_cached(
+                "INSERT INTO incidents (id, idempotency_key, grid_id, category, reporter_id, status, reported_ms, version, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, version = excluded.version, blob = excluded.blob",
+            )?;
+            let mut ins_alert = tx.prepare_cached(
+                "INSERT INTO alerts (id, grid_id, severity, status, dedup_key, seq, version, first_ms, last_ms, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(id) DO UPDATE SET severity = excluded.severity, status = excluded.status,
+                   seq = excluded.seq, version = excluded.version, last_ms = excluded.last_ms, blob = excluded.blob",
+            )?;
+            let mut ins_change = tx.prepare_cached(
+                "INSERT INTO alert_changes (seq, alert_id, kind, at_ms, blob) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut ins_dead = tx.prepare_cached(
+                "INSERT INTO dead_letters (at_ms, topic, reason, error, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut dead = 0u64;
+            for item in batch.iter_mut() {
+                for r in item.records.iter_mut() {
+                    match r {
+                        Record::SensorEvent { id, event: e } => {
+                            ins_event.execute(params![
+                                *id as i64,
+                                e.sensor_id,
+                                e.kind,
+                                e.grid_id,
+                                e.state.as_str(),
+                                e.reading,
+                                e.device_ms,
+                                e.receive_ms
+                            ])?;
+                        }
+                        Record::Incident(inc) => {
+                            ins_incident.execute(params![
+                                inc.id,
+                                inc.idempotency_key,
+                                inc.grid_id,
+                                inc.category,
+                                inc.reporter_id,
+                                inc.status,
+                                inc.reported_at
+                                    .as_ref()
+                                    .map(gridsight_proto::millis_from_ts)
+                                    .unwrap_or(0),
+                                inc.version as i64,
+                                inc.encode_to_vec()
+                            ])?;
+                        }
+                        Record::AlertChange(change) => {
+                            seq += 1;
+                            change.seq = seq;
+                            let Some(alert) = change.alert.as_mut() else {
+                                continue;
+                            };
+                            alert.seq = seq;
+                            let ms = |t: &Option<prost_types::Timestamp>| {
+                                t.as_ref().map(gridsight_proto::millis_from_ts).unwrap_or(0)
+                            };
+                            ins_alert.execute(params![
+                                alert.id,
+                                alert.grid_id,
+                                alert.severity,
+                                alert.status,
+                                alert.dedup_key,
+                                seq as i64,
+                                alert.version as i64,
+                                ms(&alert.first_seen),
+                                ms(&alert.last_seen),
+                                alert.encode_to_vec()
+                            ])?;
+                            let (id, at) = (alert.id.clone(), ms(&alert.updated_at));
+                            ins_change.execute(params![
+                                seq as i64,
+                                id,
+                                change.kind,
+                                at,
+                                change.encode_to_vec()
+                            ])?;
+                        }
+                        Record::DeadLetter {
+                            at_ms,
+                            topic,
+                            reason,
+                            error,
+                            payload,
+                        } => {
+                            dead += 1;
+                            ins_dead
+                                .execute(params![*at_ms, &*topic, *reason, &*error, &*payload])?;
+                        }
+                    }
+                }
+            }
+            if dead > 0 {
+                // Bounded dead-letter table: keep the newest `dead_letter_capacity`.
+                tx.execute(
+                    "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?1",
+                    params![self.dead_letter_capacity as i64],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(seq)
+    }
+}
+
+/// Deletes what retention no longer keeps. Runs on its own connection, off the writer.
+pub(crate) fn prune(
+    conn: &Connection,
+    now_ms: i64,
+    sensor_event_retention_ms: i64,
+    alert_change_retention_ms: i64,
+    seqs: &SeqState,
+) -> Result<(usize, usize), StoreError> {
+    // Ids grow with receive time, so the first id still kept bounds what goes; this scans
+    // only what is deleted (there is no index on receive_ms to slow the inserts).
+    let keep_from: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM sensor_events WHERE receive_ms >= ?1 ORDER BY id LIMIT 1",
+            params![now_ms - sensor_event_retention_ms],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let keep_from = match keep_from {
+        Some(id) => id,
+        None => conn.query_row(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM sensor_events",
+            [],
+            |r| r.get(0),
+        )?,
+    };
+    let mut events = 0;
+    loop {
+        // Small transactions, so the writer is never held up for long.
+        let n = conn.execute(
+            "DELETE FROM sensor_events WHERE id IN (SELECT id FROM sensor_events WHERE id < ?1 LIMIT 5000)",
+            params![keep_from],
+        )?;
+        events += n;
+        if n == 0 {
+            break;
+        }
+    }
+    let cutoff = now_ms - alert_change_retention_ms;
+    let through: Option<i64> = conn.query_row(
+        "SELECT MAX(seq) FROM alert_changes WHERE at_ms < ?1",
+        params![cutoff],
+        |r| r.get(0),
+    )?;
+    let mut changes = 0;
+    if let Some(through) = through {
+        let tx = conn.unchecked_transaction()?;
+        changes = tx.execute(
+            "DELETE FROM alert_changes WHERE seq <= ?1",
+            params![through],
+        )?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('pruned_through', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+            params![through],
+        )?;
+        tx.commit()?;
+        seqs.pruned_through
+            .fetch_max(through.max(0) as u64, Ordering::AcqRel);
+    }
+    Ok((events, changes))
+}

@@ -1,0 +1,264 @@
+//! Metrics (Prometheus text format, served on `/metrics`) and log setup.
+//!
+//! Owns the one [`Metrics`] registry of the process. Counters are plain atomics, so
+//! incrementing them on the hot path costs no lock; labelled families are only used on
+//! rare paths (rejections, auth failures). Gauges of queue depths are set when scraped.
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+use crate::config::LogFormat;
+
+/// A `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: String,
+}
+
+/// A `shard` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// Shard number.
+    pub shard: String,
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    /// MQTT messages received (any topic, any content).
+    pub mqtt_received: Counter,
+    /// MQTT messages made durable (stored events and dead letters).
+    pub mqtt_stored: Counter,
+    /// MQTT messages acknowledged to the broker (QoS 1) after being durable.
+    pub mqtt_acked: Counter,
+    /// MQTT messages rejected, by reason.
+    pub mqtt_rejected: Family<ReasonLabel, Counter>,
+    /// Redelivered MQTT messages recognised as already handled.
+    pub mqtt_duplicates: Counter,
+    /// 1 while connected to the broker.
+    pub mqtt_connected: Gauge,
+    /// Connections to the broker lost.
+    pub mqtt_disconnects: Counter,
+    /// Incidents accepted by `Report` (new ones only).
+    pub incidents_reported: Counter,
+    /// Alerts opened.
+    pub alerts_opened: Counter,
+    /// Alert changes committed (open, update, acknowledge, resolve).
+    pub alert_changes: Counter,
+    /// Store transactions committed.
+    pub store_commits: Counter,
+    /// Store transactions that failed (and were retried).
+    pub store_commit_errors: Counter,
+    /// Time to commit one batch.
+    pub store_commit_seconds: Histogram,
+    /// Items queued for the store writer.
+    pub store_queue_depth: Gauge,
+    /// Events queued per correlator shard.
+    pub shard_queue_depth: Family<ShardLabel, Gauge>,
+    /// Open alert subscriptions (gRPC).
+    pub subscribers: Gauge,
+    /// Requests refused for a missing or wrong token, or a role that may not.
+    pub auth_failures: Family<ReasonLabel, Counter>,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("gridsight"),
+            mqtt_received: Counter::default(),
+            mqtt_stored: Counter::default(),
+            mqtt_acked: Counter::default(),
+            mqtt_rejected: Family::default(),
+            mqtt_duplicates: Counter::default(),
+            mqtt_connected: Gauge::default(),
+            mqtt_disconnects: Counter::default(),
+            incidents_reported: Counter::default(),
+            alerts_opened: Counter::default(),
+            alert_changes: Counter::default(),
+            store_commits: Counter::default(),
+            store_commit_errors: Counter::default(),
+            store_commit_seconds: Histogram::new(
+                [
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+                ]
+                .into_iter(),
+            ),
+            store_queue_depth: Gauge::default(),
+            shard_queue_depth: Family::default(),
+            subscribers: Gauge::default(),
+            auth_failures: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "mqtt_messages_received",
+            "MQTT messages received",
+            m.mqtt_received.clone(),
+        );
+        r.register(
+            "mqtt_messages_stored",
+            "MQTT messages made durable (events and dead letters)",
+            m.mqtt_stored.clone(),
+        );
+        r.register(
+            "mqtt_messages_acked",
+            "MQTT QoS 1 messages acknowledged after being durable",
+            m.mqtt_acked.clone(),
+        );
+        r.register(
+            "mqtt_messages_rejected",
+            "MQTT messages rejected, by reason",
+            m.mqtt_rejected.clone(),
+        );
+        r.register(
+            "mqtt_duplicates",
+            "Redelivered MQTT messages already handled",
+            m.mqtt_duplicates.clone(),
+        );
+        r.register(
+            "mqtt_connected",
+            "1 while connected to the MQTT broker",
+            m.mqtt_connected.clone(),
+        );
+        r.register(
+            "mqtt_disconnects",
+            "Connections to the MQTT broker lost",
+            m.mqtt_disconnects.clone(),
+        );
+        r.register(
+            "incidents_reported",
+            "New incidents accepted",
+            m.incidents_reported.clone(),
+        );
+        r.register("alerts_opened", "Alerts opened", m.alerts_opened.clone());
+        r.register(
+            "alert_changes",
+            "Alert changes committed",
+            m.alert_changes.clone(),
+        );
+        r.register(
+            "store_commits",
+            "Store transactions committed",
+            m.store_commits.clone(),
+        );
+        r.register(
+            "store_commit_errors",
+            "Store transactions failed and retried",
+            m.store_commit_errors.clone(),
+        );
+        r.register(
+            "store_commit_seconds",
+            "Time to commit one batch",
+            m.store_commit_seconds.clone(),
+        );
+        r.register(
+            "store_queue_depth",
+            "Items queued for the store writer",
+            m.store_queue_depth.clone(),
+        );
+        r.register(
+            "shard_queue_depth",
+            "Events queued per correlator shard",
+            m.shard_queue_depth.clone(),
+        );
+        r.register(
+            "subscribers",
+            "Open alert subscriptions",
+            m.subscribers.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Requests refused by authentication or role",
+            m.auth_failures.clone(),
+        );
+        m
+    }
+
+    /// Counts a rejected MQTT message.
+    pub fn reject(&self, reason: &str) {
+        self.mqtt_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a refused request.
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sets up `tracing` once: text or JSON lines to stderr; `RUST_LOG` overrides `level`.
+pub fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Logs at most once per `every` for a given key: for floods of the same error.
+pub struct RateLimit {
+    every: std::time::Duration,
+    last: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+}
+
+impl RateLimit {
+    /// At most one line per key per `every`.
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: Default::default(),
+        }
+    }
+
+    /// `Some(suppressed)` when a line may be logged now (with how many were suppressed
+    /// since the last one), `None` when it should be dropped.
+    pub fn check(&self, key: &'static str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut map = self.last.lock().ok()?;
+        match map.get_mut(key) {
+            Some((at, suppressed)) if now.duration_since(*at) < self.every => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                map.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! `bench-mqtt`: how fast the daemon drains MQTT compared with a bare rumqttc subscriber,
+//! both against the same Mosquitto process, and (optionally) alarm → alert latency.
+//!
+//! For each QoS: N messages are published (4 QoS 1 publishers, every PubAck awaited) while
+//! the subscriber is offline with a persistent session; then the timer starts, the
+//! subscriber connects and drains its queue. The bare subscriber is a rumqttc client; the
+//! daemon is `gridsight run --config FILE`, timed from spawn until its Prometheus counter
+//! reaches N. Run `bench-mqtt --help` for the options.
+
+#[path = "bench_mqtt/daemon.rs"]
+mod daemon;
+#[path = "bench_mqtt/latency.rs"]
+mod latency;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Parser};
+use gridsight_sim::{
+    broker::{free_port, MosquittoBroker, BENCH_SETTINGS},
+    load::{self, DrainReport, Messages},
+    DemoCity,
+};
+use rumqttc::QoS;
+
+use daemon::{CounterRun, Daemon, Placeholders};
+
+/// Topic filter every subscriber uses.
+const FILTER: &str = "gridsight/sensors/#";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-mqtt",
+    about = "MQTT drain rate of the gridsight daemon vs a bare rumqttc subscriber"
+)]
+struct Args {
+    /// Messages per phase.
+    #[arg(long, default_value_t = 200_000)]
+    messages: u64,
+    /// The daemon binary.
+    #[arg(long, default_value = "target/release/gridsight")]
+    daemon: PathBuf,
+    /// Daemon config template with {MQTT_PORT} {GRPC_PORT} {HTTP_PORT} {DATA_DIR} {QOS}
+    /// {CLIENT_ID} (and optionally {GRIDS_TOML}) placeholders.
+    #[arg(long, default_value = "deploy/bench/daemon.toml.tmpl")]
+    daemon_config_template: PathBuf,
+    /// Measure the bare subscriber only (no daemon, no latency phase).
+    #[arg(long)]
+    only_baseline: bool,
+    /// QoS levels to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0u8, 1])]
+    qos: Vec<u8>,
+    /// Run the latency phase after QoS 1 (`--latency false` to skip).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    latency: bool,
+    /// Length of the latency phase, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    latency_secs: f64,
+    /// Publish rate of the latency phase; default half the measured daemon QoS 1 rate.
+    #[arg(long)]
+    latency_rate: Option<f64>,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Demo city: towns.
+    #[arg(long, default_value_t = 8)]
+    towns: usize,
+    /// Demo city: communities per town.
+    #[arg(long, default_value_t = 10)]
+    communities: usize,
+    /// Demo city: sensors per community.
+    #[arg(long, default_value_t = 4)]
+    sensors: usize,
+    /// Share of alarm messages.
+    #[arg(long, default_value_t = 0.01)]
+    alarm_ratio: f64,
+    /// Seed of the city and the readings.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The Mosquitto binary.
+    #[arg(long, default_value = gridsight_sim::broker::DEFAULT_MOSQUITTO)]
+    mosquitto: PathBuf,
+    /// Bearer token for /metrics, /readyz and gRPC.
+    #[arg(long, default_value = "bench-viewer-token-0123456789")]
+    token: String,
+    /// Counter that reaches N at QoS 0.
+    #[arg(long, default_value = "gridsight_mqtt_messages_stored_total")]
+    metric_qos0: String,
+    /// Counter that reaches N at QoS 1.
+    #[arg(long, default_value = "gridsight_mqtt_messages_acked_total")]
+    metric_qos1: String,
+    /// Deadline of each publish or drain, seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Keep the temporary directory (configs, daemon data and logs) and print its path.
+    #[arg(long)]
+    keep_temp: bool,
+}
+
+/// One QoS level's figures.
+struct Row {
+    qos: u8,
+    bare: DrainReport,
+    daemon: Option<CounterRun>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    // On Ctrl-C the work future is dropped, which kills the broker and daemon children.
+    tokio::select! {
+        r = bench(&args) => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
+
+async fn bench(args: &Args) -> Result<()> {
+    if args.messages == 0 || args.qos.is_empty() || args.qos.iter().any(|q| *q > 1) {
+        bail!("--messages must be > 0 and --qos a list of 0 and/or 1");
+    }
+    let template = if args.only_baseline {
+        String::new()
+    } else {
+        if !args.daemon.is_file() {
+            bail!(
+                "daemon binary {} not found (build it with cargo build --release)",
+                args.daemon.display()
+            );
+        }
+        std::fs::read_to_string(&args.daemon_config_template)
+            .with_context(|| format!("reading {}", args.daemon_config_template.display()))?
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("gridsight-bench-")
+        .tempdir()?;
+    let broker = MosquittoBroker::start_with(&args.mosquitto, BENCH_SETTINGS).await?;
+    let city = DemoCity::generate(args.seed, args.towns, args.communities, args.sensors);
+    let messages = load::demo_messages(&city, args.messages as usize, args.alarm_ratio, args.seed);
+    let avg = messages.iter().map(|(_, p)| p.len()).sum::<usize>() / messages.len().max(1);
+    println!(
+        "bench-mqtt: mosquitto on 127.0.0.1:{} (pid {:?}), {} messages/phase on {} sensors, payload ~{avg} B, {} publishers",
+        broker.port(),
+        broker.pid(),
+        args.messages,
+        city.sensors.len(),
+        args.publishers
+    );
+
+    let limit = Duration::from_secs(args.timeout_secs);
+    let mut rows = Vec::new();
+    let mut running: Option<(Daemon, u16, u16)> = None;
+    for &qos in &args.qos {
+        let bare = baseline(args, &broker, qos, messages.clone(), limit).await?;
+        println!(
+            "qos {qos}: bare subscriber drained {} in {:.3} s",
+            bare.received,
+            bare.elapsed.as_secs_f64()
+        );
+        let mut daemon = None;
+        if !args.only_baseline {
+            let (run, d, grpc, http) = daemon_phase(
+                args,
+                &broker,
+                &template,
+                &city,
+                tmp.path(),
+                qos,
+                messages.clone(),
+            )
+            .await?;
+            println!(
+                "qos {qos}: daemon drained {} in {:.3} s from spawn",
+                args.messages,
+                run.reached.as_secs_f64()
+            );
+            daemon = Some(run);
+            let keep = qos == 1 && args.latency;
+            if keep {
+                if let Some((old, ..)) = running.replace((d, grpc, http)) {
+                    old.terminate(Duration::from_secs(30)).await?;
+                }
+            } else {
+                d.terminate(Duration::from_secs(30)).await?;
+                load::clear_session(
+                    broker.host(),
+                    broker.port(),
+                    &client_id("daemon", qos),
+                    limit,
+                )
+                .await?;
+            }
+        }
+        rows.push(Row { qos, bare, daemon });
+    }
+    print_table(args.messages, &rows);
+
+    if let Some((d, grpc, _http)) = running {
+        let rate = match (
+            args.latency_rate,
+            rows.iter().find(|r| r.qos == 1).and_then(|r| r.daemon),
+        ) {
+            (Some(r), _) => r,
+            (None, Some(run)) => rate(args.messages, run.reached) / 2.0,
+            (None, None) => 1000.0,
+        };
+        let target = latency::Target {
+            mqtt_host: broker.host(),
+            mqtt_port: broker.port(),
+            grpc_port: grpc,
+            token: &args.token,
+        };
+        println!(
+            "latency: publishing at {rate:.0} msg/s for {} s, one alarm in 50",
+            args.latency_secs
+        );
+        let rep = latency::run(&target, &city, rate, args.latency_secs).await?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (p50, p99) = (ms(rep.quantile(0.5)), ms(rep.quantile(0.99)));
+        println!(
+            "latency: {} messages, {} alarms, {} matched OPENED ({} only in other changes); p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+            rep.published,
+            rep.alarms,
+            rep.matched,
+            rep.other_kinds,
+            ms(rep.quantile(1.0))
+        );
+        println!(
+            "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={:.1} matched={} alarms={}",
+            ms(rep.quantile(1.0)),
+            rep.matched,
+            rep.alarms
+        );
+        d.terminate(Duration::from_secs(30)).await?;
+    } else if args.latency && !args.only_baseline {
+        println!("latency: skipped (needs QoS 1 in --qos)");
+    }
+
+    broker.stop().await?;
+    if args.keep_temp {
+        println!("kept {}", tmp.keep().display());
+    }
+    Ok(())
+}
+
+fn client_id(who: &str, qos: u8) -> String {
+    format!("bench-{who}-qos{qos}")
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn qos_of(qos: u8) -> QoS {
+    if qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    }
+}
+
+/// Phase (a): persistent rumqttc session, publish N while it is offline, time its drain.
+async fn baseline(
+    args: &Args,
+    broker: &MosquittoBroker,
+    qos: u8,
+    msgs: Messages,
+    limit: Duration,
+) -> Result<DrainReport> {
+    let (host, port) = (broker.host(), broker.port());
+    let id = client_id("bare", qos);
+    load::clear_session(host, port, &id, limit).await?;
+    load::prepare_session(host, port, &id, FILTER, qos_of(qos), limit).await?;
+    let n = msgs.len() as u64;
+    let publ = load::publish_all(
+        host,
+        port,
+        &format!("bench-pub-bare{qos}"),
+        msgs,
+        args.publishers,
+        limit,
+    )
+    .await?;
+    tracing::info!(?publ, "published for the bare subscriber");
+    let drain = load::drain_session(host, port, &id, n, limit)
+        .await
+        .with_context(|| format!("bare drain; broker log:\n{}", broker.log_tail(10)))?;
+    // Drop the session so the next phases' messages are not queued for it too.
+    load::clear_session(host, port, &id, limit).await?;
+    Ok(drain)
+}
+
+/// Phase (b): the daemon creates its session, stops, N are published, then it is timed from
+/// a fresh spawn until its counter reaches N. Returns the still-running daemon and its gRPC
+/// and HTTP ports.
+#[allow(clippy::too_many_arguments)]
+async fn daemon_phase(
+    args: &Args,
+    broker: &MosquittoBroker,
+    template: &str,
+    city: &DemoCity,
+    dir: &Path,
+    qos: u8,
+    msgs: Messages,
+) -> Result<(CounterRun, Daemon, u16, u16)> {
+    let limit = Duration::from_secs(args.timeout_secs);
+    let (host, port) = (broker.host(), broker.port());
+    let id = client_id("daemon", qos);
+    load::clear_session(host, port, &id, limit).await?;
+    let (grpc, http_port) = (free_port()?, free_port()?);
+    let data_dir = dir.join(format!("data-qos{qos}"));
+    std::fs::create_dir_all(&data_dir)?;
+    let text = daemon::render_config(
+        template,
+        &Placeholders {
+            mqtt_port: port,
+            grpc_port: grpc,
+            http_port,
+            data_dir: &data_dir,
+            qos,
+            client_id: &id,
+            grids_toml: &city.grids_toml(),
+        },
+    )?;
+    let config = dir.join(format!("daemon-qos{qos}.toml"));
+    std::fs::write(&config, text)?;
+    let log = dir.join(format!("daemon-qos{qos}.log"));
+    let http = SocketAddr::from(([127, 0, 0, 1], http_port));
+
+    let mut first = Daemon::spawn(&args.daemon, &config, &log)?;
+    let ready = first
+        .wait_ready(http, &args.token, Duration::from_secs(60))
+        .await?;
+    tracing::info!(
+        ?ready,
+        "daemon ready; stopping it to queue messages for its session"
+    );
+    first.terminate(Duration::from_secs(30)).await?;
+
+    let publ = load::publish_all(
+        host,
+        port,
+        &format!("bench-pub-daemon{qos}"),
+        msgs,
+        args.publishers,
+        limit,
+    )
+    .await?;
+    tracing::info!(?publ, "published for the daemon");
+
+    let metric = if qos == 0 {
+        &args.metric_qos0
+    } else {
+        &args.metric_qos1
+    };
+    let mut d = Daemon::spawn(&args.daemon, &config, &log)?;
+    let run = daemon::wait_counter(&mut d, http, &args.token, metric, args.messages, limit).await?;
+    Ok((run, d, grpc, http_port))
+}
+
+fn print_table(n: u64, rows: &[Row]) {
+    println!();
+    println!(
+        "{:<4} {:>14} {:>16} {:>20} {:>8} {:>12}",
+        "QoS", "bare msg/s", "daemon msg/s", "daemon msg/s", "ratio", "ratio"
+    );
+    println!(
+        "{:<4} {:>14} {:>16} {:>20} {:>8} {:>12}",
+        "", "(connect→N)", "(spawn→N)", "(first count→N)", "", "(first→N)"
+    );
+    for r in rows {
+        let bare = rate(n, r.bare.elapsed);
+        match r.daemon {
+            Some(d) => {
+                let from_spawn = rate(n, d.reached);
+                let from_first = rate(n, d.reached.saturating_sub(d.first));
+                println!(
+                    "{:<4} {bare:>14.0} {from_spawn:>16.0} {from_first:>20.0} {:>8.3} {:>12.3}",
+                    r.qos,
+                    from_spawn / bare,
+                    from_first / bare
+                );
+            }
+            None => println!(
+                "{:<4} {bare:>14.0} {:>16} {:>20} {:>8} {:>12}",
+                r.qos, "-", "-", "-", "-"
+            ),
+        }
+    }
+    println!();
+    for r in rows {
+        let bare = rate(n, r.bare.elapsed);
+        let first_ms = r.bare.first_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        match r.daemon {
+            Some(d) => {
+                let from_spawn = rate(n, d.reached);
+                let from_first = rate(n, d.reached.saturating_sub(d.first));
+                println!(
+                    "RESULT qos={} bare={bare:.0} daemon={from_spawn:.0} ratio={:.3} daemon_from_first={from_first:.0} ratio_from_first={:.3} bare_first_ms={first_ms:.1} daemon_first_ms={:.1}",
+                    r.qos,
+                    from_spawn / bare,
+                    from_first / bare,
+                    d.first.as_secs_f64() * 1000.0
+                );
+            }
+            None => println!(
+                "RESULT qos={} bare={bare:.0} bare_first_ms={first_ms:.1}",
+                r.qos
+            ),
+        }
+    }
+}
