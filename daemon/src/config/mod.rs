@@ -66,6 +66,8 @@ pub struct StoreConfig {
     pub alert_change_retention_hours: u64,
     /// Most malformed MQTT messages kept (with their error) in the dead-letter table.
     pub dead_letter_capacity: u64,
+    /// Seconds between two retention passes.
+    pub retention_interval_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -77,6 +79,7 @@ impl Default for StoreConfig {
             sensor_event_retention_hours: 24 * 30,
             alert_change_retention_hours: 24 * 7,
             dead_letter_capacity: 10_000,
+            retention_interval_secs: 60,
         }
     }
 }

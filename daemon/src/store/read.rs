@@ -142,7 +142,13 @@ pub fn list_alerts(
 /// agree: every change up to that seq is reflected in the alerts returned.
 pub fn open_alerts(conn: &Connection) -> Result<(Vec<pb::Alert>, u64), StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let last: Option<i64> = tx.query_row("SELECT MAX(seq) FROM alert_changes", [], |r| r.get(0))?;
+    // Every change also rewrites its alert's row with its seq, so the alerts table knows the
+    // newest seq even when retention emptied the change log.
+    let last: Option<i64> = tx.query_row(
+        "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM alert_changes UNION ALL SELECT MAX(seq) FROM alerts)",
+        [],
+        |r| r.get(0),
+    )?;
     let mut out = Vec::new();
     {
         let mut stmt =

@@ -101,8 +101,11 @@ pub(super) fn load_counters(
         .store(max_event.unwrap_or(0).max(0) as u64, Relaxed);
     ids.incident.store(max_suffix(conn, "incidents")?, Relaxed);
     ids.alert.store(max_suffix(conn, "alerts")?, Relaxed);
-    let last: Option<i64> =
-        conn.query_row("SELECT MAX(seq) FROM alert_changes", [], |r| r.get(0))?;
+    let last: Option<i64> = conn.query_row(
+        "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM alert_changes UNION ALL SELECT MAX(seq) FROM alerts)",
+        [],
+        |r| r.get(0),
+    )?;
     let pruned: Option<i64> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'pruned_through'",

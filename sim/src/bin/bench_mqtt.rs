@@ -180,9 +180,11 @@ async fn bench(args: &Args) -> Result<()> {
             )
             .await?;
             println!(
-                "qos {qos}: daemon drained {} in {:.3} s from spawn",
+                "qos {qos}: daemon drained {} in {:.3} s from spawn (first count at {:.3} s, {} metrics polls)",
                 args.messages,
-                run.reached.as_secs_f64()
+                run.reached.as_secs_f64(),
+                run.first.as_secs_f64(),
+                run.polls
             );
             daemon = Some(run);
             let keep = qos == 1 && args.latency;

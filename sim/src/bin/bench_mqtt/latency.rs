@@ -6,7 +6,7 @@
 //! whose evidence names that sensor.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -61,7 +61,7 @@ pub struct Target<'a> {
 /// Runs the phase: subscribe (snapshot, then live), publish at `rate` for `secs`, wait up
 /// to 10 s more for the last OPENED changes.
 pub async fn run(t: &Target<'_>, city: &DemoCity, rate: f64, secs: f64) -> Result<LatencyReport> {
-    if !(rate > 0.0) || !(secs > 0.0) {
+    if rate.is_nan() || rate <= 0.0 || secs.is_nan() || secs <= 0.0 {
         bail!("latency phase needs a positive rate and duration (rate {rate}, secs {secs})");
     }
     let grids: Vec<&str> = city.communities().map(|g| g.id.as_str()).collect();
@@ -168,7 +168,7 @@ pub async fn run(t: &Target<'_>, city: &DemoCity, rate: f64, secs: f64) -> Resul
     }
 
     let mut opened_at: HashMap<String, Instant> = HashMap::new();
-    let mut others: HashMap<String, ()> = HashMap::new();
+    let mut others: HashSet<String> = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while opened_at.len() < sent_at.len() {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -176,7 +176,7 @@ pub async fn run(t: &Target<'_>, city: &DemoCity, rate: f64, secs: f64) -> Resul
                 opened_at.entry(id).or_insert(at);
             }
             Ok(Some((id, false, _))) => {
-                others.insert(id, ());
+                others.insert(id);
             }
             Ok(None) | Err(_) => break,
         }
@@ -195,7 +195,7 @@ pub async fn run(t: &Target<'_>, city: &DemoCity, rate: f64, secs: f64) -> Resul
         alarms: sent_at.len(),
         matched: latencies.len(),
         other_kinds: others
-            .keys()
+            .iter()
             .filter(|id| !opened_at.contains_key(*id))
             .count(),
         latencies,

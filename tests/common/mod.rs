@@ -1,0 +1,440 @@
+//! Test harness for the end-to-end tests: a real Mosquitto on a free port, the real
+//! `gridsight` binary with a generated config, gRPC clients with tokens, MQTT publishing,
+//! and HTTP reads. Every wait is on a condition with a deadline, never a fixed sleep.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use gridsight_proto::v1 as pb;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tonic::transport::Channel;
+
+pub const VIEWER: &str = "viewer-token-0123456789";
+pub const OPERATOR: &str = "operator-token-0123456789";
+pub const REPORTER: &str = "reporter-token-0123456789";
+pub const INTEGRATOR: &str = "integrator-token-0123456789";
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok()
+}
+
+/// A Debian `mosquitto` started for one test.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 0\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/mosquitto (make test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !port_open(port) {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+            std::thread::yield_now();
+        }
+        Mosquitto { port, child, _dir: dir }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What to put in the daemon's config.
+#[derive(Clone)]
+pub struct DaemonOpts {
+    pub mqtt_port: Option<u16>,
+    pub qos: u8,
+    pub client_id: String,
+    pub window_secs: u64,
+    pub heartbeat_secs: u64,
+    pub extra_store: String,
+}
+
+impl DaemonOpts {
+    pub fn new(mqtt_port: Option<u16>) -> Self {
+        Self {
+            mqtt_port,
+            qos: 1,
+            client_id: format!("gridsight-test-{}", free_port()),
+            window_secs: 120,
+            heartbeat_secs: 1,
+            extra_store: String::new(),
+        }
+    }
+}
+
+/// The grids every test config has: a county, two towns, three communities.
+pub const GRIDS: &str = r#"
+[[grids]]
+id = "county"
+name = "County"
+[[grids]]
+id = "town-a"
+name = "Town A"
+parent = "county"
+[[grids]]
+id = "town-b"
+name = "Town B"
+parent = "county"
+[[grids]]
+id = "a-1"
+name = "Community A1"
+parent = "town-a"
+[[grids]]
+id = "a-2"
+name = "Community A2"
+parent = "town-a"
+[[grids]]
+id = "b-1"
+name = "Community B1"
+parent = "town-b"
+"#;
+
+/// The real `gridsight` binary, running.
+pub struct Daemon {
+    pub grpc: String,
+    pub http: u16,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub stderr_log: PathBuf,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gridsight")
+}
+
+pub fn write_config(dir: &Path, o: &DaemonOpts) -> PathBuf {
+    let grpc_port = free_port();
+    let http_port = free_port();
+    let mqtt = match o.mqtt_port {
+        Some(p) => format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {p}\nclient_id = \"{}\"\nqos = {}\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n",
+            o.client_id, o.qos
+        ),
+        None => String::new(),
+    };
+    let text = format!(
+        r#"[store]
+data_dir = "{data}"
+synchronous = "normal"
+{extra_store}
+[api]
+grpc_listen = "127.0.0.1:{grpc_port}"
+http_listen = "127.0.0.1:{http_port}"
+heartbeat_secs = {hb}
+
+{mqtt}
+[correlation]
+shards = 2
+window_secs = {window}
+
+[[tokens]]
+name = "wall"
+token = "{VIEWER}"
+role = "viewer"
+[[tokens]]
+name = "desk-1"
+token = "{OPERATOR}"
+role = "operator"
+[[tokens]]
+name = "app"
+token = "{REPORTER}"
+role = "reporter"
+[[tokens]]
+name = "city-brain"
+token = "{INTEGRATOR}"
+role = "integrator"
+{GRIDS}"#,
+        data = dir.join("data").display(),
+        extra_store = o.extra_store,
+        hb = o.heartbeat_secs,
+        window = o.window_secs,
+    );
+    let path = dir.join("gridsight.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+impl Daemon {
+    /// Starts the binary on `config` and waits until it is ready (and subscribed to MQTT).
+    pub async fn start(config: &Path) -> Self {
+        let dir = config.parent().expect("config dir").to_path_buf();
+        let stderr_log = dir.join(format!("daemon-{}.log", free_port()));
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .spawn()
+            .expect("start gridsight");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("read stdout");
+        let addrs = line.trim().strip_prefix("gridsight: ").unwrap_or_else(|| {
+            panic!(
+                "daemon did not start: {line:?}\n{}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            )
+        });
+        let mut grpc = String::new();
+        let mut http = 0;
+        for part in addrs.split_whitespace() {
+            if let Some(a) = part.strip_prefix("grpc=") {
+                grpc = format!("http://{a}");
+            }
+            if let Some(a) = part.strip_prefix("http=") {
+                http = a.rsplit(':').next().and_then(|p| p.parse().ok()).expect("http port");
+            }
+        }
+        let d = Daemon {
+            grpc,
+            http,
+            data_dir: dir.join("data"),
+            config: config.to_path_buf(),
+            child: Some(child),
+            stderr_log,
+        };
+        let port = d.http;
+        wait_for("daemon /readyz", Duration::from_secs(15), || async move {
+            (http_get(port, "/readyz", None).0 == 200).then_some(())
+        })
+        .await;
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    /// SIGTERM; returns the exit code and how long the exit took.
+    pub fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let status = self.child.take().expect("running").wait().expect("wait");
+        (status.code(), started.elapsed())
+    }
+
+    /// SIGKILL, no drain.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc.clone()).expect("uri").connect().await.expect("connect gRPC")
+    }
+
+    pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<Channel> {
+        pb::alert_service_client::AlertServiceClient::new(self.channel().await)
+    }
+
+    pub async fn incidents(&self) -> pb::incident_service_client::IncidentServiceClient<Channel> {
+        pb::incident_service_client::IncidentServiceClient::new(self.channel().await)
+    }
+
+    /// The value of a Prometheus sample line, e.g. `gridsight_mqtt_messages_acked_total`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (code, body) = http_get(self.http, "/metrics", Some(VIEWER));
+        assert_eq!(code, 200, "metrics: {body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A request with a bearer token.
+pub fn req<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if !token.is_empty() {
+        r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    }
+    r
+}
+
+/// `GET path` over plain HTTP/1.0; returns the status code and body.
+pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: localhost\r\n{auth}\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+/// The default-tree topic of a sensor.
+pub fn topic(grid: &str, kind: &str, sensor: &str) -> String {
+    format!("gridsight/sensors/{grid}/{kind}/{sensor}")
+}
+
+/// A default payload.
+pub fn payload(device_ms: i64, state: &str, reading: f64) -> Vec<u8> {
+    format!(r#"{{"device_time": {device_ms}, "state": "{state}", "reading": {reading}}}"#).into_bytes()
+}
+
+/// Publishes messages at QoS 1 and waits until the broker acknowledged every one.
+pub async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
+    let mut opts = MqttOptions::new(format!("pub-{}", free_port()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500).set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 1024);
+    let n = msgs.len();
+    let sender = tokio::spawn(async move {
+        for (t, p) in msgs {
+            client.publish(t, QoS::AtLeastOnce, false, p).await.expect("publish");
+        }
+        client
+    });
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked < n {
+        assert!(Instant::now() < deadline, "broker acknowledged {acked} of {n}");
+        match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("publisher connection: {e}"),
+            Err(_) => {}
+        }
+    }
+    let client = sender.await.expect("sender");
+    let _ = client.disconnect().await;
+}
+
+/// Reads a subscription until `pred` holds for a change, skipping heartbeats; returns
+/// every change read (snapshot ones included).
+pub async fn read_until(
+    stream: &mut tonic::Streaming<pb::SubscribeAlertsResponse>,
+    timeout: Duration,
+    mut pred: impl FnMut(&pb::AlertChange) -> bool,
+) -> Vec<pb::AlertChange> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; changes so far: {seen:#?}"))
+            .expect("stream status")
+            .expect("stream ended");
+        if let Some(pb::subscribe_alerts_response::Event::Change(c)) = msg.event {
+            let done = pred(&c);
+            seen.push(c);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// A sensor id of an alert's evidence, if any.
+pub fn sensors_of(a: &pb::Alert) -> Vec<String> {
+    a.evidence
+        .iter()
+        .filter_map(|e| match &e.item {
+            Some(pb::evidence::Item::SensorEvent(s)) => Some(s.sensor_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Reads a fresh subscription's snapshot: the open alerts and the cursor after them.
+pub async fn read_snapshot(
+    stream: &mut tonic::Streaming<pb::SubscribeAlertsResponse>,
+    timeout: Duration,
+) -> (Vec<pb::Alert>, u64) {
+    let mut alerts = Vec::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, stream.message())
+            .await
+            .expect("timed out reading the snapshot")
+            .expect("stream status")
+            .expect("stream ended");
+        match msg.event {
+            Some(pb::subscribe_alerts_response::Event::Change(c)) => {
+                assert_eq!(c.kind, pb::ChangeKind::Snapshot as i32, "only snapshot items before snapshot_end");
+                alerts.extend(c.alert);
+            }
+            Some(pb::subscribe_alerts_response::Event::SnapshotEnd(e)) => {
+                assert_eq!(e.open_alerts as usize, alerts.len());
+                return (alerts, e.cursor);
+            }
+            _ => {}
+        }
+    }
+}
