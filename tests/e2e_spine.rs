@@ -14,7 +14,12 @@ async fn subscribe(
     d: &Daemon,
     r: pb::SubscribeAlertsRequest,
 ) -> tonic::Streaming<pb::SubscribeAlertsResponse> {
-    d.alerts().await.subscribe(req(r, VIEWER)).await.expect("subscribe").into_inner()
+    d.alerts()
+        .await
+        .subscribe(req(r, VIEWER))
+        .await
+        .expect("subscribe")
+        .into_inner()
 }
 
 fn report(key: &str, grid: &str) -> pb::ReportIncidentRequest {
@@ -24,7 +29,10 @@ fn report(key: &str, grid: &str) -> pb::ReportIncidentRequest {
         item_code: "AQ-0301".into(),
         description: "Smoke coming out of a shop on Dipu Road".into(),
         grid_id: grid.into(),
-        location: Some(pb::LatLon { lat: 30.63, lon: 119.67 }),
+        location: Some(pb::LatLon {
+            lat: 30.63,
+            lon: 119.67,
+        }),
         reporter_id: "rep-0042".into(),
         photo_urls: vec!["https://photos.example/1.jpg".into()],
     }
@@ -34,10 +42,18 @@ fn report(key: &str, grid: &str) -> pb::ReportIncidentRequest {
 async fn sensor_alarm_reaches_subscriber_and_repeat_folds_into_it() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&write_config(dir.path(), &DaemonOpts::new(Some(broker.port)))).await;
+    let d = Daemon::start(&write_config(
+        dir.path(),
+        &DaemonOpts::new(Some(broker.port)),
+    ))
+    .await;
     let mut s = subscribe(&d, Default::default()).await;
     let now = now_ms();
-    publish_all(broker.port, vec![(topic("a-1", "smoke", "smk-1"), payload(now, "alarm", 0.8))]).await;
+    publish_all(
+        broker.port,
+        vec![(topic("a-1", "smoke", "smk-1"), payload(now, "alarm", 0.8))],
+    )
+    .await;
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Opened as i32).await;
     let opened = seen.last().unwrap().alert.clone().unwrap();
     assert_eq!(opened.grid_id, "a-1");
@@ -45,7 +61,14 @@ async fn sensor_alarm_reaches_subscriber_and_repeat_folds_into_it() {
     assert_eq!(sensors_of(&opened), vec!["smk-1"]);
     assert_eq!(opened.severity, pb::Severity::Major as i32);
 
-    publish_all(broker.port, vec![(topic("a-1", "smoke", "smk-1"), payload(now + 1000, "alarm", 0.9))]).await;
+    publish_all(
+        broker.port,
+        vec![(
+            topic("a-1", "smoke", "smk-1"),
+            payload(now + 1000, "alarm", 0.9),
+        )],
+    )
+    .await;
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Updated as i32).await;
     let updated = seen.last().unwrap().alert.clone().unwrap();
     assert_eq!(updated.id, opened.id, "a repeat never opens a second alert");
@@ -55,7 +78,13 @@ async fn sensor_alarm_reaches_subscriber_and_repeat_folds_into_it() {
     let open = d
         .alerts()
         .await
-        .list(req(pb::ListAlertsRequest { status: pb::AlertStatus::Open as i32, ..Default::default() }, VIEWER))
+        .list(req(
+            pb::ListAlertsRequest {
+                status: pb::AlertStatus::Open as i32,
+                ..Default::default()
+            },
+            VIEWER,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -67,9 +96,26 @@ async fn sensor_alarm_reaches_subscriber_and_repeat_folds_into_it() {
 async fn incident_and_sensor_alarm_in_one_grid_become_one_alert() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&write_config(dir.path(), &DaemonOpts::new(Some(broker.port)))).await;
-    let mut s = subscribe(&d, pb::SubscribeAlertsRequest { grid_ids: vec!["town-a".into()], ..Default::default() }).await;
-    let r = d.incidents().await.report(req(report("k-1", "a-2"), REPORTER)).await.unwrap().into_inner();
+    let d = Daemon::start(&write_config(
+        dir.path(),
+        &DaemonOpts::new(Some(broker.port)),
+    ))
+    .await;
+    let mut s = subscribe(
+        &d,
+        pb::SubscribeAlertsRequest {
+            grid_ids: vec!["town-a".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = d
+        .incidents()
+        .await
+        .report(req(report("k-1", "a-2"), REPORTER))
+        .await
+        .unwrap()
+        .into_inner();
     let inc = r.incident.unwrap();
     assert!(inc.id.starts_with("INC-"));
     assert!(!r.duplicate);
@@ -77,21 +123,47 @@ async fn incident_and_sensor_alarm_in_one_grid_become_one_alert() {
     let alert = first.last().unwrap().alert.clone().unwrap();
     assert_eq!(alert.severity, pb::Severity::Minor as i32);
 
-    publish_all(broker.port, vec![(topic("a-2", "smoke", "smk-9"), payload(now_ms(), "alarm", 0.7))]).await;
+    publish_all(
+        broker.port,
+        vec![(
+            topic("a-2", "smoke", "smk-9"),
+            payload(now_ms(), "alarm", 0.7),
+        )],
+    )
+    .await;
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Updated as i32).await;
     let joined = seen.last().unwrap().alert.clone().unwrap();
     assert_eq!(joined.id, alert.id, "one alert, not two");
     assert_eq!(joined.evidence.len(), 2);
-    assert!(joined.evidence.iter().any(|e| matches!(&e.item, Some(pb::evidence::Item::Incident(i)) if i.id == inc.id)));
+    assert!(joined
+        .evidence
+        .iter()
+        .any(|e| matches!(&e.item, Some(pb::evidence::Item::Incident(i)) if i.id == inc.id)));
     assert_eq!(sensors_of(&joined), vec!["smk-9"]);
-    assert_eq!(joined.severity, pb::Severity::Critical as i32, "major smoke + report, raised one step");
+    assert_eq!(
+        joined.severity,
+        pb::Severity::Critical as i32,
+        "major smoke + report, raised one step"
+    );
     assert_eq!(joined.count, 2);
 
     // Same idempotency key: the same incident back, nothing new.
-    let again = d.incidents().await.report(req(report("k-1", "a-2"), REPORTER)).await.unwrap().into_inner();
+    let again = d
+        .incidents()
+        .await
+        .report(req(report("k-1", "a-2"), REPORTER))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.duplicate);
     assert_eq!(again.incident.unwrap().id, inc.id);
-    let got = d.incidents().await.get(req(pb::GetIncidentRequest { id: inc.id.clone() }, VIEWER)).await.unwrap().into_inner();
+    let got = d
+        .incidents()
+        .await
+        .get(req(pb::GetIncidentRequest { id: inc.id.clone() }, VIEWER))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.alert_id, alert.id);
 }
 
@@ -99,7 +171,11 @@ async fn incident_and_sensor_alarm_in_one_grid_become_one_alert() {
 async fn malformed_payloads_are_dead_lettered_and_good_ones_behind_them_go_through() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&write_config(dir.path(), &DaemonOpts::new(Some(broker.port)))).await;
+    let d = Daemon::start(&write_config(
+        dir.path(),
+        &DaemonOpts::new(Some(broker.port)),
+    ))
+    .await;
     let mut s = subscribe(&d, Default::default()).await;
     let t = topic("b-1", "gas", "gas-1");
     publish_all(
@@ -107,7 +183,10 @@ async fn malformed_payloads_are_dead_lettered_and_good_ones_behind_them_go_throu
         vec![
             (t.clone(), b"{not json".to_vec()),
             (t.clone(), br#"{"state": "alarm"}"#.to_vec()),
-            (t.clone(), br#"{"device_time": 1, "state": "alarm", "reading": "high"}"#.to_vec()),
+            (
+                t.clone(),
+                br#"{"device_time": 1, "state": "alarm", "reading": "high"}"#.to_vec(),
+            ),
             (topic("nowhere", "gas", "gas-1"), payload(1, "alarm", 1.0)),
             (t.clone(), vec![b'x'; 20_000]),
             (t.clone(), payload(now_ms(), "alarm", 3.0)),
@@ -115,18 +194,40 @@ async fn malformed_payloads_are_dead_lettered_and_good_ones_behind_them_go_throu
     )
     .await;
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Opened as i32).await;
-    assert_eq!(sensors_of(seen.last().unwrap().alert.as_ref().unwrap()), vec!["gas-1"]);
-    for (reason, n) in [("bad_json", 1.0), ("missing_field", 1.0), ("wrong_type", 1.0), ("unknown_grid", 1.0), ("oversized", 1.0)] {
-        let got = d.metric(&format!("gridsight_mqtt_messages_rejected_total{{reason=\"{reason}\"}}"));
+    assert_eq!(
+        sensors_of(seen.last().unwrap().alert.as_ref().unwrap()),
+        vec!["gas-1"]
+    );
+    for (reason, n) in [
+        ("bad_json", 1.0),
+        ("missing_field", 1.0),
+        ("wrong_type", 1.0),
+        ("unknown_grid", 1.0),
+        ("oversized", 1.0),
+    ] {
+        let got = d.metric(&format!(
+            "gridsight_mqtt_messages_rejected_total{{reason=\"{reason}\"}}"
+        ));
         assert_eq!(got, n, "rejected {reason}");
     }
     let (code, body) = http_get(d.http, "/api/dead-letters", Some(VIEWER));
     assert_eq!(code, 200);
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let errors: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["error"].as_str().unwrap()).collect();
+    let errors: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["error"].as_str().unwrap())
+        .collect();
     assert_eq!(errors.len(), 5, "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("reading:")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("device_time:")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("reading:")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("device_time:")),
+        "{errors:?}"
+    );
     // Everything was acknowledged (nothing left for redelivery), and the daemon is alive.
     assert_eq!(d.metric("gridsight_mqtt_messages_acked_total"), 6.0);
     assert_eq!(http_get(d.http, "/healthz", None).0, 200);
@@ -136,10 +237,18 @@ async fn malformed_payloads_are_dead_lettered_and_good_ones_behind_them_go_throu
 async fn resume_after_seq_gets_exactly_the_missed_changes() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&write_config(dir.path(), &DaemonOpts::new(Some(broker.port)))).await;
+    let d = Daemon::start(&write_config(
+        dir.path(),
+        &DaemonOpts::new(Some(broker.port)),
+    ))
+    .await;
     let mut s = subscribe(&d, Default::default()).await;
     let now = now_ms();
-    publish_all(broker.port, vec![(topic("a-1", "smoke", "s-0"), payload(now, "alarm", 1.0))]).await;
+    publish_all(
+        broker.port,
+        vec![(topic("a-1", "smoke", "s-0"), payload(now, "alarm", 1.0))],
+    )
+    .await;
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Opened as i32).await;
     let cursor = seen.last().unwrap().seq;
     drop(s);
@@ -147,30 +256,87 @@ async fn resume_after_seq_gets_exactly_the_missed_changes() {
     // While disconnected: 3 new alerts, 2 repeats, an acknowledge.
     let mut msgs = Vec::new();
     for i in 1..=3 {
-        msgs.push((topic("b-1", "water_level", &format!("w-{i}")), payload(now + i, "alarm", 2.0)));
+        msgs.push((
+            topic("b-1", "water_level", &format!("w-{i}")),
+            payload(now + i, "alarm", 2.0),
+        ));
     }
-    msgs.push((topic("a-1", "smoke", "s-0"), payload(now + 10, "alarm", 1.1)));
-    msgs.push((topic("a-1", "smoke", "s-0"), payload(now + 20, "alarm", 1.2)));
+    msgs.push((
+        topic("a-1", "smoke", "s-0"),
+        payload(now + 10, "alarm", 1.1),
+    ));
+    msgs.push((
+        topic("a-1", "smoke", "s-0"),
+        payload(now + 20, "alarm", 1.2),
+    ));
     publish_all(broker.port, msgs).await;
     let mut client = d.alerts().await;
-    wait_for("6 alert changes", T, || async { (d.metric("gridsight_alert_changes_total") >= 6.0).then_some(()) }).await;
-    let first = client.get(req(pb::GetAlertRequest { id: seen.last().unwrap().alert.as_ref().unwrap().id.clone() }, VIEWER)).await.unwrap().into_inner();
+    wait_for("6 alert changes", T, || async {
+        (d.metric("gridsight_alert_changes_total") >= 6.0).then_some(())
+    })
+    .await;
+    let first = client
+        .get(req(
+            pb::GetAlertRequest {
+                id: seen.last().unwrap().alert.as_ref().unwrap().id.clone(),
+            },
+            VIEWER,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     client
-        .acknowledge(req(pb::AcknowledgeAlertRequest { id: first.id.clone(), expected_version: first.version, note: "on it".into() }, OPERATOR))
+        .acknowledge(req(
+            pb::AcknowledgeAlertRequest {
+                id: first.id.clone(),
+                expected_version: first.version,
+                note: "on it".into(),
+            },
+            OPERATOR,
+        ))
         .await
         .unwrap();
     let last_seq = cursor + 6;
 
-    let mut s = subscribe(&d, pb::SubscribeAlertsRequest { resume_after_seq: cursor, ..Default::default() }).await;
+    let mut s = subscribe(
+        &d,
+        pb::SubscribeAlertsRequest {
+            resume_after_seq: cursor,
+            ..Default::default()
+        },
+    )
+    .await;
     let missed = read_until(&mut s, T, |c| c.seq == last_seq).await;
     let seqs: Vec<u64> = missed.iter().map(|c| c.seq).collect();
-    assert_eq!(seqs, ((cursor + 1)..=last_seq).collect::<Vec<_>>(), "no gap, no duplicate, no snapshot");
-    assert_eq!(missed.last().unwrap().kind, pb::ChangeKind::Acknowledged as i32);
-    assert_eq!(missed.last().unwrap().alert.as_ref().unwrap().acknowledged_by, "desk-1");
+    assert_eq!(
+        seqs,
+        ((cursor + 1)..=last_seq).collect::<Vec<_>>(),
+        "no gap, no duplicate, no snapshot"
+    );
+    assert_eq!(
+        missed.last().unwrap().kind,
+        pb::ChangeKind::Acknowledged as i32
+    );
+    assert_eq!(
+        missed
+            .last()
+            .unwrap()
+            .alert
+            .as_ref()
+            .unwrap()
+            .acknowledged_by,
+        "desk-1"
+    );
 
     // A cursor from the future is refused, not silently accepted.
     let err = client
-        .subscribe(req(pb::SubscribeAlertsRequest { resume_after_seq: last_seq + 100, ..Default::default() }, VIEWER))
+        .subscribe(req(
+            pb::SubscribeAlertsRequest {
+                resume_after_seq: last_seq + 100,
+                ..Default::default()
+            },
+            VIEWER,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange);
@@ -184,19 +350,34 @@ async fn resume_from_before_retention_is_out_of_range() {
     let d = Daemon::start(&write_config(dir.path(), &o)).await;
     let mut client = d.incidents().await;
     for i in 0..3 {
-        client.report(req(report(&format!("r-{i}"), "a-1"), INTEGRATOR)).await.unwrap();
+        client
+            .report(req(report(&format!("r-{i}"), "a-1"), INTEGRATOR))
+            .await
+            .unwrap();
     }
     let mut alerts = d.alerts().await;
     wait_for("retention to delete the change log", T, || {
         let mut alerts = alerts.clone();
         async move {
-            let r = alerts.subscribe(req(pb::SubscribeAlertsRequest { resume_after_seq: 1, ..Default::default() }, VIEWER)).await;
+            let r = alerts
+                .subscribe(req(
+                    pb::SubscribeAlertsRequest {
+                        resume_after_seq: 1,
+                        ..Default::default()
+                    },
+                    VIEWER,
+                ))
+                .await;
             matches!(r, Err(e) if e.code() == tonic::Code::OutOfRange).then_some(())
         }
     })
     .await;
     // A fresh subscription still gets the open alerts as a snapshot.
-    let mut s = alerts.subscribe(req(Default::default(), VIEWER)).await.unwrap().into_inner();
+    let mut s = alerts
+        .subscribe(req(Default::default(), VIEWER))
+        .await
+        .unwrap()
+        .into_inner();
     let (open, cursor) = read_snapshot(&mut s, T).await;
     assert_eq!(open.len(), 3);
     assert!(cursor >= 3);

@@ -183,7 +183,9 @@ pub async fn run(
 
 /// Deletes expired sensor events and alert changes every `retention_interval_secs`.
 async fn retention_loop(cfg: Config, store: Store, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(cfg.store.retention_interval_secs.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs(
+        cfg.store.retention_interval_secs.max(1),
+    ));
     tick.tick().await;
     loop {
         tokio::select! {

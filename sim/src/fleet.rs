@@ -2,7 +2,8 @@
 //!
 //! Topic: `gridsight/sensors/{grid}/{kind}/{sensor_id}`. Payload (the daemon's contract):
 //! `{"device_time": <unix ms>, "state": "normal"|"alarm"|"fault", "reading": <number>, ...}`
-//! plus fields the daemon ignores (`seq`, `battery`, `rssi`, `net`, `fw`), about 150 bytes.
+//! plus fields the daemon ignores (`seq`, `battery`, `rssi`, `net`, `fw`, `hw`), about 150
+//! bytes.
 //! Sensors are visited round-robin; readings drift per kind ([`SensorSim`]) and an alarm
 //! lasts several consecutive messages of the same sensor.
 
@@ -109,6 +110,7 @@ struct Payload<'a> {
     rssi: i64,
     net: &'static str,
     fw: &'static str,
+    hw: &'static str,
 }
 
 /// The JSON payload of one sensor message (about 150 bytes). `reading` is rounded to three
@@ -124,6 +126,7 @@ pub fn payload(device_ms: i64, state: &str, reading: f64, seq: u64) -> Vec<u8> {
         rssi: -55 - (seq.wrapping_mul(7) % 31) as i64,
         net: "nb-iot",
         fw: "gs-sensor-2.4.1",
+        hw: "GS-IOT-4G",
     };
     serde_json::to_vec(&p).unwrap_or_default()
 }

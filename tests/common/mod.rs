@@ -22,7 +22,10 @@ pub const INTEGRATOR: &str = "integrator-token-0123456789";
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -36,19 +39,27 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
 }
 
 /// A Debian `mosquitto` started for one test.
 pub struct Mosquitto {
     pub port: u16,
     child: Child,
+    conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -64,19 +75,39 @@ impl Mosquitto {
             ),
         )
         .expect("write mosquitto.conf");
+        let child = Self::spawn(&conf, port);
+        Mosquitto {
+            port,
+            child,
+            conf,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(conf: &Path, port: u16) -> Child {
         let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
-            .arg(&conf)
+            .arg(conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start /usr/sbin/mosquitto (make test installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !port_open(port) {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
             std::thread::yield_now();
         }
-        Mosquitto { port, child, _dir: dir }
+        child
+    }
+
+    /// Stops the broker (SIGKILL) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.conf, self.port);
     }
 }
 
@@ -238,7 +269,11 @@ impl Daemon {
                 grpc = format!("http://{a}");
             }
             if let Some(a) = part.strip_prefix("http=") {
-                http = a.rsplit(':').next().and_then(|p| p.parse().ok()).expect("http port");
+                http = a
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("http port");
             }
         }
         let d = Daemon {
@@ -264,7 +299,10 @@ impl Daemon {
     /// SIGTERM; returns the exit code and how long the exit took.
     pub fn terminate(&mut self) -> (Option<i32>, Duration) {
         let started = Instant::now();
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let status = self.child.take().expect("running").wait().expect("wait");
         (status.code(), started.elapsed())
     }
@@ -282,7 +320,11 @@ impl Daemon {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.grpc.clone()).expect("uri").connect().await.expect("connect gRPC")
+        Channel::from_shared(self.grpc.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect gRPC")
     }
 
     pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<Channel> {
@@ -298,7 +340,10 @@ impl Daemon {
         let (code, body) = http_get(self.http, "/metrics", Some(VIEWER));
         assert_eq!(code, 200, "metrics: {body}");
         body.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     }
@@ -314,7 +359,10 @@ impl Drop for Daemon {
 pub fn req<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     if !token.is_empty() {
-        r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
     }
     r
 }
@@ -324,12 +372,21 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: localhost\r\n{auth}\r\n");
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -340,25 +397,34 @@ pub fn topic(grid: &str, kind: &str, sensor: &str) -> String {
 
 /// A default payload.
 pub fn payload(device_ms: i64, state: &str, reading: f64) -> Vec<u8> {
-    format!(r#"{{"device_time": {device_ms}, "state": "{state}", "reading": {reading}}}"#).into_bytes()
+    format!(r#"{{"device_time": {device_ms}, "state": "{state}", "reading": {reading}}}"#)
+        .into_bytes()
 }
 
 /// Publishes messages at QoS 1 and waits until the broker acknowledged every one.
 pub async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
     let mut opts = MqttOptions::new(format!("pub-{}", free_port()), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500).set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_inflight(500)
+        .set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = AsyncClient::new(opts, 1024);
     let n = msgs.len();
     let sender = tokio::spawn(async move {
         for (t, p) in msgs {
-            client.publish(t, QoS::AtLeastOnce, false, p).await.expect("publish");
+            client
+                .publish(t, QoS::AtLeastOnce, false, p)
+                .await
+                .expect("publish");
         }
         client
     });
     let mut acked = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked < n {
-        assert!(Instant::now() < deadline, "broker acknowledged {acked} of {n}");
+        assert!(
+            Instant::now() < deadline,
+            "broker acknowledged {acked} of {n}"
+        );
         match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
             Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
             Ok(Ok(_)) => {}
@@ -408,7 +474,10 @@ pub fn sensors_of(a: &pb::Alert) -> Vec<String> {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Reads a fresh subscription's snapshot: the open alerts and the cursor after them.
@@ -427,7 +496,11 @@ pub async fn read_snapshot(
             .expect("stream ended");
         match msg.event {
             Some(pb::subscribe_alerts_response::Event::Change(c)) => {
-                assert_eq!(c.kind, pb::ChangeKind::Snapshot as i32, "only snapshot items before snapshot_end");
+                assert_eq!(
+                    c.kind,
+                    pb::ChangeKind::Snapshot as i32,
+                    "only snapshot items before snapshot_end"
+                );
                 alerts.extend(c.alert);
             }
             Some(pb::subscribe_alerts_response::Event::SnapshotEnd(e)) => {
