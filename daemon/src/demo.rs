@@ -1,16 +1,297 @@
-//! `gridsight demo`: a built-in city (being written).
+//! `gridsight demo`: the daemon on a built-in demo city, with nothing to set up.
+//!
+//! Starts an embedded MQTT broker (rumqttd) on a free or given port, generates the demo
+//! city (county → towns → communities with polygons, and their sensors), fresh tokens for
+//! each role, a store in a temporary (or given) folder, then runs the real daemon
+//! ([`crate::app::run`]) on it with a sensor fleet publishing over MQTT and grid workers
+//! reporting over gRPC. Prints the URLs and tokens to use.
 
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr, TcpListener},
+    path::PathBuf,
+    time::Duration,
+};
+
+use gridsight_sim::{city::DemoCity, fleet::FleetConfig, reporter::ReporterConfig};
+use rand::{distr::Alphanumeric, Rng};
 use tokio_util::sync::CancellationToken;
 
-/// Demo options.
+use crate::{
+    app,
+    config::{Config, GridConfig, MqttConfig, Role, StoreConfig, TokenConfig},
+};
+
+/// Options of `gridsight demo`.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Folder of the store; default: a temporary folder removed at exit.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address the APIs and the broker listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: IpAddr,
+    /// Port of the embedded MQTT broker (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub mqtt_port: u16,
+    /// gRPC port (0 = any free port).
+    #[arg(long, default_value_t = 50051)]
+    pub grpc_port: u16,
+    /// HTTP port of the dashboard and metrics (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Towns in the demo county.
+    #[arg(long, default_value_t = 6)]
+    pub towns: usize,
+    /// Communities per town.
+    #[arg(long, default_value_t = 8)]
+    pub communities: usize,
+    /// Sensors per community.
+    #[arg(long, default_value_t = 4)]
+    pub sensors: usize,
+    /// Sensor messages per second over the whole fleet (0 = no fleet).
+    #[arg(long, default_value_t = 40.0)]
+    pub sensor_rate: f64,
+    /// Incident reports per second over all reporters (0 = no reporters).
+    #[arg(long, default_value_t = 0.2)]
+    pub report_rate: f64,
+}
 
-/// Demo errors.
+/// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {}
+pub enum DemoError {
+    /// A folder or socket could not be had.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The embedded broker did not come up.
+    #[error("embedded MQTT broker: {0}")]
+    Broker(String),
+    /// The daemon failed.
+    #[error(transparent)]
+    App(#[from] app::AppError),
+}
 
-/// Runs the demo.
-pub async fn run(_args: DemoArgs, _cancel: CancellationToken) -> Result<(), DemoError> {
-    Ok(())
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
+    let what = what.into();
+    move |source| DemoError::Io { what, source }
+}
+
+fn token() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+/// Runs the demo until `cancel`.
+pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoError> {
+    let temp = match &args.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().map_err(io("temporary data folder"))?),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("gridsight-demo-data"));
+    let mqtt_port = match args.mqtt_port {
+        0 => TcpListener::bind((args.listen, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(io("a free port for the MQTT broker"))?,
+        p => p,
+    };
+    start_broker(SocketAddr::new(args.listen, mqtt_port)).await?;
+
+    let city = DemoCity::generate(2026, args.towns, args.communities, args.sensors);
+    let tokens: Vec<TokenConfig> = [
+        ("wall", Role::Viewer),
+        ("desk", Role::Operator),
+        ("grid-app", Role::Reporter),
+        ("integrator", Role::Integrator),
+    ]
+    .into_iter()
+    .map(|(name, role)| TokenConfig {
+        name: name.into(),
+        token: token(),
+        role,
+    })
+    .collect();
+    let tok = |role: Role| {
+        tokens
+            .iter()
+            .find(|t| t.role == role)
+            .map(|t| t.token.clone())
+            .unwrap_or_default()
+    };
+    let cfg = Config {
+        store: StoreConfig {
+            data_dir: data_dir.clone(),
+            ..StoreConfig::default()
+        },
+        api: crate::config::ApiConfig {
+            grpc_listen: SocketAddr::new(args.listen, args.grpc_port),
+            http_listen: SocketAddr::new(args.listen, args.http_port),
+            ..Default::default()
+        },
+        mqtt: Some(MqttConfig {
+            host: args.listen.to_string(),
+            port: mqtt_port,
+            client_id: "gridsight-demo".into(),
+            ..MqttConfig::default()
+        }),
+        grids: city
+            .grids
+            .iter()
+            .map(|g| GridConfig {
+                id: g.id.clone(),
+                name: g.name.clone(),
+                parent: g.parent.clone(),
+                polygon: g.polygon.clone(),
+            })
+            .collect(),
+        tokens: tokens.clone(),
+        ..Config::default()
+    };
+    if let Some(problem) = cfg.validate().into_iter().next() {
+        return Err(DemoError::Broker(format!(
+            "demo config invalid: {}: {}",
+            problem.0, problem.1
+        )));
+    }
+
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn(app::run(cfg, cancel.clone(), move |b| {
+        let _ = bound_tx.send(b);
+    }));
+    let Ok(bound) = bound_rx.await else {
+        return match daemon.await {
+            Ok(Err(e)) => Err(e.into()),
+            _ => Err(DemoError::Broker(
+                "the daemon stopped before it was ready".into(),
+            )),
+        };
+    };
+    let viewer = tok(Role::Viewer);
+    println!();
+    println!(
+        "gridsight demo is running: {} grids, {} sensors",
+        city.grids.len(),
+        city.sensors.len()
+    );
+    println!();
+    println!("  Dashboard:  http://{}/?token={viewer}", bound.http);
+    println!(
+        "  Metrics:    curl -H 'authorization: Bearer {viewer}' http://{}/metrics",
+        bound.http
+    );
+    println!(
+        "  gRPC:       {}  (gridsight.v1, with health and reflection)",
+        bound.grpc
+    );
+    println!(
+        "  MQTT:       {}:{mqtt_port}  topic gridsight/sensors/{{grid}}/{{kind}}/{{sensor_id}}",
+        args.listen
+    );
+    println!("  Store:      {}", data_dir.display());
+    println!();
+    println!("  Tokens (authorization: Bearer <token>):");
+    for t in &tokens {
+        println!("    {:<11} {:<11} {}", t.role.as_str(), t.name, t.token);
+    }
+    println!();
+    println!("  Try: mosquitto_pub -p {mqtt_port} -t gridsight/sensors/{}/smoke/smk-test -m '{{\"device_time\": {}, \"state\": \"alarm\", \"reading\": 0.9}}'",
+        city.communities().next().map(|g| g.id.as_str()).unwrap_or("county"),
+        crate::domain::now_ms());
+    println!("  Stop: Ctrl-C (drains and exits)");
+    println!();
+
+    let sims = cancel.child_token();
+    if args.sensor_rate > 0.0 {
+        let mut fleet = FleetConfig::new(args.listen.to_string(), mqtt_port);
+        fleet.rate_per_sec = args.sensor_rate;
+        fleet.client_id = "gridsight-demo-fleet".into();
+        let sensors = city.sensors.clone();
+        let c = sims.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gridsight_sim::run_fleet(fleet, sensors, c).await {
+                tracing::warn!(error = %e, "demo sensor fleet stopped");
+            }
+        });
+    }
+    if args.report_rate > 0.0 {
+        let grids: Vec<String> = city.communities().map(|g| g.id.clone()).collect();
+        let centres: HashMap<String, [f64; 2]> = city
+            .communities()
+            .map(|g| (g.id.clone(), g.centre()))
+            .collect();
+        let mut rc =
+            ReporterConfig::new(format!("http://{}", bound.grpc), tok(Role::Reporter), grids);
+        rc.rate_per_sec = args.report_rate;
+        rc.centres = centres;
+        let c = sims.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gridsight_sim::run_reporters_with(rc, c).await {
+                tracing::warn!(error = %e, "demo reporters stopped");
+            }
+        });
+    }
+    let result = daemon.await;
+    sims.cancel();
+    drop(temp);
+    match result {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(DemoError::Broker(format!("daemon task: {e}"))),
+    }
+}
+
+/// Starts rumqttd on `addr` in its own thread and waits until it accepts connections.
+async fn start_broker(addr: SocketAddr) -> Result<(), DemoError> {
+    let text = format!(
+        r#"id = 0
+[router]
+id = 0
+max_connections = 1000
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "demo"
+listen = "{addr}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 65536
+max_inflight_count = 1000
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config =
+        toml::from_str(&text).map_err(|e| DemoError::Broker(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("demo-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })
+        .map_err(io("broker thread"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DemoError::Broker(format!("did not listen on {addr}")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

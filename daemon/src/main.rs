@@ -84,7 +84,7 @@ fn main() -> ExitCode {
             } else {
                 config::LogFormat::Text
             };
-            telemetry::init_logging(format, "info");
+            telemetry::init_logging(format, "info,rumqttd=warn,rumqttd::server::broker=off");
             run_async(
                 |cancel| async move { demo::run(args, cancel).await.map_err(anyhow::Error::from) },
             )

@@ -109,6 +109,8 @@ pub enum Done {
 pub struct MqttAck {
     /// Which connection: the ingest counts them up from 1.
     pub epoch: u32,
+    /// Arrival order on that connection, from 0: acks are sent in this order.
+    pub order: u64,
     /// The packet id.
     pub pkid: u16,
 }

@@ -57,7 +57,11 @@ async fn commits_assign_dense_seqs_publish_in_order_and_survive_reopen() {
     store
         .write(WriteItem {
             records: vec![event(1)],
-            done: Done::MqttAck(MqttAck { epoch: 1, pkid: 7 }),
+            done: Done::MqttAck(MqttAck {
+                epoch: 1,
+                order: 0,
+                pkid: 7,
+            }),
         })
         .await
         .unwrap();
@@ -80,7 +84,11 @@ async fn commits_assign_dense_seqs_publish_in_order_and_survive_reopen() {
     assert_eq!(bus.recv().await.unwrap().seq, 2);
     assert_eq!(
         acks.recv().await.unwrap(),
-        vec![MqttAck { epoch: 1, pkid: 7 }]
+        vec![MqttAck {
+            epoch: 1,
+            order: 0,
+            pkid: 7
+        }]
     );
     let (open, cursor) = store.read(read::open_alerts).await.unwrap();
     assert_eq!((open.len(), cursor), (2, 2));

@@ -9,8 +9,6 @@
 
 #[path = "bench_mqtt/daemon.rs"]
 mod daemon;
-#[path = "bench_mqtt/latency.rs"]
-mod latency;
 
 use std::{
     net::SocketAddr,
@@ -23,7 +21,7 @@ use clap::{ArgAction, Parser};
 use gridsight_sim::{
     broker::{free_port, MosquittoBroker, BENCH_SETTINGS},
     load::{self, DrainReport, Messages},
-    DemoCity,
+    run_latency, DemoCity, LatencyConfig,
 };
 use rumqttc::QoS;
 
@@ -159,7 +157,7 @@ async fn bench(args: &Args) -> Result<()> {
 
     let limit = Duration::from_secs(args.timeout_secs);
     let mut rows = Vec::new();
-    let mut running: Option<(Daemon, u16, u16)> = None;
+    let mut running: Option<(Daemon, u16)> = None;
     for &qos in &args.qos {
         let bare = baseline(args, &broker, qos, messages.clone(), limit).await?;
         println!(
@@ -169,7 +167,7 @@ async fn bench(args: &Args) -> Result<()> {
         );
         let mut daemon = None;
         if !args.only_baseline {
-            let (run, d, grpc, http) = daemon_phase(
+            let (run, d, grpc) = daemon_phase(
                 args,
                 &broker,
                 &template,
@@ -189,7 +187,7 @@ async fn bench(args: &Args) -> Result<()> {
             daemon = Some(run);
             let keep = qos == 1 && args.latency;
             if keep {
-                if let Some((old, ..)) = running.replace((d, grpc, http)) {
+                if let Some((old, ..)) = running.replace((d, grpc)) {
                     old.terminate(Duration::from_secs(30)).await?;
                 }
             } else {
@@ -207,7 +205,7 @@ async fn bench(args: &Args) -> Result<()> {
     }
     print_table(args.messages, &rows);
 
-    if let Some((d, grpc, _http)) = running {
+    if let Some((d, grpc)) = running {
         let rate = match (
             args.latency_rate,
             rows.iter().find(|r| r.qos == 1).and_then(|r| r.daemon),
@@ -216,17 +214,23 @@ async fn bench(args: &Args) -> Result<()> {
             (None, Some(run)) => rate(args.messages, run.reached) / 2.0,
             (None, None) => 1000.0,
         };
-        let target = latency::Target {
-            mqtt_host: broker.host(),
-            mqtt_port: broker.port(),
-            grpc_port: grpc,
-            token: &args.token,
-        };
         println!(
             "latency: publishing at {rate:.0} msg/s for {} s, one alarm in 50",
             args.latency_secs
         );
-        let rep = latency::run(&target, &city, rate, args.latency_secs).await?;
+        let cfg = LatencyConfig {
+            mqtt_host: broker.host().to_string(),
+            mqtt_port: broker.port(),
+            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
+            token: args.token.clone(),
+            rate_per_sec: rate,
+            duration: Duration::from_secs_f64(args.latency_secs.max(0.1)),
+            alarm_every: 50,
+            settle: Duration::from_secs(10),
+        };
+        let rep = run_latency(&cfg, &city)
+            .await
+            .with_context(|| format!("latency phase; daemon log:\n{}", d.log_tail(20)))?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let (p50, p99) = (ms(rep.quantile(0.5)), ms(rep.quantile(0.99)));
         println!(
@@ -304,7 +308,7 @@ async fn baseline(
 
 /// Phase (b): the daemon creates its session, stops, N are published, then it is timed from
 /// a fresh spawn until its counter reaches N. Returns the still-running daemon and its gRPC
-/// and HTTP ports.
+/// port.
 #[allow(clippy::too_many_arguments)]
 async fn daemon_phase(
     args: &Args,
@@ -314,7 +318,7 @@ async fn daemon_phase(
     dir: &Path,
     qos: u8,
     msgs: Messages,
-) -> Result<(CounterRun, Daemon, u16, u16)> {
+) -> Result<(CounterRun, Daemon, u16)> {
     let limit = Duration::from_secs(args.timeout_secs);
     let (host, port) = (broker.host(), broker.port());
     let id = client_id("daemon", qos);
@@ -367,7 +371,7 @@ async fn daemon_phase(
     };
     let mut d = Daemon::spawn(&args.daemon, &config, &log)?;
     let run = daemon::wait_counter(&mut d, http, &args.token, metric, args.messages, limit).await?;
-    Ok((run, d, grpc, http_port))
+    Ok((run, d, grpc))
 }
 
 fn print_table(n: u64, rows: &[Row]) {

@@ -9,6 +9,9 @@
 //! - a packet id is acknowledged only on the connection it arrived on: acks from before a
 //!   reconnect are dropped, because the broker redelivers those messages with the same ids
 //!   and the redelivered copy is acknowledged once it is durable;
+//! - acknowledgements go out in the order the messages arrived (MQTT 3.1.1 §4.6), even
+//!   though shards commit independently: the acker holds back an ack until every earlier
+//!   message of the connection is durable too;
 //! - a malformed message never stops the ones behind it: it is counted by reason, logged
 //!   (rate-limited, once per reason per interval), kept as a dead letter, and acknowledged.
 
@@ -105,6 +108,7 @@ impl MqttIngest {
         }
         let log_limit = RateLimit::new(Duration::from_secs(10));
         let mut backoff = cfg.reconnect_min_ms;
+        let mut order = 0u64;
         loop {
             let ev = tokio::select! {
                 biased;
@@ -114,12 +118,14 @@ impl MqttIngest {
             match ev {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     handle(
-                        &p, &parser, &router, &store, &metrics, &shared, &log_limit, &cancel,
+                        &p, &mut order, &parser, &router, &store, &metrics, &shared, &log_limit,
+                        &cancel,
                     )
                     .await;
                 }
                 Ok(Event::Incoming(Packet::ConnAck(c))) => {
                     shared.epoch.fetch_add(1, Ordering::AcqRel);
+                    order = 0;
                     // Whatever was in flight will be redelivered on this connection.
                     shared.pending.store(0, Ordering::Release);
                     metrics.mqtt_connected.set(1);
@@ -163,6 +169,7 @@ impl MqttIngest {
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     p: &Publish,
+    order: &mut u64,
     parser: &Parser,
     router: &Router,
     store: &Store,
@@ -172,9 +179,13 @@ async fn handle(
     cancel: &CancellationToken,
 ) {
     metrics.mqtt_received.inc();
-    let ack = (p.qos != QoS::AtMostOnce).then(|| MqttAck {
-        epoch: shared.epoch.load(Ordering::Acquire),
-        pkid: p.pkid,
+    let ack = (p.qos != QoS::AtMostOnce).then(|| {
+        *order += 1;
+        MqttAck {
+            epoch: shared.epoch.load(Ordering::Acquire),
+            order: *order - 1,
+            pkid: p.pkid,
+        }
     });
     if ack.is_some() {
         shared.pending.fetch_add(1, Ordering::AcqRel);
@@ -215,21 +226,35 @@ async fn handle(
     }
 }
 
-/// Sends the acknowledgements the store writer hands back, for the current connection.
+/// Sends the acknowledgements the store writer hands back, for the current connection,
+/// in arrival order.
 async fn acker(
     client: AsyncClient,
     mut rx: mpsc::UnboundedReceiver<Vec<MqttAck>>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 ) {
+    let mut epoch_seen = 0;
+    let mut next = 0u64;
+    // Durable but held back until every earlier message is durable too.
+    let mut ready: std::collections::BTreeMap<u64, u16> = Default::default();
     while let Some(batch) = rx.recv().await {
         let epoch = shared.epoch.load(Ordering::Acquire);
-        for a in batch {
-            if a.epoch != epoch {
-                continue;
-            }
+        if epoch != epoch_seen {
+            epoch_seen = epoch;
+            next = 0;
+            ready.clear();
+        }
+        ready.extend(
+            batch
+                .into_iter()
+                .filter(|a| a.epoch == epoch)
+                .map(|a| (a.order, a.pkid)),
+        );
+        while let Some(pkid) = ready.remove(&next) {
+            next += 1;
             let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
-            p.pkid = a.pkid;
+            p.pkid = pkid;
             if client.ack(&p).await.is_err() {
                 return;
             }

@@ -1,0 +1,33 @@
+# gridsight: the two commands are `make run` and `make test`.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: deps build run test lint unit e2e bench-mqtt clean
+
+## Install the system packages (quick when all are present).
+deps:
+	@./scripts/install-deps.sh
+
+## Release build of the daemon.
+build: deps
+	$(CARGO) build --release -p gridsight
+
+## Start the daemon on its built-in demo city; prints the dashboard URL and tokens.
+run: build
+	./target/release/gridsight demo
+
+## Everything: formatting, lints, unit, property and end-to-end tests.
+test: deps lint
+	$(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## MQTT ingest benchmark: bare rumqttc subscriber vs the daemon, QoS 0 and 1, and latency.
+bench-mqtt: deps
+	$(CARGO) build --release -p gridsight -p gridsight-sim
+	./target/release/bench-mqtt --daemon target/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
+
+clean:
+	$(CARGO) clean
