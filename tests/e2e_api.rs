@@ -68,7 +68,8 @@ async fn tokens_roles_and_fields_get_the_right_codes() {
     assert_eq!(e.code(), Code::Unauthenticated);
 
     // Bad fields: INVALID_ARGUMENT naming the field.
-    let cases: Vec<(&str, Box<dyn Fn(&mut pb::ReportIncidentRequest)>)> = vec![
+    type Mutate = Box<dyn Fn(&mut pb::ReportIncidentRequest)>;
+    let cases: Vec<(&str, Mutate)> = vec![
         ("idempotency_key", Box::new(|r| r.idempotency_key.clear())),
         ("category", Box::new(|r| r.category = 0)),
         ("category", Box::new(|r| r.category = 99)),

@@ -82,12 +82,9 @@ impl Metrics {
             alert_changes: Counter::default(),
             store_commits: Counter::default(),
             store_commit_errors: Counter::default(),
-            store_commit_seconds: Histogram::new(
-                [
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
-                ]
-                .into_iter(),
-            ),
+            store_commit_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+            ]),
             store_queue_depth: Gauge::default(),
             shard_queue_depth: Family::default(),
             subscribers: Gauge::default(),

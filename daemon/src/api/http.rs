@@ -55,7 +55,7 @@ fn authorize(
     headers: &HeaderMap,
     q: &TokenQuery,
     perm: Perm,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -65,7 +65,7 @@ fn authorize(
             AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
         };
-        (code, [(header::WWW_AUTHENTICATE, "Bearer")], e.to_string()).into_response()
+        Box::new((code, [(header::WWW_AUTHENTICATE, "Bearer")], e.to_string()).into_response())
     })
 }
 
@@ -104,7 +104,7 @@ async fn metrics(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return r;
+        return *r;
     }
     s.metrics
         .store_queue_depth
@@ -133,7 +133,7 @@ async fn alerts(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return r;
+        return *r;
     }
     match s.store.read(read::open_alerts).await {
         Ok((alerts, cursor)) => {
@@ -150,7 +150,7 @@ async fn dead_letters(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return r;
+        return *r;
     }
     let limit = q.limit.unwrap_or(100).min(1000);
     match s.store.read(move |c| read::dead_letters(c, limit)).await {

@@ -192,7 +192,7 @@ async fn handle(
     }
     let now = now_ms();
     let topic: &str = &p.topic;
-    let result = parser.parse(&topic, &p.payload, now);
+    let result = parser.parse(topic, &p.payload, now);
     let sent = match result {
         Ok(event) => {
             let id = store.ids.next_event();
@@ -273,9 +273,9 @@ async fn drain(client: &AsyncClient, eventloop: &mut EventLoop, shared: &Shared)
     while shared.pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
         // Publishes that arrive now are not handled and not acknowledged: the broker keeps
         // them for the next start.
-        match tokio::time::timeout(Duration::from_millis(50), eventloop.poll()).await {
-            Ok(Err(_)) => return,
-            _ => {}
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(50), eventloop.poll()).await
+        {
+            return;
         }
     }
     let _ = client.disconnect().await;
