@@ -9,60 +9,17 @@
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use serde::Serialize;
 
+use layout::{
+    cols_for, ring, round6, tile, width_for, CENTRE, COMMUNITY_STEMS, TOWN_NAMES, TOWN_SIZE,
+};
+
+mod layout;
+
 /// Sensor kinds the fleet simulates, as they appear in MQTT topics.
 pub const SENSOR_KINDS: [&str; 4] = ["smoke", "water_level", "manhole_cover", "gas"];
 
 /// Id of the top grid.
 pub const COUNTY_ID: &str = "county";
-
-const CENTRE: [f64; 2] = [119.68, 30.64];
-/// Size of one town tile, degrees of lon and lat (about 11.5 km × 10 km here).
-const TOWN_SIZE: [f64; 2] = [0.12, 0.09];
-
-const TOWN_NAMES: [(&str, &str); 15] = [
-    ("递铺街道", "Dipu Subdistrict"),
-    ("昌硕街道", "Changshuo Subdistrict"),
-    ("灵峰街道", "Lingfeng Subdistrict"),
-    ("孝源街道", "Xiaoyuan Subdistrict"),
-    ("孝丰镇", "Xiaofeng Town"),
-    ("梅溪镇", "Meixi Town"),
-    ("天子湖镇", "Tianzihu Town"),
-    ("鄣吴镇", "Zhangwu Town"),
-    ("杭垓镇", "Hanggai Town"),
-    ("报福镇", "Baofu Town"),
-    ("天荒坪镇", "Tianhuangping Town"),
-    ("溪龙乡", "Xilong Township"),
-    ("上墅乡", "Shangshu Township"),
-    ("山川乡", "Shanchuan Township"),
-    ("章村镇", "Zhangcun Town"),
-];
-
-const COMMUNITY_STEMS: [(&str, &str); 24] = [
-    ("竹林", "Zhulin"),
-    ("白茶", "Baicha"),
-    ("凤凰", "Fenghuang"),
-    ("桃园", "Taoyuan"),
-    ("青山", "Qingshan"),
-    ("溪口", "Xikou"),
-    ("朝阳", "Chaoyang"),
-    ("和平", "Heping"),
-    ("长乐", "Changle"),
-    ("新港", "Xingang"),
-    ("东风", "Dongfeng"),
-    ("南湖", "Nanhu"),
-    ("西苑", "Xiyuan"),
-    ("北门", "Beimen"),
-    ("余村", "Yucun"),
-    ("横山", "Hengshan"),
-    ("黄杜", "Huangdu"),
-    ("大竹园", "Dazhuyuan"),
-    ("马家", "Majia"),
-    ("高禹", "Gaoyu"),
-    ("晓墅", "Xiaoshu"),
-    ("浒溪", "Huxi"),
-    ("双一", "Shuangyi"),
-    ("鲁家", "Lujia"),
-];
 
 /// Tier of a grid in the governance network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -294,52 +251,6 @@ pub fn kind_prefix(kind: &str) -> &'static str {
 /// A TOML basic string (JSON string escaping is valid TOML).
 fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
-}
-
-fn width_for(n: usize) -> usize {
-    n.to_string().len().max(2)
-}
-
-fn cols_for(n: usize) -> usize {
-    (n as f64).sqrt().ceil() as usize
-}
-
-fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
-/// Splits `[west, south, east, north]` into `n` rectangles that tile it exactly: rows of
-/// equal height from north to south, each row split into equal widths.
-fn tile(rect: [f64; 4], n: usize) -> Vec<[f64; 4]> {
-    if n == 0 {
-        return Vec::new();
-    }
-    let [west, south, east, north] = rect;
-    let cols = cols_for(n);
-    let rows = n.div_ceil(cols);
-    let row_h = (north - south) / rows as f64;
-    let mut out = Vec::with_capacity(n);
-    for r in 0..rows {
-        let in_row = if r + 1 == rows {
-            n - cols * (rows - 1)
-        } else {
-            cols
-        };
-        let col_w = (east - west) / in_row as f64;
-        let top = north - row_h * r as f64;
-        let bottom = if r + 1 == rows { south } else { top - row_h };
-        for c in 0..in_row {
-            let left = west + col_w * c as f64;
-            let right = if c + 1 == in_row { east } else { left + col_w };
-            out.push([left, bottom, right, top]);
-        }
-    }
-    out
-}
-
-/// Closed counter-clockwise ring of a rectangle.
-fn ring([w, s, e, n]: [f64; 4]) -> Vec<[f64; 2]> {
-    vec![[w, s], [e, s], [e, n], [w, n], [w, s]]
 }
 
 #[cfg(test)]

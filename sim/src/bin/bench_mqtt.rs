@@ -9,6 +9,8 @@
 
 #[path = "bench_mqtt/daemon.rs"]
 mod daemon;
+#[path = "bench_mqtt/report.rs"]
+mod report;
 
 use std::{
     net::SocketAddr,
@@ -26,6 +28,7 @@ use gridsight_sim::{
 use rumqttc::QoS;
 
 use daemon::{CounterRun, Daemon, Placeholders};
+use report::{print_table, rate, Row};
 
 /// Topic filter every subscriber uses.
 const FILTER: &str = "gridsight/sensors/#";
@@ -97,13 +100,6 @@ struct Args {
     /// Keep the temporary directory (configs, daemon data and logs) and print its path.
     #[arg(long)]
     keep_temp: bool,
-}
-
-/// One QoS level's figures.
-struct Row {
-    qos: u8,
-    bare: DrainReport,
-    daemon: Option<CounterRun>,
 }
 
 #[tokio::main]
@@ -231,22 +227,7 @@ async fn bench(args: &Args) -> Result<()> {
         let rep = run_latency(&cfg, &city)
             .await
             .with_context(|| format!("latency phase; daemon log:\n{}", d.log_tail(20)))?;
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let (p50, p99) = (ms(rep.quantile(0.5)), ms(rep.quantile(0.99)));
-        println!(
-            "latency: {} messages, {} alarms, {} matched OPENED ({} only in other changes); p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
-            rep.published,
-            rep.alarms,
-            rep.matched,
-            rep.other_kinds,
-            ms(rep.quantile(1.0))
-        );
-        println!(
-            "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={:.1} matched={} alarms={}",
-            ms(rep.quantile(1.0)),
-            rep.matched,
-            rep.alarms
-        );
+        report::print_latency(&rep);
         d.terminate(Duration::from_secs(30)).await?;
     } else if args.latency && !args.only_baseline {
         println!("latency: skipped (needs QoS 1 in --qos)");
@@ -261,10 +242,6 @@ async fn bench(args: &Args) -> Result<()> {
 
 fn client_id(who: &str, qos: u8) -> String {
     format!("bench-{who}-qos{qos}")
-}
-
-fn rate(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64().max(1e-9)
 }
 
 fn qos_of(qos: u8) -> QoS {
@@ -372,57 +349,4 @@ async fn daemon_phase(
     let mut d = Daemon::spawn(&args.daemon, &config, &log)?;
     let run = daemon::wait_counter(&mut d, http, &args.token, metric, args.messages, limit).await?;
     Ok((run, d, grpc))
-}
-
-fn print_table(n: u64, rows: &[Row]) {
-    println!();
-    println!(
-        "{:<4} {:>14} {:>16} {:>20} {:>8} {:>12}",
-        "QoS", "bare msg/s", "daemon msg/s", "daemon msg/s", "ratio", "ratio"
-    );
-    println!(
-        "{:<4} {:>14} {:>16} {:>20} {:>8} {:>12}",
-        "", "(connect→N)", "(spawn→N)", "(first count→N)", "", "(first→N)"
-    );
-    for r in rows {
-        let bare = rate(n, r.bare.elapsed);
-        match r.daemon {
-            Some(d) => {
-                let from_spawn = rate(n, d.reached);
-                let from_first = rate(n, d.reached.saturating_sub(d.first));
-                println!(
-                    "{:<4} {bare:>14.0} {from_spawn:>16.0} {from_first:>20.0} {:>8.3} {:>12.3}",
-                    r.qos,
-                    from_spawn / bare,
-                    from_first / bare
-                );
-            }
-            None => println!(
-                "{:<4} {bare:>14.0} {:>16} {:>20} {:>8} {:>12}",
-                r.qos, "-", "-", "-", "-"
-            ),
-        }
-    }
-    println!();
-    for r in rows {
-        let bare = rate(n, r.bare.elapsed);
-        let first_ms = r.bare.first_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-        match r.daemon {
-            Some(d) => {
-                let from_spawn = rate(n, d.reached);
-                let from_first = rate(n, d.reached.saturating_sub(d.first));
-                println!(
-                    "RESULT qos={} bare={bare:.0} daemon={from_spawn:.0} ratio={:.3} daemon_from_first={from_first:.0} ratio_from_first={:.3} bare_first_ms={first_ms:.1} daemon_first_ms={:.1}",
-                    r.qos,
-                    from_spawn / bare,
-                    from_first / bare,
-                    d.first.as_secs_f64() * 1000.0
-                );
-            }
-            None => println!(
-                "RESULT qos={} bare={bare:.0} bare_first_ms={first_ms:.1}",
-                r.qos
-            ),
-        }
-    }
 }

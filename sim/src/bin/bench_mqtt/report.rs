@@ -1,0 +1,94 @@
+//! Printing of the bench's figures: a table per QoS and one-line `RESULT` records that
+//! scripts can grep.
+
+use std::time::Duration;
+
+use gridsight_sim::{load::DrainReport, LatencyReport};
+
+use crate::daemon::CounterRun;
+
+/// One QoS level's figures.
+pub struct Row {
+    pub qos: u8,
+    pub bare: DrainReport,
+    pub daemon: Option<CounterRun>,
+}
+
+/// Messages per second.
+pub fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+/// The table and `RESULT qos=...` lines.
+pub fn print_table(n: u64, rows: &[Row]) {
+    println!();
+    println!(
+        "{:<4} {:>14} {:>16} {:>20} {:>8} {:>12}",
+        "QoS", "bare msg/s", "daemon msg/s", "daemon msg/s", "ratio", "ratio"
+    );
+    println!(
+        "{:<4} {:>14} {:>16} {:>20} {:>8} {:>12}",
+        "", "(connect→N)", "(spawn→N)", "(first count→N)", "", "(first→N)"
+    );
+    for r in rows {
+        let bare = rate(n, r.bare.elapsed);
+        match r.daemon {
+            Some(d) => {
+                let from_spawn = rate(n, d.reached);
+                let from_first = rate(n, d.reached.saturating_sub(d.first));
+                println!(
+                    "{:<4} {bare:>14.0} {from_spawn:>16.0} {from_first:>20.0} {:>8.3} {:>12.3}",
+                    r.qos,
+                    from_spawn / bare,
+                    from_first / bare
+                );
+            }
+            None => println!(
+                "{:<4} {bare:>14.0} {:>16} {:>20} {:>8} {:>12}",
+                r.qos, "-", "-", "-", "-"
+            ),
+        }
+    }
+    println!();
+    for r in rows {
+        let bare = rate(n, r.bare.elapsed);
+        let first_ms = r.bare.first_after.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        match r.daemon {
+            Some(d) => {
+                let from_spawn = rate(n, d.reached);
+                let from_first = rate(n, d.reached.saturating_sub(d.first));
+                println!(
+                    "RESULT qos={} bare={bare:.0} daemon={from_spawn:.0} ratio={:.3} daemon_from_first={from_first:.0} ratio_from_first={:.3} bare_first_ms={first_ms:.1} daemon_first_ms={:.1}",
+                    r.qos,
+                    from_spawn / bare,
+                    from_first / bare,
+                    d.first.as_secs_f64() * 1000.0
+                );
+            }
+            None => println!(
+                "RESULT qos={} bare={bare:.0} bare_first_ms={first_ms:.1}",
+                r.qos
+            ),
+        }
+    }
+}
+
+/// The latency figures and the `RESULT latency ...` line.
+pub fn print_latency(rep: &LatencyReport) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p99) = (ms(rep.quantile(0.5)), ms(rep.quantile(0.99)));
+    println!(
+            "latency: {} messages, {} alarms, {} matched OPENED ({} only in other changes); p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+            rep.published,
+            rep.alarms,
+            rep.matched,
+            rep.other_kinds,
+            ms(rep.quantile(1.0))
+        );
+    println!(
+        "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={:.1} matched={} alarms={}",
+        ms(rep.quantile(1.0)),
+        rep.matched,
+        rep.alarms
+    );
+}
