@@ -31,7 +31,7 @@ async fn demo_starts_prints_its_urls_and_ingests() {
         .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("demo.log")).unwrap())
         .spawn()
         .expect("start gridsight demo");
     let stdout = child.stdout.take().unwrap();
@@ -77,17 +77,18 @@ async fn demo_starts_prints_its_urls_and_ingests() {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    wait_for(
-        "the demo fleet and reporters to flow through",
-        Duration::from_secs(30),
-        || async {
-            (metric("gridsight_mqtt_messages_acked_total") >= 1000.0
-                && metric("gridsight_incidents_reported_total") >= 3.0
-                && metric("gridsight_alerts_opened_total") >= 1.0)
-                .then_some(())
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(metric("gridsight_mqtt_messages_acked_total") >= 1000.0
+        && metric("gridsight_incidents_reported_total") >= 3.0
+        && metric("gridsight_alerts_opened_total") >= 1.0)
+    {
+        if std::time::Instant::now() > deadline {
+            let (_, m) = http_get(port, "/metrics", Some(token));
+            let log = std::fs::read_to_string(data.path().join("demo.log")).unwrap_or_default();
+            panic!("the demo did not flow through in 30 s\n{m}\n--- log ---\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         metric("gridsight_mqtt_disconnects_total"),
         0.0,

@@ -43,6 +43,8 @@ pub struct LatencyConfig {
     pub duration: Duration,
     /// One alarm every this many messages.
     pub alarm_every: u64,
+    /// Connections for the normal traffic (the alarms get one more of their own).
+    pub publishers: usize,
     /// How long to wait for the last OPENED changes after publishing.
     pub settle: Duration,
 }
@@ -52,6 +54,10 @@ pub struct LatencyConfig {
 pub struct LatencyReport {
     /// Messages published.
     pub published: u64,
+    /// How long publishing took (`published / publish_time` is the rate achieved).
+    pub publish_time: Duration,
+    /// Worst delay of a publish behind its schedule (the publishers could not keep up).
+    pub max_lag: Duration,
     /// Open alerts in the snapshot at the start.
     pub snapshot: u64,
     /// Alarms from new sensors published.
@@ -93,16 +99,19 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
     }
     let (snapshot, mut rx, reader) = subscribe(cfg).await?;
 
-    let opts = load::options("bench-latency-pub", &cfg.mqtt_host, cfg.mqtt_port, true);
-    let (client, mut el) = AsyncClient::new(opts, 10_000);
-    load::connack(&mut el).await?;
-    let driver = tokio::spawn(async move {
-        loop {
-            if let Err(e) = el.poll().await {
-                return e;
-            }
-        }
-    });
+    // Normal traffic over `publishers` connections (a sensor always on the same one); the
+    // alarms on a connection of their own, so they do not queue behind the bulk traffic in
+    // the client.
+    let mut clients = Vec::new();
+    let mut drivers = Vec::new();
+    for k in 0..=cfg.publishers.max(1) {
+        let (c, d) = publisher(cfg, &format!("bench-latency-pub-{k}")).await?;
+        clients.push(c);
+        drivers.push(d);
+    }
+    let Some((alarm_client, bulk)) = clients.split_first() else {
+        return Err(SimError::InvalidConfig("latency: no publishers".into()));
+    };
     let mut rng = StdRng::seed_from_u64(99);
     let mut sims: Vec<SensorSim> = city
         .sensors
@@ -112,15 +121,19 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
     let topics: Vec<String> = city.sensors.iter().map(|s| s.topic()).collect();
     let total = (rate * cfg.duration.as_secs_f64()).round().max(1.0) as u64;
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut max_lag = Duration::ZERO;
     let start = Instant::now();
     for i in 0..total {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
-        if due > Instant::now() {
+        let now = Instant::now();
+        if due > now {
             tokio::time::sleep_until(due.into()).await;
+        } else {
+            max_lag = max_lag.max(now - due);
         }
-        if driver.is_finished() {
+        if let Some(d) = drivers.iter_mut().find(|d| d.is_finished()) {
             reader.abort();
-            return Err(match driver.await {
+            return Err(match d.await {
                 Ok(e) => SimError::from(e),
                 Err(e) => SimError::from(e),
             });
@@ -128,23 +141,23 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
         if i % cfg.alarm_every == cfg.alarm_every - 1 {
             let n = sent_at.len();
             let id = format!("{PROBE_PREFIX}{n}");
-            let topic = format!(
-                "{}/{}/smoke/{id}",
-                crate::TOPIC_PREFIX,
-                grids[n % grids.len()]
-            );
+            let grid = grids[n % grids.len()];
+            let topic = format!("{}/{grid}/smoke/{id}", crate::TOPIC_PREFIX);
             let body = payload(now_unix_ms(), "alarm", 8.5, 1);
             sent_at.insert(id, Instant::now());
-            client.publish(topic, QoS::AtLeastOnce, false, body).await?;
+            alarm_client
+                .publish(topic, QoS::AtLeastOnce, false, body)
+                .await?;
         } else {
             let k = (i % sims.len() as u64) as usize;
             let s = sims[k].next(&mut rng, 0.0, 0.0, 1);
             let body = payload(now_unix_ms(), s.state, s.reading, s.seq);
-            client
+            bulk[k % bulk.len()]
                 .publish(topics[k].as_str(), QoS::AtLeastOnce, false, body)
                 .await?;
         }
     }
+    let publish_time = start.elapsed();
 
     let mut opened_at: HashMap<String, Instant> = HashMap::new();
     let mut others: HashSet<String> = HashSet::new();
@@ -165,8 +178,10 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
         }
     }
     reader.abort();
-    let _ = client.try_disconnect();
-    driver.abort();
+    for (c, d) in clients.iter().zip(&drivers) {
+        let _ = c.try_disconnect();
+        d.abort();
+    }
 
     let mut latencies: Vec<Duration> = opened_at
         .iter()
@@ -175,6 +190,8 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
     latencies.sort();
     Ok(LatencyReport {
         published: total,
+        publish_time,
+        max_lag,
         snapshot,
         alarms: sent_at.len(),
         matched: latencies.len(),
@@ -184,6 +201,31 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
             .count(),
         latencies,
     })
+}
+
+/// A connected QoS 1 publisher and the task driving its event loop (which ends with the
+/// connection error, if any).
+async fn publisher(
+    cfg: &LatencyConfig,
+    id: &str,
+) -> Result<
+    (
+        AsyncClient,
+        tokio::task::JoinHandle<rumqttc::ConnectionError>,
+    ),
+    SimError,
+> {
+    let opts = load::options(id, &cfg.mqtt_host, cfg.mqtt_port, true);
+    let (client, mut el) = AsyncClient::new(opts, 1000);
+    load::connack(&mut el).await?;
+    let driver = tokio::spawn(async move {
+        loop {
+            if let Err(e) = el.poll().await {
+                return e;
+            }
+        }
+    });
+    Ok((client, driver))
 }
 
 /// A probe sensor id seen in a change: (sensor id, whether the change was OPENED, when).

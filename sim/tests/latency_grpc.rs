@@ -168,6 +168,7 @@ async fn probes_are_matched_with_their_opened_changes() {
         rate_per_sec: 500.0,
         duration: Duration::from_secs(1),
         alarm_every: 10,
+        publishers: 2,
         settle: Duration::from_secs(5),
     };
     let rep = run_latency(&cfg, &city).await.expect("latency run");

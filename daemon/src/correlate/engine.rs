@@ -117,9 +117,12 @@ impl Engine {
     /// Whether this reading repeats the sensor's previous one exactly (a redelivery).
     pub fn is_repeat(&mut self, ev: &SensorEvent) -> bool {
         let sig = (ev.device_ms, ev.state, ev.reading.map(f64::to_bits));
-        match self.last_reading.insert(ev.sensor_id.clone(), sig) {
-            Some(prev) => prev == sig,
-            None => false,
+        match self.last_reading.get_mut(&ev.sensor_id) {
+            Some(prev) => std::mem::replace(prev, sig) == sig,
+            None => {
+                self.last_reading.insert(ev.sensor_id.clone(), sig);
+                false
+            }
         }
     }
 

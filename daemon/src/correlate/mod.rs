@@ -31,15 +31,8 @@ pub type Committed = oneshot::Receiver<Result<Vec<Record>, StoreError>>;
 
 /// A message to a shard.
 pub enum ShardMsg {
-    /// A validated sensor reading; `ack` is the MQTT packet id to acknowledge once durable.
-    Sensor {
-        /// Allocated event id.
-        id: u64,
-        /// The reading.
-        event: SensorEvent,
-        /// MQTT packet to acknowledge (QoS 1).
-        ack: Option<MqttAck>,
-    },
+    /// Validated sensor readings, in arrival order: one batch per socket read.
+    Sensors(Vec<SensorIn>),
     /// A new incident (its id allocated); the reply carries the committed records.
     Incident {
         /// The incident.
@@ -55,6 +48,16 @@ pub enum ShardMsg {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Committed, CommandError>>,
     },
+}
+
+/// One validated sensor reading on its way to a shard.
+pub struct SensorIn {
+    /// Allocated event id.
+    pub id: u64,
+    /// The reading.
+    pub event: SensorEvent,
+    /// MQTT packet to acknowledge once durable (QoS 1).
+    pub ack: Option<MqttAck>,
 }
 
 /// Why the router could not deliver.
@@ -89,6 +92,25 @@ impl Router {
             .send(msg)
             .await
             .map_err(|_| RouterClosed)
+    }
+
+    /// Delivers `msg` to shard `shard` (from [`Router::shard_of`]), waiting while its queue
+    /// is full.
+    pub async fn send_to(&self, shard: usize, msg: ShardMsg) -> Result<(), RouterClosed> {
+        self.shards[shard % self.shards.len()]
+            .send(msg)
+            .await
+            .map_err(|_| RouterClosed)
+    }
+
+    /// Number of shards.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Whether there are no shards (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
     }
 
     /// The grid tree.
@@ -185,19 +207,29 @@ impl Shard {
 
     async fn handle(&mut self, msg: ShardMsg) -> Result<(), StoreError> {
         match msg {
-            ShardMsg::Sensor { id, event, ack } => {
-                let repeat = self.engine.is_repeat(&event);
-                let changes = if repeat {
-                    self.metrics.mqtt_duplicates.inc();
-                    Vec::new()
-                } else {
-                    self.engine.on_sensor(id, &event)
-                };
-                let mut records = Vec::with_capacity(1 + changes.len());
-                records.push(Record::SensorEvent { id, event });
-                records.extend(changes.into_iter().map(Record::AlertChange));
-                let done = ack.map_or(Done::Nothing, Done::MqttAck);
-                self.store.write(WriteItem { records, done }).await
+            ShardMsg::Sensors(batch) => {
+                let mut records = Vec::with_capacity(batch.len() + 4);
+                let mut acks = Vec::with_capacity(batch.len());
+                for SensorIn { id, event, ack } in batch {
+                    if self.engine.is_repeat(&event) {
+                        self.metrics.mqtt_duplicates.inc();
+                    } else {
+                        records.extend(
+                            self.engine
+                                .on_sensor(id, &event)
+                                .into_iter()
+                                .map(Record::AlertChange),
+                        );
+                    }
+                    records.push(Record::SensorEvent { id, event });
+                    acks.extend(ack);
+                }
+                self.store
+                    .write(WriteItem {
+                        records,
+                        done: Done::MqttAcks(acks),
+                    })
+                    .await
             }
             ShardMsg::Incident { incident, reply } => {
                 let (incident, changes) = self.engine.on_incident(incident, now_ms());

@@ -98,8 +98,8 @@ pub enum Record {
 pub enum Done {
     /// Nothing.
     Nothing,
-    /// Acknowledge this MQTT packet.
-    MqttAck(MqttAck),
+    /// Acknowledge these MQTT packets.
+    MqttAcks(Vec<MqttAck>),
     /// Send back the records as committed (alert changes carry their seq).
     Reply(oneshot::Sender<Result<Vec<Record>, StoreError>>),
 }

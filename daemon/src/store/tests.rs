@@ -57,11 +57,11 @@ async fn commits_assign_dense_seqs_publish_in_order_and_survive_reopen() {
     store
         .write(WriteItem {
             records: vec![event(1)],
-            done: Done::MqttAck(MqttAck {
+            done: Done::MqttAcks(vec![MqttAck {
                 epoch: 1,
                 order: 0,
                 pkid: 7,
-            }),
+            }]),
         })
         .await
         .unwrap();

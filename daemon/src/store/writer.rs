@@ -112,7 +112,7 @@ impl Writer {
             }
             match item.done {
                 Done::Nothing => {}
-                Done::MqttAck(pkid) => acks.push(pkid),
+                Done::MqttAcks(a) => acks.extend(a),
                 Done::Reply(tx) => {
                     let _ = tx.send(Ok(item.records));
                 }

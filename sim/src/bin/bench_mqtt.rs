@@ -138,6 +138,14 @@ async fn bench(args: &Args) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("gridsight-bench-")
         .tempdir()?;
+    // With --keep-temp the directory survives errors too (its logs explain them).
+    let (dir, _cleanup) = if args.keep_temp {
+        let kept = tmp.keep();
+        println!("temporary files in {}", kept.display());
+        (kept, None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    };
     let broker = MosquittoBroker::start_with(&args.mosquitto, BENCH_SETTINGS).await?;
     let city = DemoCity::generate(args.seed, args.towns, args.communities, args.sensors);
     let messages = load::demo_messages(&city, args.messages as usize, args.alarm_ratio, args.seed);
@@ -152,9 +160,13 @@ async fn bench(args: &Args) -> Result<()> {
     );
 
     let limit = Duration::from_secs(args.timeout_secs);
+    // QoS 1 last: its daemon stays up for the latency phase and must not see other phases.
+    let mut levels = args.qos.clone();
+    levels.sort_unstable();
+    levels.dedup();
     let mut rows = Vec::new();
     let mut running: Option<(Daemon, u16)> = None;
-    for &qos in &args.qos {
+    for &qos in &levels {
         let bare = baseline(args, &broker, qos, messages.clone(), limit).await?;
         println!(
             "qos {qos}: bare subscriber drained {} in {:.3} s",
@@ -163,16 +175,8 @@ async fn bench(args: &Args) -> Result<()> {
         );
         let mut daemon = None;
         if !args.only_baseline {
-            let (run, d, grpc) = daemon_phase(
-                args,
-                &broker,
-                &template,
-                &city,
-                tmp.path(),
-                qos,
-                messages.clone(),
-            )
-            .await?;
+            let (run, d, grpc) =
+                daemon_phase(args, &broker, &template, &city, &dir, qos, messages.clone()).await?;
             println!(
                 "qos {qos}: daemon drained {} in {:.3} s from spawn (first count at {:.3} s, {} metrics polls)",
                 args.messages,
@@ -222,6 +226,7 @@ async fn bench(args: &Args) -> Result<()> {
             rate_per_sec: rate,
             duration: Duration::from_secs_f64(args.latency_secs.max(0.1)),
             alarm_every: 50,
+            publishers: args.publishers,
             settle: Duration::from_secs(10),
         };
         let rep = run_latency(&cfg, &city)
@@ -234,9 +239,6 @@ async fn bench(args: &Args) -> Result<()> {
     }
 
     broker.stop().await?;
-    if args.keep_temp {
-        println!("kept {}", tmp.keep().display());
-    }
     Ok(())
 }
 

@@ -1,47 +1,53 @@
 //! MQTT sensor ingest: one persistent-session subscription, acknowledged late.
 //!
-//! The task polls the rumqttc event loop, parses each message ([`payload::Parser`]) and
-//! hands valid readings to the correlator shard of their grid, or malformed ones to the
-//! store as dead letters. With QoS 1 and manual acks, a message is acknowledged to the
-//! broker only after the store committed it (the writer sends the packet ids back here).
+//! The task keeps one MQTT 3.1.1 connection ([`session::Session`]), parses each message
+//! ([`payload::Parser`]) and hands valid readings to the correlator shard of their grid, or
+//! malformed ones to the store as dead letters. With QoS 1, a message is acknowledged to
+//! the broker only after the store committed it (the store writer sends the packets back
+//! here), and all acknowledgements ready at once go out in one write.
 //!
 //! Invariants:
 //! - a packet id is acknowledged only on the connection it arrived on: acks from before a
 //!   reconnect are dropped, because the broker redelivers those messages with the same ids
 //!   and the redelivered copy is acknowledged once it is durable;
 //! - acknowledgements go out in the order the messages arrived (MQTT 3.1.1 §4.6), even
-//!   though shards commit independently: the acker holds back an ack until every earlier
-//!   message of the connection is durable too;
+//!   though shards commit independently: an ack is held back until every earlier message
+//!   of the connection is durable too ([`AckOrder`]);
 //! - a malformed message never stops the ones behind it: it is counted by reason, logged
 //!   (rate-limited, once per reason per interval), kept as a dead letter, and acknowledged.
 
 pub mod payload;
+pub mod session;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::Duration,
 };
 
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::mpsc;
+use rumqttc::{Packet, Publish, QoS};
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::MqttConfig,
-    correlate::{Router, ShardMsg},
+    correlate::{Router, SensorIn, ShardMsg},
     domain::now_ms,
     store::{Done, MqttAck, Record, Store, WriteItem},
     telemetry::{Metrics, RateLimit},
 };
 
 use payload::Parser;
+use session::{Session, SessionError};
 
 /// Most payload bytes kept in a dead letter.
 const DEAD_LETTER_BYTES: usize = 4096;
+
+/// How long a stopping ingest waits for its in-flight messages to be acknowledged.
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// The ingest task's parts.
 pub struct MqttIngest {
@@ -55,235 +61,297 @@ pub struct MqttIngest {
     pub store: Store,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Packet ids to acknowledge, from the store writer.
+    /// Packets to acknowledge, from the store writer once durable.
     pub acks: mpsc::UnboundedReceiver<Vec<MqttAck>>,
-    /// Set once subscribed.
+    /// Set while subscribed.
     pub ready: Arc<AtomicBool>,
 }
 
-struct Shared {
-    epoch: AtomicU32,
-    pending: AtomicUsize,
+/// How a connection ended.
+enum End {
+    Stopped,
+    Lost(SessionError),
 }
 
 impl MqttIngest {
     /// Runs until `cancel`, then stops reading, waits (briefly) for what is in flight to be
     /// acknowledged, and disconnects.
-    pub async fn run(self, cancel: CancellationToken) {
-        let MqttIngest {
-            cfg,
-            parser,
-            router,
-            store,
-            metrics,
-            acks,
-            ready,
-        } = self;
-        let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
-        opts.set_clean_session(false)
-            .set_manual_acks(true)
-            .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)))
-            .set_max_packet_size(
-                cfg.max_payload_bytes.saturating_mul(4).max(64 * 1024),
-                64 * 1024,
-            )
-            .set_request_channel_capacity(65_536);
-        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-            opts.set_credentials(u.clone(), p.clone());
-        }
-        let (client, mut eventloop) = AsyncClient::new(opts, 65_536);
-        let shared = Arc::new(Shared {
-            epoch: AtomicU32::new(0),
-            pending: AtomicUsize::new(0),
-        });
-        let acker = tokio::spawn(acker(client.clone(), acks, shared.clone(), metrics.clone()));
-        let qos = if cfg.qos == 0 {
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let qos = if self.cfg.qos == 0 {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
         };
-        let mut topics: Vec<String> = cfg.mappings.iter().map(|m| m.topic.clone()).collect();
-        if cfg.default_topics {
+        let mut topics: Vec<String> = self.cfg.mappings.iter().map(|m| m.topic.clone()).collect();
+        if self.cfg.default_topics {
             topics.insert(0, format!("{}#", payload::DEFAULT_PREFIX));
         }
         let log_limit = RateLimit::new(Duration::from_secs(10));
-        let mut backoff = cfg.reconnect_min_ms;
-        let mut order = 0u64;
+        let mut backoff = self.cfg.reconnect_min_ms;
+        let mut epoch = 0u32;
         loop {
-            let ev = tokio::select! {
+            let opened = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                ev = eventloop.poll() => ev,
+                s = Session::open(&self.cfg, &topics, qos) => s,
             };
-            match ev {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    handle(
-                        &p, &mut order, &parser, &router, &store, &metrics, &shared, &log_limit,
-                        &cancel,
-                    )
-                    .await;
-                }
-                Ok(Event::Incoming(Packet::ConnAck(c))) => {
-                    shared.epoch.fetch_add(1, Ordering::AcqRel);
-                    order = 0;
-                    // Whatever was in flight will be redelivered on this connection.
-                    shared.pending.store(0, Ordering::Release);
-                    metrics.mqtt_connected.set(1);
-                    backoff = cfg.reconnect_min_ms;
-                    tracing::info!(host = %cfg.host, port = cfg.port, session_present = c.session_present, "connected to MQTT broker");
-                    for t in &topics {
-                        if let Err(e) = client.subscribe(t.clone(), qos).await {
-                            tracing::error!(topic = %t, error = %e, "subscribe failed");
+            let error = match opened {
+                Ok(session) => {
+                    epoch += 1;
+                    backoff = self.cfg.reconnect_min_ms;
+                    self.metrics.mqtt_connected.set(1);
+                    tracing::info!(host = %self.cfg.host, port = self.cfg.port, session_present = session.session_present, "connected to MQTT broker");
+                    let end = self
+                        .connected(session, epoch, &topics, &log_limit, &cancel)
+                        .await;
+                    self.ready.store(false, Ordering::Release);
+                    self.metrics.mqtt_connected.set(0);
+                    match end {
+                        End::Stopped => break,
+                        End::Lost(e) => {
+                            self.metrics.mqtt_disconnects.inc();
+                            e
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => ready.store(true, Ordering::Release),
-                Ok(_) => {}
-                Err(e) => {
-                    if metrics.mqtt_connected.get() == 1 {
-                        metrics.mqtt_disconnects.inc();
+                Err(e) => e,
+            };
+            if let Some(suppressed) = log_limit.check("connection") {
+                tracing::warn!(error = %error, retry_in_ms = backoff, suppressed, "MQTT connection lost or refused");
+            }
+            let jitter = rand::rng().random_range(0..=backoff / 2);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(backoff + jitter)) => {}
+            }
+            backoff = (backoff * 2).min(self.cfg.reconnect_max_ms);
+        }
+        tracing::info!("MQTT ingest stopped");
+    }
+
+    /// Serves one connection until it fails or `cancel`.
+    async fn connected(
+        &mut self,
+        mut s: Session,
+        epoch: u32,
+        topics: &[String],
+        log_limit: &RateLimit,
+        cancel: &CancellationToken,
+    ) -> End {
+        let mut order = AckOrder::new(epoch);
+        let mut arrived = 0u64;
+        let mut in_flight = 0u64;
+        let mut packets = Vec::with_capacity(256);
+        let keep_alive = Duration::from_secs(self.cfg.keep_alive_secs.max(5));
+        let mut tick = tokio::time::interval(keep_alive / 4);
+        let mut last_write = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        loop {
+            let step: Result<(), SessionError> = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.drain(&mut s, &mut order, &mut in_flight).await;
+                    s.disconnect().await;
+                    return End::Stopped;
+                }
+                Some(batch) = self.acks.recv() => {
+                    let n = self.ack(&mut s, &mut order, batch);
+                    in_flight = in_flight.saturating_sub(n);
+                    last_write = Instant::now();
+                    s.flush().await
+                }
+                r = s.read_packets(&mut packets) => match r {
+                    Ok(()) => {
+                        let mut result = Ok(());
+                        // One batch per shard per read: one channel send each, not one per message.
+                        let mut batches: Vec<Vec<SensorIn>> = (0..self.router.len()).map(|_| Vec::new()).collect();
+                        for p in packets.drain(..) {
+                            match p {
+                                Packet::Publish(p) => {
+                                    let ack = (p.qos != QoS::AtMostOnce).then(|| {
+                                        arrived += 1;
+                                        in_flight += 1;
+                                        MqttAck { epoch, order: arrived - 1, pkid: p.pkid }
+                                    });
+                                    if let Some((shard, reading)) = self.accept(&p, ack, log_limit).await {
+                                        batches[shard].push(reading);
+                                    }
+                                }
+                                Packet::PingResp => ping_sent = None,
+                                Packet::SubAck(ack) => match Session::check_suback(&ack.return_codes, topics) {
+                                    Ok(()) => self.ready.store(true, Ordering::Release),
+                                    Err(e) => result = Err(e),
+                                },
+                                Packet::Disconnect => result = Err(SessionError::Closed),
+                                _ => {}
+                            }
+                        }
+                        for (shard, batch) in batches.into_iter().enumerate() {
+                            if !batch.is_empty() && self.router.send_to(shard, ShardMsg::Sensors(batch)).await.is_err() && !cancel.is_cancelled() {
+                                tracing::error!("correlator closed while the ingest runs");
+                            }
+                        }
+                        result
                     }
-                    metrics.mqtt_connected.set(0);
-                    ready.store(false, Ordering::Release);
-                    if let Some(suppressed) = log_limit.check("connection") {
-                        tracing::warn!(error = %e, retry_in_ms = backoff, suppressed, "MQTT connection lost");
+                    Err(e) => Err(e),
+                },
+                _ = tick.tick() => match ping_sent {
+                    Some(at) if at.elapsed() > keep_alive => Err(SessionError::Timeout("PINGRESP")),
+                    None if last_write.elapsed() >= keep_alive / 2 => {
+                        ping_sent = Some(Instant::now());
+                        last_write = Instant::now();
+                        match s.ping() {
+                            Ok(()) => s.flush().await,
+                            Err(e) => Err(e),
+                        }
                     }
-                    let jitter = rand::rng().random_range(0..=backoff / 2);
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(backoff + jitter)) => {}
-                    }
-                    backoff = (backoff * 2).min(cfg.reconnect_max_ms);
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = step {
+                return End::Lost(e);
+            }
+        }
+    }
+
+    /// Queues the acknowledgements that may go out now; returns how many.
+    fn ack(&mut self, s: &mut Session, order: &mut AckOrder, first: Vec<MqttAck>) -> u64 {
+        let mut n = 0;
+        let mut batch = Some(first);
+        while let Some(b) = batch.take().or_else(|| self.acks.try_recv().ok()) {
+            for pkid in order.release(b) {
+                if s.puback(pkid).is_ok() {
+                    n += 1;
                 }
             }
         }
-        drain(&client, &mut eventloop, &shared).await;
-        acker.abort();
-        metrics.mqtt_connected.set(0);
-        tracing::info!("MQTT ingest stopped");
+        self.metrics.mqtt_acked.inc_by(n);
+        n
     }
-}
 
-/// Handles one message; never fails: what cannot be used becomes a dead letter.
-#[allow(clippy::too_many_arguments)]
-async fn handle(
-    p: &Publish,
-    order: &mut u64,
-    parser: &Parser,
-    router: &Router,
-    store: &Store,
-    metrics: &Metrics,
-    shared: &Shared,
-    log_limit: &RateLimit,
-    cancel: &CancellationToken,
-) {
-    metrics.mqtt_received.inc();
-    let ack = (p.qos != QoS::AtMostOnce).then(|| {
-        *order += 1;
-        MqttAck {
-            epoch: shared.epoch.load(Ordering::Acquire),
-            order: *order - 1,
-            pkid: p.pkid,
-        }
-    });
-    if ack.is_some() {
-        shared.pending.fetch_add(1, Ordering::AcqRel);
-    }
-    let now = now_ms();
-    let topic: &str = &p.topic;
-    let result = parser.parse(topic, &p.payload, now);
-    let sent = match result {
-        Ok(event) => {
-            let id = store.ids.next_event();
-            let grid = event.grid_id.clone();
-            router
-                .send(&grid, ShardMsg::Sensor { id, event, ack })
-                .await
-                .is_ok()
-        }
-        Err(rej) => {
-            metrics.reject(rej.reason);
-            if let Some(suppressed) = log_limit.check(rej.reason) {
-                tracing::warn!(topic = %topic, reason = rej.reason, error = %rej.error, suppressed, "rejected MQTT message");
+    /// After cancel: no new messages are taken; what is in flight is acknowledged as it
+    /// becomes durable, for a short while. Messages not acknowledged stay with the broker.
+    async fn drain(&mut self, s: &mut Session, order: &mut AckOrder, in_flight: &mut u64) {
+        let deadline = Instant::now() + DRAIN;
+        while *in_flight > 0 {
+            match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+                Ok(Some(batch)) => {
+                    let n = self.ack(s, order, batch);
+                    *in_flight = in_flight.saturating_sub(n);
+                    if s.flush().await.is_err() {
+                        return;
+                    }
+                }
+                _ => return,
             }
-            let payload = p.payload[..p.payload.len().min(DEAD_LETTER_BYTES)].to_vec();
-            let item = WriteItem {
-                records: vec![Record::DeadLetter {
-                    at_ms: now,
-                    topic: topic.to_string(),
-                    reason: rej.reason,
-                    error: rej.error,
-                    payload,
-                }],
-                done: ack.map_or(Done::Nothing, Done::MqttAck),
-            };
-            store.write(item).await.is_ok()
         }
-    };
-    if !sent && !cancel.is_cancelled() {
-        tracing::error!("correlator or store closed while the ingest runs");
+    }
+
+    /// Takes one message: a valid reading comes back with its shard; anything else becomes
+    /// a dead letter (written here, acknowledged once durable). Never fails.
+    async fn accept(
+        &self,
+        p: &Publish,
+        ack: Option<MqttAck>,
+        log_limit: &RateLimit,
+    ) -> Option<(usize, SensorIn)> {
+        self.metrics.mqtt_received.inc();
+        let now = now_ms();
+        let topic: &str = &p.topic;
+        match self.parser.parse(topic, &p.payload, now) {
+            Ok(event) => {
+                let id = self.store.ids.next_event();
+                Some((
+                    self.router.shard_of(&event.grid_id),
+                    SensorIn { id, event, ack },
+                ))
+            }
+            Err(rej) => {
+                self.metrics.reject(rej.reason);
+                if let Some(suppressed) = log_limit.check(rej.reason) {
+                    tracing::warn!(topic = %topic, reason = rej.reason, error = %rej.error, suppressed, "rejected MQTT message");
+                }
+                let payload = p.payload[..p.payload.len().min(DEAD_LETTER_BYTES)].to_vec();
+                let item = WriteItem {
+                    records: vec![Record::DeadLetter {
+                        at_ms: now,
+                        topic: topic.to_string(),
+                        reason: rej.reason,
+                        error: rej.error,
+                        payload,
+                    }],
+                    done: Done::MqttAcks(ack.into_iter().collect()),
+                };
+                if self.store.write(item).await.is_err() {
+                    tracing::error!("store closed while the ingest runs");
+                }
+                None
+            }
+        }
     }
 }
 
-/// Sends the acknowledgements the store writer hands back, for the current connection,
-/// in arrival order.
-async fn acker(
-    client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<Vec<MqttAck>>,
-    shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
-) {
-    let mut epoch_seen = 0;
-    let mut next = 0u64;
-    // Durable but held back until every earlier message is durable too.
-    let mut ready: std::collections::BTreeMap<u64, u16> = Default::default();
-    while let Some(batch) = rx.recv().await {
-        let epoch = shared.epoch.load(Ordering::Acquire);
-        if epoch != epoch_seen {
-            epoch_seen = epoch;
-            next = 0;
-            ready.clear();
+/// Puts durable messages back in arrival order, for one connection.
+struct AckOrder {
+    epoch: u32,
+    next: u64,
+    /// Durable but held back until every earlier message is durable too.
+    ready: std::collections::BTreeMap<u64, u16>,
+}
+
+impl AckOrder {
+    fn new(epoch: u32) -> Self {
+        Self {
+            epoch,
+            next: 0,
+            ready: Default::default(),
         }
-        ready.extend(
-            batch
+    }
+
+    /// Takes what became durable; returns the packet ids that may be acknowledged now, in
+    /// order. Acks of another connection are dropped.
+    fn release(&mut self, durable: Vec<MqttAck>) -> Vec<u16> {
+        let epoch = self.epoch;
+        self.ready.extend(
+            durable
                 .into_iter()
                 .filter(|a| a.epoch == epoch)
                 .map(|a| (a.order, a.pkid)),
         );
-        while let Some(pkid) = ready.remove(&next) {
-            next += 1;
-            let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
-            p.pkid = pkid;
-            if client.ack(&p).await.is_err() {
-                return;
-            }
-            metrics.mqtt_acked.inc();
-            let _ = shared
-                .pending
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let mut out = Vec::new();
+        while let Some(pkid) = self.ready.remove(&self.next) {
+            self.next += 1;
+            out.push(pkid);
         }
+        out
     }
 }
 
-/// After cancel: keeps the connection turning (without taking new messages) until what was
-/// in flight is acknowledged or a short deadline passes, then disconnects.
-async fn drain(client: &AsyncClient, eventloop: &mut EventLoop, shared: &Shared) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while shared.pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-        // Publishes that arrive now are not handled and not acknowledged: the broker keeps
-        // them for the next start.
-        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(50), eventloop.poll()).await
-        {
-            return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(epoch: u32, order: u64) -> MqttAck {
+        MqttAck {
+            epoch,
+            order,
+            pkid: 100 + order as u16,
         }
     }
-    let _ = client.disconnect().await;
-    let until = tokio::time::Instant::now() + Duration::from_millis(500);
-    while tokio::time::Instant::now() < until {
-        match tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await {
-            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) => return,
-            _ => {}
-        }
+
+    #[test]
+    fn acks_are_released_in_arrival_order() {
+        let mut o = AckOrder::new(1);
+        assert_eq!(
+            o.release(vec![ack(1, 1), ack(1, 2)]),
+            Vec::<u16>::new(),
+            "0 not durable yet"
+        );
+        assert_eq!(o.release(vec![ack(1, 0)]), vec![100, 101, 102]);
+        assert_eq!(o.release(vec![ack(1, 4)]), Vec::<u16>::new());
+        // After a reconnect, what belongs to the old connection is dropped.
+        let mut o = AckOrder::new(2);
+        assert_eq!(o.release(vec![ack(1, 0), ack(2, 0)]), vec![100]);
     }
 }

@@ -124,9 +124,18 @@ fn parse_default(rest: &str, payload: &[u8], now_ms: i64) -> Result<SensorEvent,
             ));
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    let p: DefaultPayload = serde_path_to_error::deserialize(&mut de).map_err(json_reject)?;
-    de.end().map_err(|e| reject("bad_json", e.to_string()))?;
+    // The fast path parses plainly; only a payload that fails is parsed again with path
+    // tracking, to name the field in the error.
+    let p: DefaultPayload = match serde_json::from_slice(payload) {
+        Ok(p) => p,
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(payload);
+            let p: DefaultPayload =
+                serde_path_to_error::deserialize(&mut de).map_err(json_reject)?;
+            de.end().map_err(|e| reject("bad_json", e.to_string()))?;
+            p
+        }
+    };
     let state = SensorState::parse(&p.state).ok_or_else(|| {
         reject(
             "bad_value",

@@ -76,19 +76,24 @@ pub fn print_table(n: u64, rows: &[Row]) {
 /// The latency figures and the `RESULT latency ...` line.
 pub fn print_latency(rep: &LatencyReport) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (p50, p99) = (ms(rep.quantile(0.5)), ms(rep.quantile(0.99)));
-    println!(
-            "latency: {} messages, {} alarms, {} matched OPENED ({} only in other changes); p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
-            rep.published,
-            rep.alarms,
-            rep.matched,
-            rep.other_kinds,
-            ms(rep.quantile(1.0))
-        );
-    println!(
-        "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={:.1} matched={} alarms={}",
+    let (p50, p99, max) = (
+        ms(rep.quantile(0.5)),
+        ms(rep.quantile(0.99)),
         ms(rep.quantile(1.0)),
-        rep.matched,
-        rep.alarms
+    );
+    let achieved = rate(rep.published, rep.publish_time);
+    println!(
+        "latency: {} messages in {:.2} s ({achieved:.0} msg/s achieved, worst lag behind schedule {:.1} ms)",
+        rep.published,
+        rep.publish_time.as_secs_f64(),
+        ms(rep.max_lag)
+    );
+    println!(
+        "latency: {} alarms, {} matched OPENED ({} only in other changes); p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        rep.alarms, rep.matched, rep.other_kinds
+    );
+    println!(
+        "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={max:.1} matched={} alarms={} achieved_rate={achieved:.0}",
+        rep.matched, rep.alarms
     );
 }
