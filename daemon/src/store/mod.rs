@@ -13,6 +13,7 @@
 //! - a failed commit is retried with the same records and the same seqs until it succeeds
 //!   or the daemon stops, so a full disk stops acknowledgements instead of losing records.
 
+mod checkpoint;
 pub mod read;
 mod schema;
 mod writer;
@@ -176,7 +177,8 @@ pub struct Store {
 pub struct Opened {
     /// The handle.
     pub store: Store,
-    /// The writer thread; it ends when every `Store` handle is dropped and the queue drained.
+    /// The writer thread; it ends when every `Store` handle is dropped and the queue
+    /// drained, after the last checkpoint.
     pub writer: std::thread::JoinHandle<()>,
 }
 
@@ -203,7 +205,12 @@ impl Store {
         // The bus drops for slow subscribers (they see `Lagged` and catch up from the
         // change log), so it never slows the writer.
         let (bus, _) = broadcast::channel(65_536);
+        let checkpointer = checkpoint::spawn(path.clone()).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let writer = writer::spawn(writer::Writer {
+            checkpointer: Some(checkpointer),
             conn,
             rx,
             bus: bus.clone(),

@@ -74,6 +74,8 @@ pub(super) fn open_writer(path: &Path, sync: Synchronous) -> Result<Connection, 
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(
         None,
         "synchronous",

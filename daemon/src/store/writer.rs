@@ -20,6 +20,7 @@ use super::{Done, MqttAck, Record, SeqState, StoreError, WriteItem};
 use crate::telemetry::Metrics;
 
 pub(super) struct Writer {
+    pub checkpointer: Option<super::checkpoint::Checkpointer>,
     pub conn: Connection,
     pub rx: mpsc::Receiver<WriteItem>,
     pub bus: broadcast::Sender<Arc<pb::AlertChange>>,
@@ -52,6 +53,9 @@ impl Writer {
                 }
             }
             self.commit(&mut batch);
+        }
+        if let Some(c) = self.checkpointer.take() {
+            c.stop();
         }
         tracing::debug!("store writer drained and stopped");
     }

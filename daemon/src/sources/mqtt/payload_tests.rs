@@ -153,3 +153,53 @@ fn topic_filters_match() {
     assert!(topic_matches(&f("a/#"), "a/b/c/d"));
     assert!(!topic_matches(&f("a/+"), "a"));
 }
+
+mod robustness {
+    use proptest::prelude::*;
+
+    use super::parser;
+
+    const REASONS: &[&str] = &[
+        "oversized",
+        "bad_topic",
+        "bad_json",
+        "missing_field",
+        "wrong_type",
+        "bad_value",
+        "unknown_grid",
+    ];
+
+    fn topic() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "gridsight/sensors/(g1|g2|..)/[a-z_]{0,8}/[ -~]{0,12}",
+            "acme/wl/(g1|x)/[A-Z0-9-]{0,6}(/extra)?",
+            "[ -~]{0,40}",
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (any::<i64>(), "(normal|alarm|fault|ALARM|x)", any::<f64>(), any::<bool>()).prop_map(|(t, s, r, extra)| {
+                let extra = if extra { r#", "seq": [1, {"a": null}]"# } else { "" };
+                format!(r#"{{"device_time": {t}, "state": "{s}", "reading": {r}{extra}}}"#).into_bytes()
+            }),
+            ("[ -~]{0,10}", any::<i32>()).prop_map(|(t, v)| format!(r#"{{"lvl": "{t}", "t": {v}, "st": {v}}}"#).into_bytes()),
+        ]
+    }
+
+    proptest! {
+        /// Whatever arrives, the parser answers: an event for a known grid, or a reject
+        /// with one of the metric labels and a message. It never panics.
+        #[test]
+        fn never_panics_and_rejects_are_labelled(t in topic(), p in payload()) {
+            match parser().parse(&t, &p, 0) {
+                Ok(ev) => prop_assert!(ev.grid_id == "g1"),
+                Err(r) => {
+                    prop_assert!(REASONS.contains(&r.reason), "{}", r.reason);
+                    prop_assert!(!r.error.is_empty());
+                }
+            }
+        }
+    }
+}
