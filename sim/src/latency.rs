@@ -68,6 +68,12 @@ pub struct LatencyReport {
     pub other_kinds: usize,
     /// Sorted latencies of the matched alarms.
     pub latencies: Vec<Duration>,
+    /// Sorted wall-clock milliseconds from publish to the daemon's receive time (the
+    /// alert's `first_seen`): the broker's share.
+    pub to_daemon_ms: Vec<i64>,
+    /// Sorted wall-clock milliseconds from the daemon's receive time to the subscriber:
+    /// the daemon's share (parse, correlate, commit, stream).
+    pub in_daemon_ms: Vec<i64>,
 }
 
 impl LatencyReport {
@@ -121,6 +127,7 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
     let topics: Vec<String> = city.sensors.iter().map(|s| s.topic()).collect();
     let total = (rate * cfg.duration.as_secs_f64()).round().max(1.0) as u64;
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut sent_wall: HashMap<String, i64> = HashMap::new();
     let mut max_lag = Duration::ZERO;
     let start = Instant::now();
     for i in 0..total {
@@ -144,6 +151,7 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
             let grid = grids[n % grids.len()];
             let topic = format!("{}/{grid}/smoke/{id}", crate::TOPIC_PREFIX);
             let body = payload(now_unix_ms(), "alarm", 8.5, 1);
+            sent_wall.insert(id.clone(), now_unix_ms());
             sent_at.insert(id, Instant::now());
             alarm_client
                 .publish(topic, QoS::AtLeastOnce, false, body)
@@ -160,6 +168,7 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
     let publish_time = start.elapsed();
 
     let mut opened_at: HashMap<String, Instant> = HashMap::new();
+    let mut walls: HashMap<String, (i64, i64)> = HashMap::new();
     let mut others: HashSet<String> = HashSet::new();
     let deadline = tokio::time::Instant::now() + cfg.settle;
     // Until every alarm was seen (opened, or folded into another alert) or `settle` passes.
@@ -168,10 +177,11 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
     };
     while seen(&opened_at, &others) < sent_at.len() {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((id, true, at))) => {
+            Ok(Some((id, true, at, first_seen, recv))) => {
+                walls.entry(id.clone()).or_insert((first_seen, recv));
                 opened_at.entry(id).or_insert(at);
             }
-            Ok(Some((id, false, _))) => {
+            Ok(Some((id, false, ..))) => {
                 others.insert(id);
             }
             Ok(None) | Err(_) => break,
@@ -188,6 +198,16 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
         .filter_map(|(id, at)| sent_at.get(id).map(|s| at.saturating_duration_since(*s)))
         .collect();
     latencies.sort();
+    let mut to_daemon_ms: Vec<i64> = Vec::new();
+    let mut in_daemon_ms: Vec<i64> = Vec::new();
+    for (id, (first_seen, recv)) in &walls {
+        if let Some(sent) = sent_wall.get(id) {
+            to_daemon_ms.push(first_seen - sent);
+            in_daemon_ms.push(recv - first_seen);
+        }
+    }
+    to_daemon_ms.sort_unstable();
+    in_daemon_ms.sort_unstable();
     Ok(LatencyReport {
         published: total,
         publish_time,
@@ -200,6 +220,8 @@ pub async fn run_latency(cfg: &LatencyConfig, city: &DemoCity) -> Result<Latency
             .filter(|id| !opened_at.contains_key(*id))
             .count(),
         latencies,
+        to_daemon_ms,
+        in_daemon_ms,
     })
 }
 
@@ -229,7 +251,9 @@ async fn publisher(
 }
 
 /// A probe sensor id seen in a change: (sensor id, whether the change was OPENED, when).
-type Seen = (String, bool, Instant);
+/// Sensor id, whether OPENED, arrival instant, the alert's first_seen (ms) and the wall
+/// clock at arrival (ms).
+type Seen = (String, bool, Instant, i64, i64);
 
 /// Opens the alert stream, reads the snapshot up to `snapshot_end` (within 30 s) and
 /// spawns a reader that reports every probe sensor id in later changes.
@@ -289,11 +313,20 @@ async fn subscribe(
                 continue;
             };
             let at = Instant::now();
+            let recv = now_unix_ms();
             let opened = change.kind == ChangeKind::Opened as i32;
+            let first_seen = change
+                .alert
+                .as_ref()
+                .and_then(|a| a.first_seen.as_ref())
+                .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+                .unwrap_or(0);
             for e in change.alert.iter().flat_map(|a| a.evidence.iter()) {
                 if let Some(evidence::Item::SensorEvent(s)) = &e.item {
                     if s.sensor_id.starts_with(PROBE_PREFIX)
-                        && tx.send((s.sensor_id.clone(), opened, at)).is_err()
+                        && tx
+                            .send((s.sensor_id.clone(), opened, at, first_seen, recv))
+                            .is_err()
                     {
                         return;
                     }

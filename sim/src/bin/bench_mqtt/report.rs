@@ -92,8 +92,19 @@ pub fn print_latency(rep: &LatencyReport) {
         "latency: {} alarms, {} matched OPENED ({} only in other changes); p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         rep.alarms, rep.matched, rep.other_kinds
     );
+    let q = |v: &[i64], f: f64| -> i64 {
+        if v.is_empty() {
+            return 0;
+        }
+        v[((v.len() as f64 * f).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    let (b, d) = (&rep.to_daemon_ms, &rep.in_daemon_ms);
     println!(
-        "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={max:.1} matched={} alarms={} achieved_rate={achieved:.0}",
-        rep.matched, rep.alarms
+        "latency split (wall clock, ms): publish→daemon received p50 {} p99 {} max {}; daemon received→subscriber p50 {} p99 {} max {}",
+        q(b, 0.5), q(b, 0.99), q(b, 1.0), q(d, 0.5), q(d, 0.99), q(d, 1.0)
+    );
+    println!(
+        "RESULT latency p50_ms={p50:.1} p99_ms={p99:.1} max_ms={max:.1} matched={} alarms={} achieved_rate={achieved:.0} to_daemon_p99_ms={} in_daemon_p99_ms={}",
+        rep.matched, rep.alarms, q(b, 0.99), q(d, 0.99)
     );
 }
