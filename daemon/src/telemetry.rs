@@ -55,6 +55,8 @@ pub struct Metrics {
     pub store_commit_errors: Counter,
     /// Time to commit one batch.
     pub store_commit_seconds: Histogram,
+    /// From an event's arrival to its alert change being durable and on the bus.
+    pub alert_latency_seconds: Histogram,
     /// Items queued for the store writer.
     pub store_queue_depth: Gauge,
     /// Events queued per correlator shard.
@@ -84,6 +86,9 @@ impl Metrics {
             store_commit_errors: Counter::default(),
             store_commit_seconds: Histogram::new([
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            alert_latency_seconds: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
             ]),
             store_queue_depth: Gauge::default(),
             shard_queue_depth: Family::default(),
@@ -151,6 +156,11 @@ impl Metrics {
             "store_commit_seconds",
             "Time to commit one batch",
             m.store_commit_seconds.clone(),
+        );
+        r.register(
+            "alert_latency_seconds",
+            "From an event's arrival to its alert change being durable and streamed",
+            m.alert_latency_seconds.clone(),
         );
         r.register(
             "store_queue_depth",

@@ -99,6 +99,7 @@ impl Writer {
         self.metrics.store_commits.inc();
         let mut acks = Vec::new();
         let (mut from_mqtt, mut changes, mut opened) = (0u64, 0u64, 0u64);
+        let now_ms = crate::domain::now_ms();
         for item in batch.drain(..) {
             for r in &item.records {
                 match r {
@@ -106,6 +107,12 @@ impl Writer {
                         changes += 1;
                         if c.kind == pb::ChangeKind::Opened as i32 {
                             opened += 1;
+                        }
+                        if let Some(at) = c.alert.as_ref().and_then(|a| a.updated_at.as_ref()) {
+                            let ms = (now_ms - gridsight_proto::millis_from_ts(at)).max(0);
+                            self.metrics
+                                .alert_latency_seconds
+                                .observe(ms as f64 / 1000.0);
                         }
                         // No receivers is fine: nobody is subscribed.
                         let _ = self.bus.send(Arc::new(c.clone()));

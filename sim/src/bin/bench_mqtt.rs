@@ -165,7 +165,7 @@ async fn bench(args: &Args) -> Result<()> {
     levels.sort_unstable();
     levels.dedup();
     let mut rows = Vec::new();
-    let mut running: Option<(Daemon, u16)> = None;
+    let mut running: Option<(Daemon, u16, u16)> = None;
     for &qos in &levels {
         let bare = baseline(args, &broker, qos, messages.clone(), limit).await?;
         println!(
@@ -175,7 +175,7 @@ async fn bench(args: &Args) -> Result<()> {
         );
         let mut daemon = None;
         if !args.only_baseline {
-            let (run, d, grpc) =
+            let (run, d, grpc, http) =
                 daemon_phase(args, &broker, &template, &city, &dir, qos, messages.clone()).await?;
             println!(
                 "qos {qos}: daemon drained {} in {:.3} s from spawn (first count at {:.3} s, {} metrics polls)",
@@ -187,7 +187,7 @@ async fn bench(args: &Args) -> Result<()> {
             daemon = Some(run);
             let keep = qos == 1 && args.latency;
             if keep {
-                if let Some((old, ..)) = running.replace((d, grpc)) {
+                if let Some((old, ..)) = running.replace((d, grpc, http)) {
                     old.terminate(Duration::from_secs(30)).await?;
                 }
             } else {
@@ -205,7 +205,7 @@ async fn bench(args: &Args) -> Result<()> {
     }
     print_table(args.messages, &rows);
 
-    if let Some((d, grpc)) = running {
+    if let Some((d, grpc, http)) = running {
         let rate = match (
             args.latency_rate,
             rows.iter().find(|r| r.qos == 1).and_then(|r| r.daemon),
@@ -233,6 +233,14 @@ async fn bench(args: &Args) -> Result<()> {
             .await
             .with_context(|| format!("latency phase; daemon log:\n{}", d.log_tail(20)))?;
         report::print_latency(&rep);
+        let metrics = gridsight_sim::probe::http_get(
+            SocketAddr::from(([127, 0, 0, 1], http)),
+            "/metrics",
+            Some(&args.token),
+            Duration::from_secs(5),
+        )
+        .await?;
+        report::print_daemon_latency(&metrics.body);
         d.terminate(Duration::from_secs(30)).await?;
     } else if args.latency && !args.only_baseline {
         println!("latency: skipped (needs QoS 1 in --qos)");
@@ -297,7 +305,7 @@ async fn daemon_phase(
     dir: &Path,
     qos: u8,
     msgs: Messages,
-) -> Result<(CounterRun, Daemon, u16)> {
+) -> Result<(CounterRun, Daemon, u16, u16)> {
     let limit = Duration::from_secs(args.timeout_secs);
     let (host, port) = (broker.host(), broker.port());
     let id = client_id("daemon", qos);
@@ -350,5 +358,5 @@ async fn daemon_phase(
     };
     let mut d = Daemon::spawn(&args.daemon, &config, &log)?;
     let run = daemon::wait_counter(&mut d, http, &args.token, metric, args.messages, limit).await?;
-    Ok((run, d, grpc))
+    Ok((run, d, grpc, http_port))
 }
