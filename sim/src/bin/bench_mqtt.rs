@@ -61,6 +61,14 @@ struct Args {
     /// Length of the latency phase, seconds.
     #[arg(long, default_value_t = 10.0)]
     latency_secs: f64,
+    /// Seconds to let the daemon settle (finish checkpointing the drained backlog) before
+    /// the latency phase, so that it measures steady state.
+    #[arg(long, default_value_t = 5.0)]
+    latency_settle_secs: f64,
+    /// Rounds per QoS level, bare and daemon alternating; the median ratio is reported
+    /// (these machines are noisy).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Publish rate of the latency phase; default half the measured daemon QoS 1 rate.
     #[arg(long)]
     latency_rate: Option<f64>,
@@ -166,44 +174,49 @@ async fn bench(args: &Args) -> Result<()> {
     levels.dedup();
     let mut rows = Vec::new();
     let mut running: Option<(Daemon, u16, u16)> = None;
+    let rounds = args.rounds.max(1);
     for &qos in &levels {
-        let bare = baseline(args, &broker, qos, messages.clone(), limit).await?;
-        println!(
-            "qos {qos}: bare subscriber drained {} in {:.3} s",
-            bare.received,
-            bare.elapsed.as_secs_f64()
-        );
-        let mut daemon = None;
-        if !args.only_baseline {
-            let (run, d, grpc, http) =
-                daemon_phase(args, &broker, &template, &city, &dir, qos, messages.clone()).await?;
+        for round in 1..=rounds {
+            let bare = baseline(args, &broker, qos, messages.clone(), limit).await?;
             println!(
-                "qos {qos}: daemon drained {} in {:.3} s from spawn (first count at {:.3} s, {} metrics polls)",
+                "qos {qos} round {round}: bare subscriber drained {} in {:.3} s",
+                bare.received,
+                bare.elapsed.as_secs_f64()
+            );
+            let mut daemon = None;
+            if !args.only_baseline {
+                let (run, d, grpc, http) =
+                    daemon_phase(args, &broker, &template, &city, &dir, qos, messages.clone())
+                        .await?;
+                println!(
+                "qos {qos} round {round}: daemon drained {} in {:.3} s from spawn (first count at {:.3} s, {} metrics polls)",
                 args.messages,
                 run.reached.as_secs_f64(),
                 run.first.as_secs_f64(),
                 run.polls
             );
-            daemon = Some(run);
-            let keep = qos == 1 && args.latency;
-            if keep {
-                if let Some((old, ..)) = running.replace((d, grpc, http)) {
-                    old.terminate(Duration::from_secs(30)).await?;
+                daemon = Some(run);
+                let keep = qos == 1 && args.latency && round == rounds;
+                if keep {
+                    if let Some((old, ..)) = running.replace((d, grpc, http)) {
+                        old.terminate(Duration::from_secs(30)).await?;
+                    }
+                } else {
+                    d.terminate(Duration::from_secs(30)).await?;
+                    load::clear_session(
+                        broker.host(),
+                        broker.port(),
+                        &client_id("daemon", qos),
+                        limit,
+                    )
+                    .await?;
                 }
-            } else {
-                d.terminate(Duration::from_secs(30)).await?;
-                load::clear_session(
-                    broker.host(),
-                    broker.port(),
-                    &client_id("daemon", qos),
-                    limit,
-                )
-                .await?;
             }
+            rows.push(Row { qos, bare, daemon });
         }
-        rows.push(Row { qos, bare, daemon });
     }
     print_table(args.messages, &rows);
+    report::print_medians(args.messages, &rows);
 
     if let Some((d, grpc, http)) = running {
         let rate = match (
@@ -215,9 +228,10 @@ async fn bench(args: &Args) -> Result<()> {
             (None, None) => 1000.0,
         };
         println!(
-            "latency: publishing at {rate:.0} msg/s for {} s, one alarm in 50",
-            args.latency_secs
+            "latency: settling {} s, then publishing at {rate:.0} msg/s for {} s, one alarm in 50",
+            args.latency_settle_secs, args.latency_secs
         );
+        tokio::time::sleep(Duration::from_secs_f64(args.latency_settle_secs.max(0.0))).await;
         let cfg = LatencyConfig {
             mqtt_host: broker.host().to_string(),
             mqtt_port: broker.port(),

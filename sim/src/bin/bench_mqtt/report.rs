@@ -151,3 +151,37 @@ pub fn print_daemon_latency(metrics: &str) {
         bound(0.99)
     );
 }
+
+/// The median over rounds of each QoS level's ratios, and its `RESULT median ...` line.
+pub fn print_medians(n: u64, rows: &[Row]) {
+    let mut levels: Vec<u8> = rows.iter().map(|r| r.qos).collect();
+    levels.dedup();
+    for qos in levels {
+        let mut spawn = Vec::new();
+        let mut first = Vec::new();
+        for r in rows.iter().filter(|r| r.qos == qos) {
+            if let Some(d) = r.daemon {
+                let bare = rate(n, r.bare.elapsed);
+                spawn.push(rate(n, d.reached) / bare);
+                first.push(rate(n, d.reached.saturating_sub(d.first)) / bare);
+            }
+        }
+        if spawn.is_empty() {
+            continue;
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (lo, hi) = (
+            spawn.iter().copied().fold(f64::INFINITY, f64::min),
+            spawn.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "RESULT median qos={qos} rounds={} ratio={:.3} ratio_from_first={:.3} ratio_min={lo:.3} ratio_max={hi:.3}",
+            spawn.len(),
+            median(&mut spawn),
+            median(&mut first)
+        );
+    }
+}
