@@ -186,3 +186,59 @@ async fn broker_restart_is_survived() {
         vec!["gas-x"]
     );
 }
+
+/// The disk is stuck (here: another process holds the database's write lock): nothing is
+/// acknowledged, the first SIGTERM's drain waits for the store, a second SIGTERM exits at
+/// once, and the message the broker still holds is stored after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_store_second_sigterm_exits_now_and_nothing_is_lost() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &DaemonOpts::new(Some(broker.port)));
+    let mut d = Daemon::start(&cfg).await;
+    let lock = rusqlite::Connection::open(d.data_dir.join("gridsight.db")).expect("open db");
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+
+    publish_all(
+        broker.port,
+        vec![(
+            topic("a-1", "smoke", "stuck-1"),
+            payload(now_ms(), "alarm", 7.0),
+        )],
+    )
+    .await;
+    wait_for("the daemon to receive the message", T, || async {
+        (d.metric("gridsight_mqtt_messages_received_total") >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(d.metric("gridsight_mqtt_messages_acked_total"), 0.0);
+
+    d.send_term();
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(1)),
+        None,
+        "the first SIGTERM drains, and the drain waits for the store:\n{}",
+        d.log()
+    );
+    let started = std::time::Instant::now();
+    d.send_term();
+    let code = d.wait_exit(Duration::from_secs(3));
+    assert_eq!(
+        code,
+        Some(Some(130)),
+        "a second SIGTERM exits now, code 130 (after {:?}):\n{}",
+        started.elapsed(),
+        d.log()
+    );
+    lock.execute_batch("ROLLBACK").expect("release the lock");
+    drop(lock);
+
+    let d = Daemon::start(&cfg).await;
+    wait_for(
+        "the unacknowledged message to be stored after restart",
+        T,
+        || async { (distinct_stored(&d, "stuck-") == 1).then_some(()) },
+    )
+    .await;
+}

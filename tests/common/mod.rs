@@ -307,6 +307,30 @@ impl Daemon {
         (status.code(), started.elapsed())
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn send_term(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// The exit code once the process has exited, polling until `within`; `None` if it runs on.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<Option<i32>> {
+        let started = Instant::now();
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status.code());
+            }
+            if started.elapsed() >= within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, no drain.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
