@@ -25,7 +25,10 @@ use crate::{
     config::Config,
     correlate,
     domain::{now_ms, GridIndex},
-    sources::mqtt::{payload::Parser, MqttIngest},
+    sources::{
+        mqtt::{payload::Parser, MqttIngest},
+        rtsp,
+    },
     store::{Opened, Store, StoreError},
     telemetry::Metrics,
 };
@@ -64,8 +67,11 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppEr
 }
 
 /// Runs the daemon until `cancel`; `on_bound` learns the listening addresses once ready.
+///
+/// `config_path`, when given, is re-read on SIGHUP to add, remove or change cameras.
 pub async fn run(
     cfg: Config,
+    config_path: Option<std::path::PathBuf>,
     cancel: CancellationToken,
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<(), AppError> {
@@ -85,6 +91,27 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
+    // Camera events to live subscribers: a lagging subscriber loses the oldest (broadcast).
+    let (camera_events, _) = tokio::sync::broadcast::channel(1024);
+    let _ = router
+        .set_cameras(rtsp::camera_rules(&cfg.video, &cfg.cameras))
+        .await;
+    let mut supervisor = rtsp::Supervisor::start(
+        cfg.video.clone(),
+        router.clone(),
+        camera_events.clone(),
+        metrics.clone(),
+        cancel.child_token(),
+    );
+    let (started, _) = supervisor.reconcile(&cfg.cameras).await;
+    tracing::info!(cameras = started, "camera supervision started");
+    let cameras = supervisor.registry();
+    let camera_reload = tokio::spawn(rtsp::reload::reload_loop(
+        supervisor,
+        config_path,
+        router.clone(),
+        cancel.clone(),
+    ));
     let grpc_listener = bind("gRPC", cfg.api.grpc_listen).await?;
     let http_listener = bind("HTTP", cfg.api.http_listen).await?;
     let bound = Bound {
@@ -170,6 +197,9 @@ pub async fn run(
     }
     tasks.wait().await;
     let _ = retention.await;
+    if let Ok(supervisor) = camera_reload.await {
+        supervisor.shutdown().await;
+    }
     drop(router);
     for s in shards {
         let _ = s.await;

@@ -167,7 +167,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     }
 
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let daemon = tokio::spawn(app::run(cfg, cancel.clone(), move |b| {
+    let daemon = tokio::spawn(app::run(cfg, None, cancel.clone(), move |b| {
         let _ = bound_tx.send(b);
     }));
     let Ok(bound) = bound_rx.await else {

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             };
             telemetry::init_logging(format, &cfg.log.level);
             run_async(|cancel| async move {
-                app::run(cfg, cancel, |b| {
+                app::run(cfg, Some(path.clone()), cancel, |b| {
                     println!("gridsight: grpc={} http={}", b.grpc, b.http);
                 })
                 .await

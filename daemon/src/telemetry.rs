@@ -65,6 +65,35 @@ pub struct Metrics {
     pub subscribers: Gauge,
     /// Requests refused for a missing or wrong token, or a role that may not.
     pub auth_failures: Family<ReasonLabel, Counter>,
+    /// Cameras in the configuration.
+    pub cameras_configured: Gauge,
+    /// Cameras by health status.
+    pub cameras: Family<StatusLabel, Gauge>,
+    /// Video frames received from all cameras.
+    pub camera_frames: Counter,
+    /// Video bytes received from all cameras.
+    pub camera_bytes: Counter,
+    /// Camera connections lost after playing.
+    pub camera_reconnects: Counter,
+    /// Camera streams dropped for a frame timeout.
+    pub camera_stalls: Counter,
+    /// Camera connection attempts that ended, by reason.
+    pub camera_connect_errors: Family<ReasonLabel, Counter>,
+    /// RTP timestamp jumps seen.
+    pub camera_timestamp_jumps: Counter,
+    /// Camera events (online, offline, freeze, activity...), by kind.
+    pub camera_events: Family<ReasonLabel, Counter>,
+    /// Snapshots made, by result (ok, busy, timeout, decode, no_keyframe).
+    pub snapshots: Family<ReasonLabel, Counter>,
+    /// Time to make one snapshot (keyframe to JPEG).
+    pub snapshot_seconds: Histogram,
+}
+
+/// Label of a status gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status.
+    pub status: &'static str,
 }
 
 impl Metrics {
@@ -84,6 +113,19 @@ impl Metrics {
             alert_changes: Counter::default(),
             store_commits: Counter::default(),
             store_commit_errors: Counter::default(),
+            cameras_configured: Gauge::default(),
+            cameras: Family::default(),
+            camera_frames: Counter::default(),
+            camera_bytes: Counter::default(),
+            camera_reconnects: Counter::default(),
+            camera_stalls: Counter::default(),
+            camera_connect_errors: Family::default(),
+            camera_timestamp_jumps: Counter::default(),
+            camera_events: Family::default(),
+            snapshots: Family::default(),
+            snapshot_seconds: Histogram::new([
+                0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+            ]),
             store_commit_seconds: Histogram::new([
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
             ]),
@@ -181,6 +223,53 @@ impl Metrics {
             "auth_failures",
             "Requests refused by authentication or role",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "cameras_configured",
+            "Cameras in the configuration",
+            m.cameras_configured.clone(),
+        );
+        r.register("cameras", "Cameras by health status", m.cameras.clone());
+        r.register(
+            "camera_frames",
+            "Video frames received",
+            m.camera_frames.clone(),
+        );
+        r.register("camera_bytes", "Video bytes received", m.camera_bytes.clone());
+        r.register(
+            "camera_reconnects",
+            "Camera connections lost after playing",
+            m.camera_reconnects.clone(),
+        );
+        r.register(
+            "camera_stalls",
+            "Camera streams dropped for a frame timeout",
+            m.camera_stalls.clone(),
+        );
+        r.register(
+            "camera_connect_errors",
+            "Camera connection attempts that ended, by reason",
+            m.camera_connect_errors.clone(),
+        );
+        r.register(
+            "camera_timestamp_jumps",
+            "RTP timestamp jumps seen",
+            m.camera_timestamp_jumps.clone(),
+        );
+        r.register(
+            "camera_events",
+            "Camera events by kind",
+            m.camera_events.clone(),
+        );
+        r.register(
+            "snapshots",
+            "Snapshots made, by result",
+            m.snapshots.clone(),
+        );
+        r.register(
+            "snapshot_seconds",
+            "Time to make one snapshot",
+            m.snapshot_seconds.clone(),
         );
         m
     }

@@ -127,6 +127,8 @@ pub struct DaemonOpts {
     pub window_secs: u64,
     pub heartbeat_secs: u64,
     pub extra_store: String,
+    /// Appended to the config: `[video]`, `[[cameras]]`...
+    pub extra: String,
 }
 
 impl DaemonOpts {
@@ -138,6 +140,7 @@ impl DaemonOpts {
             window_secs: 120,
             heartbeat_secs: 1,
             extra_store: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -224,7 +227,9 @@ role = "reporter"
 name = "city-brain"
 token = "{INTEGRATOR}"
 role = "integrator"
-{GRIDS}"#,
+{GRIDS}
+{extra}"#,
+        extra = o.extra,
         data = dir.join("data").display(),
         extra_store = o.extra_store,
         hb = o.heartbeat_secs,
@@ -353,6 +358,10 @@ impl Daemon {
 
     pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<Channel> {
         pb::alert_service_client::AlertServiceClient::new(self.channel().await)
+    }
+
+    pub async fn cameras(&self) -> pb::camera_service_client::CameraServiceClient<Channel> {
+        pb::camera_service_client::CameraServiceClient::new(self.channel().await)
     }
 
     pub async fn incidents(&self) -> pb::incident_service_client::IncidentServiceClient<Channel> {

@@ -9,6 +9,7 @@
 //! (every grid parent exists, ids are unique, tokens are non-empty), so the rest of the
 //! daemon never re-checks it.
 
+pub mod cameras;
 mod load;
 mod mapping;
 
@@ -17,6 +18,7 @@ use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_str, ConfigError, ConfigIssue};
+pub use cameras::{CameraConfig, CameraTransport, TimestampPolicy, VideoConfig};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
 
 use crate::domain::Severity;
@@ -46,6 +48,12 @@ pub struct Config {
     /// Bearer tokens accepted by the APIs, each with a role.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// How cameras are supervised (timeouts, health thresholds, analytics).
+    #[serde(default)]
+    pub video: VideoConfig,
+    /// The street cameras (RTSP).
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
 }
 
 /// `[store]`: the embedded SQLite store (WAL mode, batched commits).
@@ -335,6 +343,9 @@ impl Config {
                 errs.push((format!("tokens[{i}].token"), "duplicate token".into()));
             }
         }
+        errs.extend(cameras::validate(&self.video, &self.cameras, |g| {
+            ids.contains(g)
+        }));
         if self.store.max_batch == 0 {
             errs.push(("store.max_batch".into(), "must be at least 1".into()));
         }

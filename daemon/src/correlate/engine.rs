@@ -80,6 +80,9 @@ pub struct Engine {
     by_key: HashMap<String, String>,
     by_grid: HashMap<String, Vec<String>>,
     last_reading: HashMap<String, (i64, SensorState, Option<u64>)>,
+    /// Cameras covering each grid, in config order (for `camera_ids` and snapshots).
+    cameras_by_grid: HashMap<String, Vec<String>>,
+    camera_rules: camera::CameraRules,
 }
 
 impl Engine {
@@ -92,6 +95,8 @@ impl Engine {
             by_key: HashMap::new(),
             by_grid: HashMap::new(),
             last_reading: HashMap::new(),
+            cameras_by_grid: HashMap::new(),
+            camera_rules: camera::CameraRules::default(),
         }
     }
 
@@ -268,7 +273,12 @@ impl Engine {
             resolved_by: String::new(),
             note: String::new(),
             updated_at: at,
+            camera_ids: Vec::new(),
+            snapshots: Vec::new(),
         };
+        let mut alert = alert;
+        let own = evidence_camera(&alert.evidence[0]);
+        self.attach_cameras(&mut alert, &own, now);
         self.by_key.insert(key, id.clone());
         self.by_grid
             .entry(grid.to_string())
@@ -352,6 +362,7 @@ impl Engine {
 enum Source {
     Sensor,
     Incident,
+    Camera,
 }
 
 fn has(a: &pb::Alert, want: Source) -> bool {
@@ -360,6 +371,9 @@ fn has(a: &pb::Alert, want: Source) -> bool {
             s.state == pb::SensorState::Alarm as i32
         }
         (Some(pb::evidence::Item::Incident(_)), Source::Incident) => true,
+        (Some(pb::evidence::Item::CameraEvent(c)), Source::Camera) => {
+            c.kind == pb::CameraEventKind::Activity as i32
+        }
         _ => false,
     })
 }
@@ -368,6 +382,7 @@ fn source_id(e: &pb::Evidence) -> Option<&str> {
     match &e.item {
         Some(pb::evidence::Item::SensorEvent(s)) => Some(&s.sensor_id),
         Some(pb::evidence::Item::Incident(i)) => Some(&i.id),
+        Some(pb::evidence::Item::CameraEvent(c)) => Some(&c.camera_id),
         None => None,
     }
 }
@@ -381,6 +396,7 @@ fn evidence_key(e: &pb::Evidence) -> Option<String> {
             Some(format!("sensor/{}/{}", s.sensor_id, s.kind))
         }
         Some(pb::evidence::Item::Incident(i)) => Some(format!("incident/{}", i.id)),
+        Some(pb::evidence::Item::CameraEvent(c)) => camera::camera_key(c),
         None => None,
     }
 }
@@ -406,6 +422,7 @@ fn joined_title(e: &pb::Evidence) -> String {
     match &e.item {
         Some(pb::evidence::Item::SensorEvent(s)) => format!("{} alarm", pretty_kind(&s.kind)),
         Some(pb::evidence::Item::Incident(i)) => format!("{} report", category_name(i.category)),
+        Some(pb::evidence::Item::CameraEvent(c)) => format!("activity on camera {}", c.camera_id),
         None => String::new(),
     }
 }
@@ -437,6 +454,18 @@ fn short(s: &str) -> String {
         t
     }
 }
+
+/// The camera an evidence item comes from, if any.
+fn evidence_camera(e: &pb::Evidence) -> Option<String> {
+    match &e.item {
+        Some(pb::evidence::Item::CameraEvent(c)) => Some(c.camera_id.clone()),
+        _ => None,
+    }
+}
+
+#[path = "engine_camera.rs"]
+mod camera;
+pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

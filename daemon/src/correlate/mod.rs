@@ -24,7 +24,7 @@ use crate::{
     telemetry::{Metrics, ShardLabel},
 };
 
-pub use engine::{Action, Command, CommandError};
+pub use engine::{snapshot_url, Action, CameraRules, Command, CommandError};
 
 /// What the store will answer once a write is durable.
 pub type Committed = oneshot::Receiver<Result<Vec<Record>, StoreError>>;
@@ -40,6 +40,10 @@ pub enum ShardMsg {
         /// Where the committed records go.
         reply: oneshot::Sender<Result<Vec<Record>, StoreError>>,
     },
+    /// A camera status change or activity event (journaled, and correlated).
+    Camera(pb::CameraEvent),
+    /// Who covers which grid now (sent to every shard at start and on reload).
+    Cameras(CameraRules),
     /// An operator's command; answered at once with the refusal, or with the receiver of
     /// the commit.
     Command {
@@ -116,6 +120,14 @@ impl Router {
     /// The grid tree.
     pub fn grids(&self) -> &Arc<GridIndex> {
         &self.grids
+    }
+
+    /// Tells every shard who covers which grid.
+    pub async fn set_cameras(&self, rules: CameraRules) -> Result<(), RouterClosed> {
+        for i in 0..self.shards.len() {
+            self.send_to(i, ShardMsg::Cameras(rules.clone())).await?;
+        }
+        Ok(())
     }
 
     /// Queue depth of each shard.
@@ -242,6 +254,22 @@ impl Shard {
                         done: Done::Reply(reply),
                     })
                     .await
+            }
+            ShardMsg::Camera(event) => {
+                let changes = self.engine.on_camera(&event, now_ms());
+                let mut records = Vec::with_capacity(1 + changes.len());
+                records.push(Record::CameraEvent(event));
+                records.extend(changes.into_iter().map(Record::AlertChange));
+                self.store
+                    .write(WriteItem {
+                        records,
+                        done: Done::Nothing,
+                    })
+                    .await
+            }
+            ShardMsg::Cameras(rules) => {
+                self.engine.set_cameras(rules);
+                Ok(())
             }
             ShardMsg::Command { cmd, reply } => match self.engine.command(&cmd, now_ms()) {
                 Ok(change) => {

@@ -1,4 +1,4 @@
-//! Where events come from. `mqtt`: the sensor fleet through an MQTT broker. (Cameras over
-//! RTSP join here in a later issue; incident reports arrive through the gRPC API.)
+//! Where events come from. `mqtt`: the sensor fleet through an MQTT broker. `rtsp`: street cameras. (Incident reports arrive through the gRPC API.)
 
 pub mod mqtt;
+pub mod rtsp;

@@ -79,6 +79,19 @@ pub enum Record {
     Incident(pb::Incident),
     /// A new version of an alert; the writer fills in `seq` (in the alert too).
     AlertChange(pb::AlertChange),
+    /// A camera status change or activity event (the camera journal).
+    CameraEvent(pb::CameraEvent),
+    /// A JPEG taken for an alert when it opened.
+    Snapshot {
+        /// The alert.
+        alert_id: String,
+        /// The camera.
+        camera_id: String,
+        /// When the keyframe arrived (ms since the Unix epoch).
+        taken_ms: i64,
+        /// The picture.
+        jpeg: bytes::Bytes,
+    },
     /// A message that could not be used, kept with its error.
     DeadLetter {
         /// When it arrived (ms since the Unix epoch).

@@ -283,3 +283,18 @@ pub fn count_sensor_events(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM sensor_events", [], |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
+
+/// The JPEG stored for `camera` on `alert`, with when its keyframe arrived.
+pub fn snapshot(
+    conn: &Connection,
+    alert: &str,
+    camera: &str,
+) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT taken_ms, jpeg FROM snapshots WHERE alert_id = ?1 AND camera_id = ?2",
+            rusqlite::params![alert, camera],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}

@@ -59,6 +59,21 @@ CREATE TABLE IF NOT EXISTS alert_changes (
     blob     BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alert_changes_at ON alert_changes(at_ms);
+CREATE TABLE IF NOT EXISTS camera_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera_id TEXT NOT NULL,
+    kind      INTEGER NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    blob      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS camera_events_at ON camera_events(at_ms);
+CREATE TABLE IF NOT EXISTS snapshots (
+    alert_id  TEXT NOT NULL,
+    camera_id TEXT NOT NULL,
+    taken_ms  INTEGER NOT NULL,
+    jpeg      BLOB NOT NULL,
+    PRIMARY KEY (alert_id, camera_id)
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id      INTEGER PRIMARY KEY,
     at_ms   INTEGER NOT NULL,

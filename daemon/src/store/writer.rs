@@ -118,7 +118,9 @@ impl Writer {
                         let _ = self.bus.send(Arc::new(c.clone()));
                     }
                     Record::SensorEvent { .. } | Record::DeadLetter { .. } => from_mqtt += 1,
-                    Record::Incident(_) => {}
+                    Record::Incident(_)
+                    | Record::CameraEvent(_)
+                    | Record::Snapshot { .. } => {}
                 }
             }
             match item.done {
@@ -164,6 +166,12 @@ impl Writer {
             )?;
             let mut ins_dead = tx.prepare_cached(
                 "INSERT INTO dead_letters (at_ms, topic, reason, error, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut ins_camera = tx.prepare_cached(
+                "INSERT INTO camera_events (camera_id, kind, at_ms, blob) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut ins_snapshot = tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (alert_id, camera_id, taken_ms, jpeg) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut dead = 0u64;
             for item in batch.iter_mut() {
@@ -226,6 +234,32 @@ impl Writer {
                                 change.kind,
                                 at,
                                 change.encode_to_vec()
+                            ])?;
+                        }
+                        Record::CameraEvent(ev) => {
+                            let at = ev
+                                .time
+                                .as_ref()
+                                .map(gridsight_proto::millis_from_ts)
+                                .unwrap_or(0);
+                            ins_camera.execute(params![
+                                ev.camera_id,
+                                ev.kind,
+                                at,
+                                ev.encode_to_vec()
+                            ])?;
+                        }
+                        Record::Snapshot {
+                            alert_id,
+                            camera_id,
+                            taken_ms,
+                            jpeg,
+                        } => {
+                            ins_snapshot.execute(params![
+                                &*alert_id,
+                                &*camera_id,
+                                *taken_ms,
+                                &jpeg[..]
                             ])?;
                         }
                         Record::DeadLetter {
@@ -292,6 +326,11 @@ pub(crate) fn prune(
             break;
         }
     }
+    // Camera events follow the sensor events' retention (indexed by time, few rows).
+    events += conn.execute(
+        "DELETE FROM camera_events WHERE at_ms < ?1",
+        params![now_ms - sensor_event_retention_ms],
+    )?;
     let cutoff = now_ms - alert_change_retention_ms;
     let through: Option<i64> = conn.query_row(
         "SELECT MAX(seq) FROM alert_changes WHERE at_ms < ?1",
