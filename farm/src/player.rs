@@ -51,6 +51,8 @@ pub struct Player {
     jumped: bool,
     jump_offset: u32,
     last_ts: u32,
+    /// Whether any access unit went out yet (a session always starts with a keyframe).
+    sent_any: bool,
 }
 
 impl Player {
@@ -72,6 +74,7 @@ impl Player {
             jumped: false,
             jump_offset: 0,
             last_ts: ts_base,
+            sent_any: false,
         }
     }
 
@@ -146,7 +149,7 @@ impl Player {
         if self.garbage {
             return Out::Garbage(rand::random_range(64..=rtp::MAX_PAYLOAD));
         }
-        if let Some(ts) = self.frozen_ts {
+        if let Some(ts) = self.frozen_ts.filter(|_| self.sent_any) {
             let clip = mount.still.clone();
             let index = clip.smallest_delta_frame();
             return Out::Frame { clip, index, ts };
@@ -167,7 +170,9 @@ impl Player {
         let index = self.pos % clip.frames.len().max(1);
         self.pos = index + 1;
         let ts = rtp::timestamp(self.ts_base, k, self.fps).wrapping_add(self.jump_offset);
+        let ts = self.frozen_ts.unwrap_or(ts);
         self.last_ts = ts;
+        self.sent_any = true;
         Out::Frame { clip, index, ts }
     }
 }
@@ -261,7 +266,12 @@ mod tests {
         let mut p = Player::new(10, Content::Still, t0);
         p.apply(&m.settings.borrow(), t0);
         let out = run(&mut p, &m, 4);
-        assert!(out.iter().all(|&(i, ts)| i == 2 && ts == p.ts_base()));
+        assert_eq!(
+            out[0],
+            (0, p.ts_base()),
+            "a frozen session still starts with a keyframe"
+        );
+        assert!(out[1..].iter().all(|&(i, ts)| i == 2 && ts == p.ts_base()));
 
         let m = mount(Fault::TimestampJump);
         let t0 = Instant::now();

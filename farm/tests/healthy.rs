@@ -186,3 +186,16 @@ async fn unknown_mount_is_404_and_garbage_is_400_without_harm() {
     assert!(!c.frames.is_empty());
     farm.shutdown().await;
 }
+
+#[tokio::test]
+async fn keepalives_are_answered() {
+    // timeout=2 makes retina send a keepalive every second and fail the session if the
+    // previous one is unanswered when the next is due.
+    let mut cfg = FarmConfig::new(vec![MountConfig::new("cam", 5)]);
+    cfg.session_timeout_secs = 2;
+    let farm = gridsight_farm::Farm::start(cfg).await.unwrap();
+    let c = watch(&farm, "cam", Duration::from_millis(3300)).await;
+    assert!(c.error.is_none() && !c.ended, "{:?}", c.error);
+    assert!(c.frames.len() >= 14, "{} frames at 5 fps", c.frames.len());
+    farm.shutdown().await;
+}
