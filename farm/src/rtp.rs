@@ -23,6 +23,10 @@ pub struct RtpSender {
     pub ssrc: u32,
     /// Sequence number of the next packet.
     pub seq: u16,
+    /// RTP packets sent (for RTCP sender reports; wraps).
+    pub packets: u32,
+    /// RTP payload bytes sent (for RTCP sender reports; wraps).
+    pub octets: u32,
 }
 
 impl RtpSender {
@@ -32,6 +36,8 @@ impl RtpSender {
             channel,
             ssrc: rand::random(),
             seq: rand::random(),
+            packets: 0,
+            octets: 0,
         }
     }
 
@@ -45,6 +51,27 @@ impl RtpSender {
         out.extend_from_slice(&ts.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         self.seq = self.seq.wrapping_add(1);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+    }
+
+    /// Appends an RTCP sender report (RFC 3550 §6.4.1) on the RTCP channel (`channel + 1`)
+    /// mapping RTP timestamp `ts` to wall-clock time `now`.
+    pub fn push_sender_report(&self, out: &mut Vec<u8>, ts: u32, now: std::time::SystemTime) {
+        const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = (since.as_secs() + NTP_UNIX_OFFSET) as u32; // NTP era wraps in 2036
+        let frac = ((u64::from(since.subsec_nanos()) << 32) / 1_000_000_000) as u32;
+        out.extend_from_slice(&[b'$', self.channel.wrapping_add(1), 0, 28]);
+        out.extend_from_slice(&[0x80, 200, 0, 6]); // V=2, RC=0, PT=SR, length 7 words - 1
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&secs.to_be_bytes());
+        out.extend_from_slice(&frac.to_be_bytes());
+        out.extend_from_slice(&ts.to_be_bytes());
+        out.extend_from_slice(&self.packets.to_be_bytes());
+        out.extend_from_slice(&self.octets.to_be_bytes());
     }
 
     /// Appends all packets of one NAL unit (header byte included) to `out`.
@@ -195,6 +222,21 @@ mod tests {
             assert_eq!(out.len(), 204);
             assert_ne!(out[4] >> 6, 2);
         }
+    }
+
+    #[test]
+    fn sender_report_layout() {
+        let mut s = RtpSender::new(4);
+        s.push_nal(&mut Vec::new(), &[0x65, 1, 2], 0, true);
+        let mut out = Vec::new();
+        s.push_sender_report(&mut out, 1234, std::time::UNIX_EPOCH);
+        assert_eq!(out.len(), 32);
+        assert_eq!(&out[..8], &[b'$', 5, 0, 28, 0x80, 200, 0, 6]);
+        assert_eq!(&out[8..12], &s.ssrc.to_be_bytes());
+        assert_eq!(&out[12..16], &2_208_988_800u32.to_be_bytes());
+        assert_eq!(&out[20..24], &1234u32.to_be_bytes());
+        assert_eq!(&out[24..28], &1u32.to_be_bytes());
+        assert_eq!(&out[28..32], &3u32.to_be_bytes());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One RTSP connection: request handling (OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE,
 //! GET_PARAMETER, SET_PARAMETER, TEARDOWN), fault injection at the protocol level, and the
-//! paced sending of media as interleaved RTP on the same socket.
+//! paced sending of media as interleaved RTP on the same socket, with an RTCP sender
+//! report after the first frame and every [`REPORT_EVERY`] after that.
 //!
 //! One task per connection, nothing shared on the hot path but the mount's atomic counters.
 //! A connection serves one mount (bound by its first request naming one) and one session.
@@ -64,7 +65,12 @@ struct Conn {
     track_uri: String,
     player: Option<Player>,
     disconnect_at: Option<Instant>,
+    /// When the next RTCP sender report is due (after the next frame sent).
+    next_report: Instant,
 }
+
+/// Interval between RTCP sender reports.
+pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves one accepted connection until it ends or `cancel` fires.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -84,6 +90,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
         track_uri: String::new(),
         player: None,
         disconnect_at: None,
+        next_report: Instant::now(),
     };
     tokio::select! {
         _ = cancel.cancelled() => {}
@@ -399,6 +406,11 @@ impl Conn {
                     }
                 }
                 state.counters.frames_sent.fetch_add(1, Relaxed);
+                let now = Instant::now();
+                if now >= self.next_report {
+                    self.next_report = now + REPORT_EVERY;
+                    rtp.push_sender_report(&mut self.wbuf, ts, std::time::SystemTime::now());
+                }
             }
         }
         bytes += self.wbuf.len();

@@ -50,6 +50,8 @@ async fn healthy_mount_paces_frames_starting_at_a_keyframe() {
             && span < expected + Duration::from_millis(150),
         "span {span:?} vs {expected:?}"
     );
+    // One RTCP sender report with the first frame (the next is due after 5 s).
+    assert_eq!(c.reports, vec![0], "sender reports at RTP time");
     let stats = farm.stats("cam0001").unwrap();
     assert_eq!(stats.sessions_opened, 1);
     assert!(stats.frames_sent >= n as u64);

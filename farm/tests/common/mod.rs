@@ -35,6 +35,8 @@ pub struct Collected {
     pub dims: Option<(u32, u32)>,
     /// Frame rate from the SPS, as (duration numerator, denominator).
     pub frame_rate: Option<(u32, u32)>,
+    /// RTP timestamps (relative to the session start) of RTCP sender reports received.
+    pub reports: Vec<i64>,
 }
 
 impl Collected {
@@ -96,6 +98,7 @@ pub async fn collect(mut stream: Demuxed, window: Duration) -> Collected {
         ended: false,
         dims: None,
         frame_rate: None,
+        reports: Vec::new(),
     };
     loop {
         let item = match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -111,6 +114,11 @@ pub async fn collect(mut stream: Demuxed, window: Duration) -> Collected {
             }
             Ok(Some(Ok(item))) => item,
         };
+        if let CodecItem::Rtcp(r) = &item {
+            if let Some(ts) = r.rtp_timestamp() {
+                c.reports.push(ts.elapsed());
+            }
+        }
         if let CodecItem::VideoFrame(f) = item {
             if c.dims.is_none() {
                 if let Some(ParametersRef::Video(v)) = stream.streams()[f.stream_id()].parameters()
