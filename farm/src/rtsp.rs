@@ -296,6 +296,36 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_input_never_panics() {
+        let valid =
+            b"DESCRIBE rtsp://127.0.0.1:1/cam RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabc";
+        for i in 0..20_000u32 {
+            let mut input = if i % 2 == 0 {
+                let len = rand::random_range(0..300);
+                (0..len).map(|_| rand::random::<u8>()).collect::<Vec<u8>>()
+            } else {
+                let mut v = valid.to_vec();
+                for _ in 0..rand::random_range(1..4) {
+                    let at = rand::random_range(0..v.len());
+                    v[at] = rand::random();
+                }
+                v.truncate(rand::random_range(0..=v.len()));
+                v
+            };
+            if i % 7 == 0 {
+                input.insert(0, b'$');
+            }
+            let mut buf = BytesMut::from(&input[..]);
+            // Drain like a session does: stop at an error or when more bytes are needed.
+            while let Ok(Some(_)) = parse(&mut buf) {}
+            if let Ok(s) = std::str::from_utf8(&input) {
+                let _ = mount_of_uri(s);
+                let _ = crate::auth::verify(Some(s), "PLAY", "u", "p", "n");
+            }
+        }
+    }
+
+    #[test]
     fn mounts_of_uris() {
         assert_eq!(
             mount_of_uri("rtsp://127.0.0.1:554/cam0001/trackID=0"),
