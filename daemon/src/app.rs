@@ -156,6 +156,7 @@ pub async fn run(
         heartbeat: Duration::from_secs(cfg.api.heartbeat_secs.max(1)),
         cancel: api_cancel.clone(),
         tasks: tasks.clone(),
+        camera_events: camera_events.clone(),
     };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,

@@ -56,9 +56,8 @@ pub enum Fault {
     /// [`TIMESTAMP_JUMP_BY`] once, then advances normally from there.
     TimestampJump,
     /// The stream stays alive but carries no change: at the mount's frame rate the session
-    /// sends the same minimal access unit (the smallest P-frame of the `still` clip, a
-    /// "skip everything" picture of a few dozen bytes) and the RTP timestamp stops
-    /// advancing. No keyframes while frozen (a session that starts frozen gets one keyframe
+    /// sends the same access unit again and again (the smallest P-frame of the `still`
+    /// clip) and the RTP timestamp stops advancing. No keyframes while frozen (a session that starts frozen gets one keyframe
     /// first, so its decoder has a picture to hold). Clearing the fault resumes at a keyframe with
     /// the timestamp back on the wall clock.
     Freeze,

@@ -23,7 +23,6 @@ def main() -> None:
     factory.set_launch(
         "( videotestsrc is-live=true pattern=ball "
         f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
-        "! timeoverlay "
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps * 2} bframes=0 "
         "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
     )

@@ -26,7 +26,7 @@ fn gst_err(e: impl std::fmt::Display) -> FarmError {
 /// The `gst-launch` description of the encoding pipeline for `spec`.
 pub fn pipeline_description(spec: &ClipSpec) -> String {
     let pattern = match spec.content {
-        Content::Still => "pattern=smpte75",
+        Content::Still => "pattern=ball",
         Content::Busy => "pattern=smpte horizontal-speed=8",
     };
     format!(

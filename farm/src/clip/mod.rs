@@ -17,7 +17,9 @@ use bytes::Bytes;
 /// What the picture shows, which decides how large P-frames are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Content {
-    /// A static picture (`videotestsrc pattern=smpte75`): P-frames are a few dozen bytes.
+    /// A quiet street: a still picture but for one small moving object (`videotestsrc
+    /// pattern=ball`), as real cameras always carry a little change (noise, a clock
+    /// overlay); P-frames are a few hundred bytes.
     Still,
     /// Lots of motion (`pattern=smpte horizontal-speed=8`: moving bars and a noise patch):
     /// P-frames use the whole bitrate budget (≈13 KB at 640×360, 15 fps, 1.5 Mbit/s).
@@ -100,7 +102,7 @@ impl ClipSpec {
     /// A file-name-safe key naming this spec in the cache.
     pub fn key(&self) -> String {
         format!(
-            "{}-{}x{}-{}fps-gop{}s-{}s-{}k-v1",
+            "{}-{}x{}-{}fps-gop{}s-{}s-{}k-v2",
             self.content,
             self.width,
             self.height,
@@ -264,7 +266,7 @@ mod tests {
         assert_eq!(s.bitrate_kbps, 1500);
         assert_eq!(s.gop_frames(), 30);
         assert_eq!(s.frame_count(), 60);
-        assert_eq!(s.key(), "busy-640x360-15fps-gop2s-4s-1500k-v1");
+        assert_eq!(s.key(), "busy-640x360-15fps-gop2s-4s-1500k-v2");
         assert_eq!(
             ClipSpec::new(Content::Still, 1920, 1080, 15).bitrate_kbps,
             4000

@@ -44,6 +44,8 @@ pub struct AlertApi {
     pub cancel: CancellationToken,
     /// Subscription tasks, joined at shutdown.
     pub tasks: TaskTracker,
+    /// Live camera events (status changes, freeze, activity).
+    pub camera_events: tokio::sync::broadcast::Sender<Arc<pb::CameraEvent>>,
 }
 
 /// What a subscription wants to see.
@@ -61,6 +63,16 @@ impl Filter {
                 .grids
                 .as_ref()
                 .is_none_or(|gs| gs.iter().any(|g| self.index.is_within(&a.grid_id, g)))
+    }
+
+    /// A camera event matches when one of its grids is within the filter (severity does
+    /// not apply: camera events have none).
+    fn matches_camera(&self, e: &pb::CameraEvent) -> bool {
+        self.grids.as_ref().is_none_or(|gs| {
+            e.grid_ids
+                .iter()
+                .any(|c| gs.iter().any(|g| self.index.is_within(c, g)))
+        })
     }
 }
 
@@ -140,6 +152,8 @@ impl AlertApi {
 
     async fn stream(self, r: pb::SubscribeAlertsRequest, f: Filter, tx: Tx) -> Result<(), ()> {
         let mut live = self.store.subscribe();
+        let mut cams = self.camera_events.subscribe();
+        let mut cams_open = true;
         let mut last = if r.resume_after_seq == 0 {
             let (open, cursor) = self.store.read(read::open_alerts).await.map_err(|_| ())?;
             let mut shown = 0;
@@ -187,6 +201,19 @@ impl AlertApi {
                     // A gap on the bus cannot happen without `Lagged`; the store decides.
                     Ok(_) | Err(RecvError::Lagged(_)) => last = self.catch_up(last, &f, &tx).await?,
                     Err(RecvError::Closed) => return Ok(()),
+                },
+                ev = cams.recv(), if cams_open => match ev {
+                    Ok(e) if f.matches_camera(&e) => {
+                        tx.send(Ok(pb::SubscribeAlertsResponse {
+                            event: Some(pb::subscribe_alerts_response::Event::CameraEvent((*e).clone())),
+                        }))
+                        .await
+                        .map_err(|_| ())?;
+                    }
+                    Ok(_) => {}
+                    // Camera events are live only: a lagging subscriber misses some.
+                    Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "subscriber lagged on camera events"),
+                    Err(RecvError::Closed) => cams_open = false,
                 },
                 _ = beat.tick() => {
                     let hb = pb::Heartbeat {

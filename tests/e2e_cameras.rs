@@ -1,0 +1,296 @@
+//! End to end: the real binary supervising cameras served by the project's camera farm
+//! (fault injection per mount) and by GStreamer's own RTSP server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gridsight_farm::{Content, ContentSchedule, Farm, FarmConfig, Fault, MountConfig};
+use gridsight_proto::v1 as pb;
+
+const T: Duration = Duration::from_secs(25);
+const SECRET: &str = "s3cret-Pa55";
+
+/// Short supervision times, so faults show within seconds.
+const VIDEO: &str = r#"
+[video]
+open_timeout_secs = 2.0
+frame_timeout_secs = 2.0
+offline_after_secs = 3.0
+freeze_after_secs = 3.0
+rate_window_secs = 3.0
+reconnect_min_ms = 200
+reconnect_max_ms = 1000
+degraded_reconnects_per_hour = 3
+monitor_interval_ms = 100
+activity_threshold = 3.0
+"#;
+
+fn camera_toml(id: &str, url: &str, grid: &str) -> String {
+    format!(
+        "[[cameras]]\nid = \"{id}\"\nname = \"Camera {id}\"\nurl = \"{url}\"\ngrids = [\"{grid}\"]\nexpected_fps = 15.0\nlocation = [120.1, 30.2]\n"
+    )
+}
+
+async fn camera(d: &Daemon, id: &str) -> pb::Camera {
+    d.cameras()
+        .await
+        .get(req(pb::GetCameraRequest { id: id.into() }, VIEWER))
+        .await
+        .expect("get camera")
+        .into_inner()
+}
+
+fn status(c: &pb::Camera) -> pb::CameraStatus {
+    c.health
+        .as_ref()
+        .and_then(|h| pb::CameraStatus::try_from(h.status).ok())
+        .unwrap_or(pb::CameraStatus::Unspecified)
+}
+
+async fn wait_status(d: &Daemon, id: &str, want: pb::CameraStatus) -> pb::Camera {
+    wait_for(&format!("camera {id} to be {want:?}"), T, || async {
+        let c = camera(d, id).await;
+        (status(&c) == want).then_some(c)
+    })
+    .await
+}
+
+async fn open_alert_titled(d: &Daemon, title: &str) -> Option<pb::Alert> {
+    let list = d
+        .alerts()
+        .await
+        .list(req(pb::ListAlertsRequest::default(), VIEWER))
+        .await
+        .expect("list alerts")
+        .into_inner();
+    list.alerts
+        .into_iter()
+        .find(|a| a.title == title && a.status != pb::AlertStatus::Resolved as i32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_gives_the_right_health_and_events_and_the_others_carry_on() {
+    let mounts = vec![
+        MountConfig::new("ok", 15),
+        MountConfig::new("down", 15),
+        MountConfig::new("refuse", 15).with_fault(Fault::Refuse),
+        MountConfig::new("auth-good", 15).with_fault(Fault::Auth {
+            user: "admin".into(),
+            pass: SECRET.into(),
+        }),
+        MountConfig::new("auth-bad", 15).with_fault(Fault::Auth {
+            user: "admin".into(),
+            pass: "other-password".into(),
+        }),
+        MountConfig::new("hang", 15).with_fault(Fault::HangDescribe),
+        MountConfig::new("stall", 15).with_fault(Fault::StallAfter(Duration::from_millis(1500))),
+        MountConfig::new("garbage", 15).with_fault(Fault::GarbageRtp),
+        MountConfig::new("flap", 15).with_fault(Fault::DisconnectLoop(Duration::from_millis(800))),
+        MountConfig::new("jump", 15).with_fault(Fault::TimestampJump),
+        MountConfig::new("freeze", 15),
+        MountConfig::new("busy", 15).with_content(ContentSchedule::Alternate {
+            still: Duration::from_secs(6),
+            busy: Duration::from_secs(6),
+        }),
+    ];
+    let farm = Farm::start(FarmConfig::new(mounts)).await.expect("farm");
+    let url = |m: &str| farm.url(m);
+    let creds_url = |m: &str| url(m).replace("rtsp://", &format!("rtsp://admin:{SECRET}@"));
+    let mut extra = VIDEO.to_string();
+    for (id, u) in [
+        ("ok", url("ok")),
+        ("down", url("down")),
+        ("refuse", url("refuse")),
+        ("auth-good", creds_url("auth-good")),
+        ("auth-bad", creds_url("auth-bad")),
+        ("hang", url("hang")),
+        ("stall", url("stall")),
+        ("garbage", url("garbage")),
+        ("flap", url("flap")),
+        ("jump", url("jump")),
+        ("freeze", url("freeze")),
+        ("busy", url("busy")),
+    ] {
+        extra.push_str(&camera_toml(id, &u, "a-1"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(None);
+    o.extra = extra;
+    let cfg = write_config(dir.path(), &o);
+    let d = Daemon::start(&cfg).await;
+    let mut stream = d
+        .alerts()
+        .await
+        .subscribe(req(pb::SubscribeAlertsRequest::default(), VIEWER))
+        .await
+        .expect("subscribe")
+        .into_inner();
+
+    // Healthy cameras: online, at their rate, with the picture size from the stream.
+    let ok = wait_status(&d, "ok", pb::CameraStatus::Online).await;
+    wait_status(&d, "auth-good", pb::CameraStatus::Online).await;
+    wait_status(&d, "jump", pb::CameraStatus::Online).await;
+    wait_status(&d, "freeze", pb::CameraStatus::Online).await;
+    let h = ok.health.unwrap();
+    assert_eq!((h.width, h.height), (640, 360));
+    assert_eq!(h.codec, "h264");
+    assert!(ok.url.ends_with("/ok") && !ok.url.contains('@'));
+
+    // Dead ones: offline within seconds, each with an alert; reasons counted.
+    for id in ["refuse", "auth-bad", "hang", "garbage"] {
+        let c = wait_status(&d, id, pb::CameraStatus::Offline).await;
+        assert!(
+            !c.health.unwrap().last_error.is_empty(),
+            "{id} says why it is offline"
+        );
+        let title = format!("Camera {id} offline");
+        wait_for(&format!("alert `{title}`"), T, || async {
+            open_alert_titled(&d, &title).await
+        })
+        .await;
+    }
+    wait_for("reasons counted", T, || async {
+        let auth = d.metric("gridsight_camera_connect_errors_total{reason=\"auth\"}");
+        let timeout = d.metric("gridsight_camera_connect_errors_total{reason=\"open_timeout\"}");
+        (auth >= 1.0 && timeout >= 1.0).then_some(())
+    })
+    .await;
+
+    // A stream that stalls or keeps dropping: degraded (reconnects), never a false offline.
+    let stall = wait_status(&d, "stall", pb::CameraStatus::Degraded).await;
+    assert!(stall.health.unwrap().stalls_last_hour >= 1);
+    let flap = wait_status(&d, "flap", pb::CameraStatus::Degraded).await;
+    assert!(flap.health.unwrap().reconnects_last_hour >= 3);
+
+    // A timestamp jump is counted and the camera stays online.
+    wait_for("the timestamp jump to be counted", T, || async {
+        (d.metric("gridsight_camera_timestamp_jumps_total") >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(status(&camera(&d, "jump").await), pb::CameraStatus::Online);
+
+    // Freeze: set at runtime → frozen, an alert; cleared → the alert resolves.
+    farm.set_fault("freeze", Fault::Freeze).unwrap();
+    wait_for("freeze to be found", T, || async {
+        camera(&d, "freeze")
+            .await
+            .health
+            .is_some_and(|h| h.frozen)
+            .then_some(())
+    })
+    .await;
+    let frozen_alert = wait_for("the freeze alert", T, || async {
+        open_alert_titled(&d, "Camera freeze picture frozen").await
+    })
+    .await;
+    farm.set_fault("freeze", Fault::None).unwrap();
+    wait_for("the freeze alert to resolve", T, || async {
+        let a = d
+            .alerts()
+            .await
+            .get(req(
+                pb::GetAlertRequest {
+                    id: frozen_alert.id.clone(),
+                },
+                VIEWER,
+            ))
+            .await
+            .ok()?
+            .into_inner();
+        (a.status == pb::AlertStatus::Resolved as i32).then_some(())
+    })
+    .await;
+
+    // A camera dies at runtime: offline after the delay (not before), an alert; back: resolved.
+    wait_status(&d, "down", pb::CameraStatus::Online).await;
+    farm.set_fault("down", Fault::Refuse).unwrap();
+    let died = std::time::Instant::now();
+    wait_status(&d, "down", pb::CameraStatus::Offline).await;
+    let took = died.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(8),
+        "offline after {took:?} (delay 3 s)"
+    );
+    farm.set_fault("down", Fault::None).unwrap();
+    wait_status(&d, "down", pb::CameraStatus::Online).await;
+
+    // Activity: the busy mount's switch from still to busy raises its score and an event.
+    let deadline = std::time::Instant::now() + T;
+    let activity = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no activity event from the busy camera within {T:?}"
+        );
+        let m = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("the stream sends heartbeats")
+            .expect("stream")
+            .expect("stream open");
+        if let Some(pb::subscribe_alerts_response::Event::CameraEvent(e)) = m.event {
+            if e.camera_id == "busy" && e.kind == pb::CameraEventKind::Activity as i32 {
+                break e;
+            }
+        }
+    };
+    assert!(activity.activity >= 3.0, "{activity:?}");
+
+    // The healthy camera carried on through all of it.
+    let ok = camera(&d, "ok").await;
+    assert_eq!(status(&ok), pb::CameraStatus::Online);
+    let h = ok.health.unwrap();
+    assert!(h.fps > 10.0, "fps {}", h.fps);
+    assert_eq!(h.reconnects_last_hour, 0);
+
+    // Credentials never show: not in the API, metrics or logs.
+    let all = d
+        .cameras()
+        .await
+        .list(req(pb::ListCamerasRequest::default(), VIEWER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.cameras.len(), 12);
+    let shown = format!("{all:?}");
+    let (_, metrics) = http_get(d.http, "/metrics", Some(VIEWER));
+    for (what, text) in [("API", shown), ("metrics", metrics), ("log", d.log())] {
+        assert!(!text.contains(SECRET), "the password shows in the {what}");
+    }
+    farm.shutdown().await;
+}
+
+/// A real peer that is not ours: GStreamer's RTSP server with live x264 video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_rtsp_server_camera_is_online() {
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/gst_rtsp_server.py");
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .args([script, &port.to_string(), "640", "360", "15"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start GStreamer's RTSP server");
+    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "GStreamer RTSP server did not start");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(None);
+    o.extra = format!(
+        "{VIDEO}{}",
+        camera_toml("gst", &format!("rtsp://127.0.0.1:{port}/cam"), "b-1")
+    );
+    let d = Daemon::start(&write_config(dir.path(), &o)).await;
+    let c = wait_status(&d, "gst", pb::CameraStatus::Online).await;
+    let h = c.health.unwrap();
+    assert_eq!((h.width, h.height), (640, 360));
+    assert_eq!(h.codec, "h264");
+    wait_for("a keyframe and 15 fps", T, || async {
+        let h = camera(&d, "gst").await.health?;
+        (h.keyframes_total >= 1 && h.fps > 10.0).then_some(())
+    })
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+}
