@@ -11,6 +11,7 @@ pub mod config;
 pub mod correlate;
 pub mod demo;
 pub mod domain;
+pub mod media;
 pub mod shutdown;
 pub mod sources;
 pub mod store;
