@@ -172,29 +172,18 @@ impl SnapshotPipeline {
         self.appsrc
             .end_of_stream()
             .map_err(|e| RunError::rebuild(MediaError::Pipeline(format!("eos: {e}"))))?;
-        loop {
-            match self.events.recv_deadline(deadline) {
-                Ok(Event::Sample(sample)) => {
-                    return frame_from_sample(&sample).map_err(RunError::rebuild);
-                }
-                Ok(Event::Eos) => {
-                    return Err(RunError {
-                        error: MediaError::Decode("no picture decoded".into()),
-                        rebuild: false,
-                    });
-                }
-                Ok(Event::Error(message)) => {
-                    return Err(RunError::rebuild(MediaError::Decode(message)));
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(RunError::rebuild(MediaError::Timeout))
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(RunError::rebuild(MediaError::Pipeline(
-                        "pipeline callbacks gone".into(),
-                    )));
-                }
-            }
+        // The first event decides: a picture, EOS without one, an error, or the deadline.
+        match self.events.recv_deadline(deadline) {
+            Ok(Event::Sample(sample)) => frame_from_sample(&sample).map_err(RunError::rebuild),
+            Ok(Event::Eos) => Err(RunError {
+                error: MediaError::Decode("no picture decoded".into()),
+                rebuild: false,
+            }),
+            Ok(Event::Error(message)) => Err(RunError::rebuild(MediaError::Decode(message))),
+            Err(RecvTimeoutError::Timeout) => Err(RunError::rebuild(MediaError::Timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(RunError::rebuild(MediaError::Pipeline(
+                "pipeline callbacks gone".into(),
+            ))),
         }
     }
 

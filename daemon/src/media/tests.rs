@@ -1,6 +1,6 @@
 //! Pool tests against real GStreamer (x264enc/x265enc make the keyframes).
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,9 +10,11 @@ use super::jpeg::parse_header;
 use super::testkit::encode_keyframe;
 use super::*;
 
+type KeyframeCache = Mutex<Vec<((Codec, u32, u32), Bytes)>>;
+
 /// Keyframes are encoded once per test binary.
 fn keyframe(codec: Codec, width: u32, height: u32) -> Bytes {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<((Codec, u32, u32), Bytes)>>> = OnceLock::new();
+    static CACHE: OnceLock<KeyframeCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (codec, width, height);
     if let Some((_, bytes)) = cache.lock().expect("cache").iter().find(|(k, _)| *k == key) {
