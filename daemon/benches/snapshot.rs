@@ -10,6 +10,9 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use gridsight::media::testkit::{encode_keyframe, fresh_pipeline_snapshot};
 use gridsight::media::{Codec, SnapshotConfig, SnapshotPool};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
 
 struct Summary {
     n: usize,
@@ -90,6 +93,42 @@ async fn throughput(pool: &SnapshotPool, codec: Codec, keyframe: &Bytes, jobs: u
     jobs as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Why the pool sends EOS after each keyframe: in a running pipeline without EOS, does the
+/// picture come out at all, and how fast? Pushes the same keyframe `pushes` times and reports
+/// how many JPEGs appeared within 500 ms of each push.
+fn probe_without_eos(keyframe: &Bytes, pushes: usize) -> String {
+    let description = "appsrc name=src caps=video/x-h264,stream-format=byte-stream,alignment=au \
+        format=time ! h264parse ! avdec_h264 ! videoconvert ! jpegenc ! appsink name=sink sync=false";
+    let pipeline = gst::parse::launch(description)
+        .expect("probe pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .expect("appsrc");
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .expect("appsink");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let mut outcomes = Vec::new();
+    for i in 0..pushes {
+        let mut buffer = gst::Buffer::from_slice(keyframe.clone());
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(gst::ClockTime::from_mseconds(40 * i as u64));
+        }
+        let started = Instant::now();
+        src.push_buffer(buffer).expect("push");
+        match sink.try_pull_sample(gst::ClockTime::from_mseconds(500)) {
+            Some(_) => outcomes.push(format!("{:.1}ms", started.elapsed().as_secs_f64() * 1e3)),
+            None => outcomes.push("none".into()),
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    outcomes.join(",")
+}
+
 fn main() {
     let iters: usize = std::env::var("SNAPSHOT_BENCH_ITERS")
         .ok()
@@ -111,6 +150,15 @@ fn main() {
                 (format!("{codec} {w}x{h}"), codec, bytes)
             })
             .collect();
+
+        for (label, codec, keyframe) in &frames {
+            if *codec == Codec::H264 {
+                println!(
+                    "RESULT no_eos_reuse {label} per_push_output={}",
+                    probe_without_eos(keyframe, 4)
+                );
+            }
+        }
 
         let started = Instant::now();
         let pool = SnapshotPool::new(config(1)).expect("pool");

@@ -190,8 +190,9 @@ impl SnapshotPool {
         }
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
-            // The worker dropped the reply: it is shutting down (or died).
-            Ok(Err(_)) => Err(MediaError::ShutDown),
+            // Workers answer every job they take, even while shutting down: a dropped reply
+            // means the worker thread died.
+            Ok(Err(_)) => Err(MediaError::Pipeline("snapshot worker stopped".into())),
             Err(_) => Err(MediaError::Timeout),
         }
     }

@@ -247,6 +247,14 @@ async fn shutdown_joins_workers_and_refuses_new_jobs() {
 }
 
 #[test]
+fn pool_can_be_shared_across_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<SnapshotPool>();
+    assert_send_sync::<Jpeg>();
+    assert_send_sync::<MediaError>();
+}
+
+#[test]
 fn config_is_validated() {
     for config in [
         SnapshotConfig {
