@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build run test lint unit e2e bench-mqtt clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-snapshot clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -28,6 +28,10 @@ lint:
 bench-mqtt: deps
 	$(CARGO) build --release -p gridsight -p gridsight-sim
 	./target/release/bench-mqtt --daemon target/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
+
+## Snapshot benchmark: keyframe -> JPEG through the warm pool vs a fresh pipeline, throughput.
+bench-snapshot: deps
+	$(CARGO) bench -p gridsight --bench snapshot
 
 clean:
 	$(CARGO) clean

@@ -3,7 +3,8 @@
 //! Pipeline: `sources` (MQTT sensors) and `api` (gRPC incident reports) feed `correlate`
 //! (shards by grid, owning their state), which writes through `store` (durable, group
 //! commit) onto the alert bus that `api` streams to subscribers. `app` wires it together;
-//! `config` is the one file that describes a deployment; `demo` runs a built-in city.
+//! `config` is the one file that describes a deployment; `demo` runs a built-in city;
+//! `media` turns a camera's cached keyframe into a JPEG snapshot (GStreamer worker pool).
 
 pub mod api;
 pub mod app;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod correlate;
 pub mod demo;
 pub mod domain;
+pub mod media;
 pub mod shutdown;
 pub mod sources;
 pub mod store;
