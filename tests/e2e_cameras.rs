@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gridsight_farm::{Content, ContentSchedule, Farm, FarmConfig, Fault, MountConfig};
+use gridsight_farm::{ContentSchedule, Farm, FarmConfig, Fault, MountConfig};
 use gridsight_proto::v1 as pb;
 
 const T: Duration = Duration::from_secs(25);
@@ -159,10 +159,23 @@ async fn fault_matrix_gives_the_right_health_and_events_and_the_others_carry_on(
     .await;
 
     // A stream that stalls or keeps dropping: degraded (reconnects), never a false offline.
-    let stall = wait_status(&d, "stall", pb::CameraStatus::Degraded).await;
-    assert!(stall.health.unwrap().stalls_last_hour >= 1);
-    let flap = wait_status(&d, "flap", pb::CameraStatus::Degraded).await;
-    assert!(flap.health.unwrap().reconnects_last_hour >= 3);
+    for (id, what) in [("stall", "stalls"), ("flap", "reconnects")] {
+        wait_for(
+            &format!("{id} to be degraded with {what} counted"),
+            T,
+            || async {
+                let c = camera(&d, id).await;
+                let h = c.health.clone()?;
+                let counted = if what == "stalls" {
+                    h.stalls_last_hour >= 1
+                } else {
+                    h.reconnects_last_hour >= 3
+                };
+                (status(&c) == pb::CameraStatus::Degraded && counted).then_some(())
+            },
+        )
+        .await;
+    }
 
     // A timestamp jump is counted and the camera stays online.
     wait_for("the timestamp jump to be counted", T, || async {
@@ -185,6 +198,17 @@ async fn fault_matrix_gives_the_right_health_and_events_and_the_others_carry_on(
         open_alert_titled(&d, "Camera freeze picture frozen").await
     })
     .await;
+    // It carries the camera and the picture taken when it opened.
+    assert_eq!(frozen_alert.camera_ids, vec!["freeze".to_string()]);
+    let url = frozen_alert.snapshots[0].url.clone();
+    let picture = wait_for("the alert's picture", T, || async {
+        let (code, body) = http_get_bytes(d.http, &url, Some(VIEWER));
+        (code == 200).then_some(body)
+    })
+    .await;
+    let hdr = gridsight::media::jpeg::parse_header(&picture).expect("a JPEG");
+    assert_eq!((hdr.width, hdr.height), (640, 360));
+    assert_eq!(http_get_bytes(d.http, &url, None).0, 401);
     farm.set_fault("freeze", Fault::None).unwrap();
     wait_for("the freeze alert to resolve", T, || async {
         let a = d
@@ -264,7 +288,10 @@ async fn fault_matrix_gives_the_right_health_and_events_and_the_others_carry_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gstreamer_rtsp_server_camera_is_online() {
     let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/gst_rtsp_server.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/peers/gst_rtsp_server.py"
+    );
     let mut server = std::process::Command::new("/usr/bin/python3")
         .args([script, &port.to_string(), "640", "360", "15"])
         .stdout(std::process::Stdio::piped())
@@ -291,6 +318,44 @@ async fn gstreamer_rtsp_server_camera_is_online() {
         (h.keyframes_total >= 1 && h.fps > 10.0).then_some(())
     })
     .await;
+    // Snapshot over gRPC and HTTP: a valid JPEG of the stream's size.
+    let shot = d
+        .cameras()
+        .await
+        .snapshot(req(
+            pb::SnapshotRequest {
+                camera_id: "gst".into(),
+            },
+            VIEWER,
+        ))
+        .await
+        .expect("snapshot")
+        .into_inner();
+    let hdr = gridsight::media::jpeg::parse_header(&shot.jpeg).expect("a JPEG");
+    assert_eq!((hdr.width, hdr.height), (640, 360));
+    assert_eq!((shot.width, shot.height), (640, 360));
+    let (code, body) = http_get_bytes(d.http, "/snapshot/gst.jpg", Some(VIEWER));
+    assert_eq!(code, 200);
+    let hdr = gridsight::media::jpeg::parse_header(&body).expect("a JPEG over HTTP");
+    assert_eq!((hdr.width, hdr.height), (640, 360));
+    // Unknown camera and missing token: the right codes.
+    let err = d
+        .cameras()
+        .await
+        .snapshot(req(
+            pb::SnapshotRequest {
+                camera_id: "nope".into(),
+            },
+            VIEWER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert_eq!(http_get_bytes(d.http, "/snapshot/gst.jpg", None).0, 401);
+    assert_eq!(
+        http_get_bytes(d.http, "/snapshot/nope.jpg", Some(VIEWER)).0,
+        404
+    );
     let _ = server.kill();
     let _ = server.wait();
 }

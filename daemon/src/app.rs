@@ -39,6 +39,9 @@ pub enum AppError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// GStreamer could not start the snapshot pool.
+    #[error("snapshots: {0}")]
+    Media(#[from] crate::media::MediaError),
     /// A listening socket could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -106,6 +109,24 @@ pub async fn run(
     let (started, _) = supervisor.reconcile(&cfg.cameras).await;
     tracing::info!(cameras = started, "camera supervision started");
     let cameras = supervisor.registry();
+    let snapshots = crate::media::Snapshots {
+        pool: Arc::new(crate::media::SnapshotPool::new(cfg.video.snapshot_pool())?),
+        metrics: metrics.clone(),
+    };
+    if !cfg.cameras.is_empty() {
+        // Plugin loading before the first user-facing snapshot.
+        let pool = snapshots.pool.clone();
+        tokio::spawn(async move { pool.warm_up().await });
+    }
+    let snapshot_taker = tokio::spawn(tracing::Instrument::instrument(
+        crate::media::snapshots::take_alert_snapshots(
+            snapshots.clone(),
+            cameras.clone(),
+            store.clone(),
+            cancel.clone(),
+        ),
+        tracing::info_span!("alert_snapshots"),
+    ));
     let camera_reload = tokio::spawn(rtsp::reload::reload_loop(
         supervisor,
         config_path,
@@ -158,10 +179,18 @@ pub async fn run(
         tasks: tasks.clone(),
         camera_events: camera_events.clone(),
     };
+    let camera_api = grpc::CameraApi {
+        auth: auth.clone(),
+        cameras: cameras.clone(),
+        grids: grids.clone(),
+        window: Duration::from_secs_f64(cfg.video.rate_window_secs),
+        snapshots: snapshots.clone(),
+    };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
         incidents,
         alerts,
+        camera_api,
         auth.clone(),
         api_cancel.clone(),
     ));
@@ -172,6 +201,9 @@ pub async fn run(
         router: router.clone(),
         ready: ready.clone(),
         mqtt_ready,
+        cameras: cameras.clone(),
+        snapshots: snapshots.clone(),
+        camera_window: Duration::from_secs_f64(cfg.video.rate_window_secs),
     };
     let http_task = tokio::spawn(http::serve(http_listener, http_state, api_cancel.clone()));
     let retention = tokio::spawn(retention_loop(cfg.clone(), store.clone(), cancel.clone()));
@@ -201,6 +233,10 @@ pub async fn run(
     if let Ok(supervisor) = camera_reload.await {
         supervisor.shutdown().await;
     }
+    // Pictures being made for alerts are stored before the store closes.
+    let _ = snapshot_taker.await;
+    let pool = snapshots.pool.clone();
+    let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
     drop(router);
     for s in shards {
         let _ = s.await;

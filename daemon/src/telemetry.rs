@@ -235,7 +235,11 @@ impl Metrics {
             "Video frames received",
             m.camera_frames.clone(),
         );
-        r.register("camera_bytes", "Video bytes received", m.camera_bytes.clone());
+        r.register(
+            "camera_bytes",
+            "Video bytes received",
+            m.camera_bytes.clone(),
+        );
         r.register(
             "camera_reconnects",
             "Camera connections lost after playing",

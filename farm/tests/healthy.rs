@@ -71,7 +71,10 @@ async fn busy_content_has_larger_p_frames_than_still() {
     );
     let (s, b) = (still.mean_delta_size(), busy.mean_delta_size());
     assert!(still.frames.len() > 15 && busy.frames.len() > 15);
-    assert!(s < 1500, "still P-frames are small (one moving ball): {s} bytes");
+    assert!(
+        s < 1500,
+        "still P-frames are small (one moving ball): {s} bytes"
+    );
     assert!(b > 8 * s.max(1) && b > 2000, "busy {b} vs still {s}");
     farm.shutdown().await;
 }

@@ -423,6 +423,28 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     (code, body)
 }
 
+/// GET returning the status code and the body's bytes (for pictures).
+pub fn http_get_bytes(port: u16, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, Vec::new());
+    };
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: localhost\r\n{auth}\r\n");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let head = String::from_utf8_lossy(&buf[..split.unwrap_or(buf.len())]).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = split.map(|i| buf[i + 4..].to_vec()).unwrap_or_default();
+    (code, body)
+}
+
 /// The default-tree topic of a sensor.
 pub fn topic(grid: &str, kind: &str, sensor: &str) -> String {
     format!("gridsight/sensors/{grid}/{kind}/{sensor}")

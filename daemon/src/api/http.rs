@@ -1,4 +1,5 @@
-//! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads, and the dashboard page.
+//! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads, snapshots (in `http_cameras`),
+//! and the dashboard page.
 //!
 //! Everything but `/healthz` and `/readyz` needs a token, as `authorization: Bearer ...`
 //! or, for a browser opening the page, `?token=...`. Wrong or missing token: 401; a role
@@ -42,15 +43,21 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Whether MQTT ingest is configured (then readiness waits for its subscription).
     pub mqtt_ready: Option<Arc<AtomicBool>>,
+    /// The cameras.
+    pub cameras: crate::sources::rtsp::Registry,
+    /// Snapshot maker.
+    pub snapshots: crate::media::Snapshots,
+    /// Rate window of camera figures.
+    pub camera_window: std::time::Duration,
 }
 
 #[derive(Deserialize, Default)]
-struct TokenQuery {
+pub(super) struct TokenQuery {
     token: Option<String>,
     limit: Option<u32>,
 }
 
-fn authorize(
+pub(super) fn authorize(
     s: &HttpState,
     headers: &HeaderMap,
     q: &TokenQuery,
@@ -78,6 +85,12 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/alerts", get(alerts))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/cameras", get(super::http_cameras::cameras))
+        .route("/snapshot/{file}", get(super::http_cameras::live_snapshot))
+        .route(
+            "/snapshots/{alert}/{file}",
+            get(super::http_cameras::alert_snapshot),
+        )
         .with_state(state)
 }
 

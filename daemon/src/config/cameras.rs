@@ -47,6 +47,29 @@ pub struct VideoConfig {
     pub offline_severity: Severity,
     /// Severity of the alert opened for a frozen picture.
     pub freeze_severity: Severity,
+    /// Snapshot decoder threads (GStreamer pipelines, off the async runtime).
+    pub snapshot_workers: usize,
+    /// Snapshots waiting for a worker; more are refused at once (busy, retry).
+    pub snapshot_queue: usize,
+    /// Deadline of one snapshot, queue wait included, milliseconds.
+    pub snapshot_timeout_ms: u64,
+    /// JPEG quality, 0-100.
+    pub snapshot_quality: u8,
+    /// Scale snapshots down to at most this width (keeping the aspect); absent: full size.
+    pub snapshot_max_width: Option<u32>,
+}
+
+impl VideoConfig {
+    /// The snapshot pool's settings.
+    pub fn snapshot_pool(&self) -> crate::media::SnapshotConfig {
+        crate::media::SnapshotConfig {
+            workers: self.snapshot_workers,
+            queue: self.snapshot_queue,
+            timeout: std::time::Duration::from_millis(self.snapshot_timeout_ms),
+            jpeg_quality: self.snapshot_quality,
+            max_width: self.snapshot_max_width,
+        }
+    }
 }
 
 impl Default for VideoConfig {
@@ -68,6 +91,11 @@ impl Default for VideoConfig {
             monitor_interval_ms: 250,
             offline_severity: Severity::Major,
             freeze_severity: Severity::Minor,
+            snapshot_workers: 2,
+            snapshot_queue: 16,
+            snapshot_timeout_ms: 2_000,
+            snapshot_quality: 85,
+            snapshot_max_width: None,
         }
     }
 }
@@ -233,6 +261,27 @@ pub fn validate(
             errs.push((format!("video.{name}"), "must be a positive number".into()));
         }
     }
+    if video.snapshot_workers == 0 || video.snapshot_queue == 0 {
+        errs.push((
+            "video.snapshot_workers".into(),
+            "snapshot_workers and snapshot_queue must be at least 1".into(),
+        ));
+    }
+    if video.snapshot_quality > 100 {
+        errs.push(("video.snapshot_quality".into(), "must be 0-100".into()));
+    }
+    if video.snapshot_max_width == Some(0) {
+        errs.push((
+            "video.snapshot_max_width".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if video.snapshot_timeout_ms == 0 {
+        errs.push((
+            "video.snapshot_timeout_ms".into(),
+            "must be at least 1".into(),
+        ));
+    }
     if video.reconnect_min_ms == 0 || video.reconnect_min_ms > video.reconnect_max_ms {
         errs.push((
             "video.reconnect_min_ms".into(),
@@ -254,10 +303,9 @@ pub fn validate(
             errs.push((at("id"), format!("duplicate camera id `{}`", c.id)));
         }
         match c.split_credentials() {
-            Ok((u, _)) if u.scheme() != "rtsp" && u.scheme() != "rtsps" => errs.push((
-                at("url"),
-                format!("scheme `{}` is not rtsp", u.scheme()),
-            )),
+            Ok((u, _)) if u.scheme() != "rtsp" && u.scheme() != "rtsps" => {
+                errs.push((at("url"), format!("scheme `{}` is not rtsp", u.scheme())))
+            }
             Ok((u, _)) if u.host_str().is_none_or(str::is_empty) => {
                 errs.push((at("url"), "has no host".into()))
             }
@@ -269,7 +317,10 @@ pub fn validate(
         }
         for (j, g) in c.grids.iter().enumerate() {
             if !grid_ok(g) {
-                errs.push((format!("cameras[{i}].grids[{j}]"), format!("unknown grid `{g}`")));
+                errs.push((
+                    format!("cameras[{i}].grids[{j}]"),
+                    format!("unknown grid `{g}`"),
+                ));
             }
         }
         if !(c.expected_fps.is_finite() && c.expected_fps > 0.0 && c.expected_fps <= 240.0) {
@@ -319,9 +370,15 @@ mod tests {
     fn explicit_fields_win() {
         let mut c = cam("rtsp://admin:old@h/p");
         c.password = Some("new".into());
-        assert_eq!(c.split_credentials().unwrap().1, Some(("admin".into(), "new".into())));
+        assert_eq!(
+            c.split_credentials().unwrap().1,
+            Some(("admin".into(), "new".into()))
+        );
         c.username = Some("op".into());
-        assert_eq!(c.split_credentials().unwrap().1, Some(("op".into(), "new".into())));
+        assert_eq!(
+            c.split_credentials().unwrap().1,
+            Some(("op".into(), "new".into()))
+        );
     }
 
     #[test]
@@ -329,7 +386,9 @@ mod tests {
         let mut bad = cam("http://h/p");
         bad.grids = vec!["nope".into()];
         bad.expected_fps = 0.0;
-        let errs = validate(&VideoConfig::default(), &[bad, cam("rtsp://h/p")], |g| g == "g");
+        let errs = validate(&VideoConfig::default(), &[bad, cam("rtsp://h/p")], |g| {
+            g == "g"
+        });
         let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
         assert!(fields.contains(&"cameras[0].url"), "{errs:?}");
         assert!(fields.contains(&"cameras[0].grids[0]"), "{errs:?}");

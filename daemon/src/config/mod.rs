@@ -17,8 +17,8 @@ use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use cameras::{CameraConfig, CameraTransport, TimestampPolicy, VideoConfig};
+pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
 
 use crate::domain::Severity;

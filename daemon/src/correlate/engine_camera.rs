@@ -239,14 +239,18 @@ mod tests {
         assert_eq!(back[0].alert.as_ref().unwrap().resolved_by, "gridsight");
         assert_eq!(e.open_count(), 0);
         // Online with nothing open changes nothing.
-        assert!(e.on_camera(&ev("cam-a", K::Online, 4_000), 4_000).is_empty());
+        assert!(e
+            .on_camera(&ev("cam-a", K::Online, 4_000), 4_000)
+            .is_empty());
     }
 
     #[test]
     fn activity_joins_a_sensor_alert_and_alone_opens_nothing() {
         use pb::CameraEventKind as K;
         let mut e = engine();
-        assert!(e.on_camera(&ev("cam-b", K::Activity, 1_000), 1_000).is_empty());
+        assert!(e
+            .on_camera(&ev("cam-b", K::Activity, 1_000), 1_000)
+            .is_empty());
         let reading = crate::domain::SensorEvent {
             sensor_id: "smk-1".into(),
             kind: "smoke".into(),

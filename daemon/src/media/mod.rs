@@ -29,6 +29,7 @@ pub mod annexb;
 pub mod jpeg;
 mod pipeline;
 mod pool;
+pub mod snapshots;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 #[cfg(test)]
@@ -40,6 +41,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use pool::{SnapshotPool, SnapshotStats};
+pub use snapshots::{Shot, SnapshotError, Snapshots};
 
 /// The video codec of a keyframe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

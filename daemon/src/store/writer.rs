@@ -118,9 +118,7 @@ impl Writer {
                         let _ = self.bus.send(Arc::new(c.clone()));
                     }
                     Record::SensorEvent { .. } | Record::DeadLetter { .. } => from_mqtt += 1,
-                    Record::Incident(_)
-                    | Record::CameraEvent(_)
-                    | Record::Snapshot { .. } => {}
+                    Record::Incident(_) | Record::CameraEvent(_) | Record::Snapshot { .. } => {}
                 }
             }
             match item.done {

@@ -58,7 +58,10 @@ impl pb::camera_service_server::CameraService for CameraApi {
         Ok(Response::new(pb::ListCamerasResponse { cameras }))
     }
 
-    async fn get(&self, req: Request<pb::GetCameraRequest>) -> Result<Response<pb::Camera>, Status> {
+    async fn get(
+        &self,
+        req: Request<pb::GetCameraRequest>,
+    ) -> Result<Response<pb::Camera>, Status> {
         self.auth.grpc(&req, Perm::Read)?;
         let id = req.into_inner().id;
         if id.is_empty() {
@@ -79,7 +82,11 @@ impl pb::camera_service_server::CameraService for CameraApi {
         if id.is_empty() {
             return Err(invalid("camera_id", "required").into());
         }
-        let shot = self.snapshots.of_camera(&self.cameras, &id).await?;
+        let shot = self
+            .snapshots
+            .of_camera(&self.cameras, &id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::SnapshotResponse {
             camera_id: id,
             width: shot.width,

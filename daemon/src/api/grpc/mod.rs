@@ -1,4 +1,4 @@
-//! The gRPC server: IncidentService, AlertService, health and reflection.
+//! The gRPC server: IncidentService, AlertService, CameraService, health and reflection.
 //!
 //! Owns the mapping of every error to a `tonic::Status` code ([`ApiError`]): bad fields
 //! are `INVALID_ARGUMENT` naming the field, unknown ids `NOT_FOUND`, stale versions
@@ -7,6 +7,7 @@
 //! `UNAVAILABLE` (resume from the last seq), and calls in flight finish.
 
 mod alerts;
+mod cameras;
 mod incidents;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use alerts::AlertApi;
+pub use cameras::CameraApi;
 pub use incidents::IncidentApi;
 
 use crate::{
@@ -54,6 +56,9 @@ pub enum ApiError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A snapshot could not be made.
+    #[error(transparent)]
+    Snapshot(#[from] crate::media::SnapshotError),
 }
 
 impl From<RouterClosed> for ApiError {
@@ -88,6 +93,17 @@ impl From<ApiError> for tonic::Status {
             ApiError::Store(_) => {
                 tracing::error!(error = %msg, "store error in an RPC");
                 tonic::Status::internal(msg)
+            }
+            ApiError::Snapshot(e) => {
+                use crate::media::{MediaError as M, SnapshotError as S};
+                match e {
+                    S::UnknownCamera(_) => tonic::Status::not_found(msg),
+                    S::NoKeyframe(_) => tonic::Status::unavailable(msg),
+                    S::Media(M::Busy) => tonic::Status::resource_exhausted(msg),
+                    S::Media(M::Timeout) => tonic::Status::deadline_exceeded(msg),
+                    S::Media(M::Decode(_)) => tonic::Status::failed_precondition(msg),
+                    S::Media(_) => tonic::Status::internal(msg),
+                }
             }
         }
     }
@@ -147,6 +163,7 @@ pub async fn serve(
     listener: TcpListener,
     incidents: IncidentApi,
     alerts: AlertApi,
+    cameras: CameraApi,
     auth: Auth,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -156,6 +173,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<pb::alert_service_server::AlertServiceServer<AlertApi>>()
+        .await;
+    health
+        .set_serving::<pb::camera_service_server::CameraServiceServer<CameraApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -185,7 +205,8 @@ pub async fn serve(
         .add_service(pb::incident_service_server::IncidentServiceServer::new(
             incidents,
         ))
-        .add_service(pb::alert_service_server::AlertServiceServer::new(alerts));
+        .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
+        .add_service(pb::camera_service_server::CameraServiceServer::new(cameras));
     if let Ok(reflection) = reflection {
         builder = builder.add_service(tonic::service::interceptor::InterceptedService::new(
             reflection, check,

@@ -207,7 +207,11 @@ mod tests {
         }
         let end = t0 + Duration::from_millis(150 * 66);
         assert!(f.frozen(end, after));
-        assert!(f.reason(end).contains("no picture change"), "{}", f.reason(end));
+        assert!(
+            f.reason(end).contains("no picture change"),
+            "{}",
+            f.reason(end)
+        );
     }
 
     #[test]
@@ -216,7 +220,12 @@ mod tests {
         let after = Duration::from_secs(3);
         let mut f = FreezeDetector::new(64);
         for i in 0..150u64 {
-            f.on_frame(t0 + Duration::from_millis(i * 66), 300, None, i as i64 * 6000);
+            f.on_frame(
+                t0 + Duration::from_millis(i * 66),
+                300,
+                None,
+                i as i64 * 6000,
+            );
         }
         let end = t0 + Duration::from_millis(150 * 66);
         assert!(!f.frozen(end, after));

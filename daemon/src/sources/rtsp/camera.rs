@@ -57,8 +57,7 @@ impl CameraError {
             CameraError::NoVideo(_) => "no_video",
             CameraError::Rtsp(m) => {
                 let m = m.to_ascii_lowercase();
-                if m.contains("401") || m.contains("unauthorized") || m.contains("authentication")
-                {
+                if m.contains("401") || m.contains("unauthorized") || m.contains("authentication") {
                     "auth"
                 } else if m.contains("refused") || m.contains("unable to connect") {
                     "refused"
@@ -162,10 +161,7 @@ impl CameraTask {
             .map_err(|_| CameraError::Rtsp("supervisor stopped".into()))?;
         let opened = tokio::time::timeout(open_timeout, async {
             let opts = SessionOptions::default()
-                .creds(creds.map(|(username, password)| client::Credentials {
-                    username,
-                    password,
-                }))
+                .creds(creds.map(|(username, password)| client::Credentials { username, password }))
                 .session_group(group.clone())
                 .user_agent(format!("gridsight/{}", env!("CARGO_PKG_VERSION")));
             let mut session = client::Session::describe(url, opts)
@@ -279,7 +275,8 @@ impl CameraTask {
         live.frames_total += 1;
         live.bytes_total += size as u64;
         live.last_frame = Some((now, wall));
-        live.window.push_back((now, size.min(u32::MAX as usize) as u32, loss));
+        live.window
+            .push_back((now, size.min(u32::MAX as usize) as u32, loss));
         if let Some((prev, _)) = live.last_ts {
             let step = elapsed - prev;
             if step < 0 || step > 10 * clock as i64 {

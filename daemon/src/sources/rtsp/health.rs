@@ -128,8 +128,7 @@ pub fn check(entry: &CameraEntry, now: Instant, video: &VideoConfig) -> Vec<pb::
             score,
             format!("activity {score:.1}x the camera's quiet baseline"),
         ));
-    } else if live.active && (score < video.activity_threshold / 2.0 || status == Status::Offline)
-    {
+    } else if live.active && (score < video.activity_threshold / 2.0 || status == Status::Offline) {
         live.active = false;
     }
     events
@@ -184,7 +183,10 @@ mod tests {
         let e = entry();
         let t0 = e.started;
         let last = frames(&e, t0, 6.0, 10.0);
-        assert!(check(&e, last, &video).is_empty(), "connecting → online is quiet");
+        assert!(
+            check(&e, last, &video).is_empty(),
+            "connecting → online is quiet"
+        );
         assert_eq!(e.live().status, Status::Online);
         // A 2-second gap: still online, no event.
         assert!(check(&e, last + Duration::from_secs(2), &video).is_empty());
@@ -192,7 +194,11 @@ mod tests {
         let ev = check(&e, last + Duration::from_secs(6), &video);
         assert_eq!(ev.len(), 1, "{ev:?}");
         assert_eq!(ev[0].kind, pb::CameraEventKind::Offline as i32);
-        assert!(ev[0].detail.contains("no frame for 6.0 s"), "{}", ev[0].detail);
+        assert!(
+            ev[0].detail.contains("no frame for 6.0 s"),
+            "{}",
+            ev[0].detail
+        );
         assert!(!ev[0].detail.contains("pw"));
         // Frames again: online event.
         let back = frames(&e, last + Duration::from_secs(7), 1.0, 10.0);

@@ -101,11 +101,7 @@ impl Supervisor {
         let stale: Vec<String> = self
             .running
             .iter()
-            .filter(|(id, r)| {
-                wanted
-                    .get(id.as_str())
-                    .is_none_or(|c| !same(c, &r.cfg))
-            })
+            .filter(|(id, r)| wanted.get(id.as_str()).is_none_or(|c| !same(c, &r.cfg)))
             .map(|(id, _)| id.clone())
             .collect();
         let stopped = stale.len();
@@ -212,8 +208,7 @@ async fn monitor(
             _ = tick.tick() => {}
         }
         let now = Instant::now();
-        let entries: Vec<Arc<CameraEntry>> =
-            registry.iter().map(|e| e.value().clone()).collect();
+        let entries: Vec<Arc<CameraEntry>> = registry.iter().map(|e| e.value().clone()).collect();
         let mut counts: HashMap<Status, i64> = HashMap::new();
         let mut out = Vec::new();
         for e in &entries {
@@ -230,9 +225,7 @@ async fn monitor(
         ] {
             metrics
                 .cameras
-                .get_or_create(&crate::telemetry::StatusLabel {
-                    status: s.as_str(),
-                })
+                .get_or_create(&crate::telemetry::StatusLabel { status: s.as_str() })
                 .set(counts.get(&s).copied().unwrap_or(0));
         }
         for ev in out {

@@ -15,6 +15,7 @@ use dashmap::DashMap;
 
 use super::analytics::{ActivityMeter, FreezeDetector};
 use crate::config::CameraConfig;
+pub use crate::media::Codec;
 
 /// Health of a camera.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,25 +38,6 @@ impl Status {
             Status::Online => "online",
             Status::Degraded => "degraded",
             Status::Offline => "offline",
-        }
-    }
-}
-
-/// Video codec of a camera's stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// H.264 / AVC.
-    H264,
-    /// H.265 / HEVC.
-    H265,
-}
-
-impl Codec {
-    /// Name as shown in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Codec::H264 => "h264",
-            Codec::H265 => "h265",
         }
     }
 }
@@ -251,7 +233,10 @@ impl CameraEntry {
                 stalls_last_hour: live.stalls.len() as u32,
                 activity: live.activity.score(),
                 frozen: live.frozen,
-                codec: live.codec.map(|c| c.as_str().to_string()).unwrap_or_default(),
+                codec: live
+                    .codec
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
                 width: live.dims.0,
                 height: live.dims.1,
                 last_error: live.last_error.clone(),

@@ -1,0 +1,142 @@
+//! HTTP camera routes: `/api/cameras` (health as JSON), `/snapshot/{camera}.jpg` (a JPEG of
+//! the latest keyframe, made now) and `/snapshots/{alert}/{camera}.jpg` (the picture taken
+//! when the alert opened). All need a viewer token; credentials never appear.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use super::http::{authorize, HttpState, TokenQuery};
+use crate::{
+    api::auth::Perm,
+    media::{MediaError, SnapshotError},
+    store::read,
+};
+
+/// Every camera with its health, sorted by id.
+pub(super) async fn cameras(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return *r;
+    }
+    let mut list: Vec<_> = s.cameras.iter().map(|e| e.to_pb(s.camera_window)).collect();
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    let json: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|c| {
+            let h = c.health.unwrap_or_default();
+            serde_json::json!({
+                "id": c.id,
+                "name": c.name,
+                "url": c.url,
+                "grid_ids": c.grid_ids,
+                "location": c.location.map(|l| [l.lon, l.lat]),
+                "status": gridsight_proto::v1::CameraStatus::try_from(h.status)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("CAMERA_STATUS_UNSPECIFIED"),
+                "fps": h.fps,
+                "expected_fps": h.expected_fps,
+                "bitrate_kbps": h.bitrate_kbps,
+                "packet_loss": h.packet_loss,
+                "last_frame_ms": h.last_frame.as_ref().map(gridsight_proto::millis_from_ts),
+                "reconnects_last_hour": h.reconnects_last_hour,
+                "stalls_last_hour": h.stalls_last_hour,
+                "activity": h.activity,
+                "frozen": h.frozen,
+                "codec": h.codec,
+                "width": h.width,
+                "height": h.height,
+                "last_error": h.last_error,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "cameras": json })).into_response()
+}
+
+fn jpeg_name(file: &str) -> Option<&str> {
+    file.strip_suffix(".jpg")
+        .filter(|id| crate::config::valid_id(id))
+}
+
+fn jpeg(bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// A JPEG of the camera's latest keyframe.
+pub(super) async fn live_snapshot(
+    State(s): State<HttpState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return *r;
+    }
+    let Some(camera) = jpeg_name(&file) else {
+        return (StatusCode::NOT_FOUND, "expected /snapshot/{camera}.jpg\n").into_response();
+    };
+    match s.snapshots.of_camera(&s.cameras, camera).await {
+        Ok(shot) => jpeg(shot.jpeg.to_vec()),
+        Err(e) => {
+            let code = match &e {
+                SnapshotError::UnknownCamera(_) => StatusCode::NOT_FOUND,
+                SnapshotError::NoKeyframe(_) | SnapshotError::Media(MediaError::Busy) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                SnapshotError::Media(MediaError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+                SnapshotError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let mut r = (code, format!("{e}\n")).into_response();
+            if code == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            r
+        }
+    }
+}
+
+/// The picture taken for an alert when it opened.
+pub(super) async fn alert_snapshot(
+    State(s): State<HttpState>,
+    Path((alert, file)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return *r;
+    }
+    let Some(camera) = jpeg_name(&file).map(str::to_string) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "expected /snapshots/{alert}/{camera}.jpg\n",
+        )
+            .into_response();
+    };
+    match s
+        .store
+        .read(move |c| read::snapshot(c, &alert, &camera))
+        .await
+    {
+        Ok(Some((_, bytes))) => jpeg(bytes),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            "no picture for this alert and camera (the camera had no keyframe, or it is still being made)\n",
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
