@@ -1,7 +1,8 @@
 //! `gridsight demo`: the daemon on a built-in demo city, with nothing to set up.
 //!
 //! Starts an embedded MQTT broker (rumqttd) on a free or given port, generates the demo
-//! city (county → towns → communities with polygons, and their sensors), fresh tokens for
+//! city (county → towns → communities with polygons, their sensors, and cameras served by
+//! the built-in camera farm), fresh tokens for
 //! each role, a store in a temporary (or given) folder, then runs the real daemon
 //! ([`crate::app::run`]) on it with a sensor fleet publishing over MQTT and grid workers
 //! reporting over gRPC. Prints the URLs and tokens to use.
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     app,
-    config::{Config, GridConfig, MqttConfig, Role, StoreConfig, TokenConfig},
+    config::{CameraConfig, Config, GridConfig, MqttConfig, Role, StoreConfig, TokenConfig},
 };
 
 /// Options of `gridsight demo`.
@@ -55,6 +56,9 @@ pub struct DemoArgs {
     /// Incident reports per second over all reporters (0 = no reporters).
     #[arg(long, default_value_t = 0.2)]
     pub report_rate: f64,
+    /// Cameras per community, served by the built-in camera farm (0 = no cameras).
+    #[arg(long, default_value_t = 1)]
+    pub cameras: usize,
 }
 
 /// Why the demo could not run.
@@ -74,6 +78,9 @@ pub enum DemoError {
     /// The daemon failed.
     #[error(transparent)]
     App(#[from] app::AppError),
+    /// The camera farm did not start.
+    #[error("camera farm: {0}")]
+    Farm(#[from] gridsight_farm::FarmError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
@@ -130,7 +137,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
             .map(|t| t.token.clone())
             .unwrap_or_default()
     };
+    let (farm, cameras) = start_cameras(&city, args.cameras).await?;
     let cfg = Config {
+        cameras,
         store: StoreConfig {
             data_dir: data_dir.clone(),
             ..StoreConfig::default()
@@ -181,9 +190,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     let viewer = tok(Role::Viewer);
     println!();
     println!(
-        "gridsight demo is running: {} grids, {} sensors",
+        "gridsight demo is running: {} grids, {} sensors, {} cameras",
         city.grids.len(),
-        city.sensors.len()
+        city.sensors.len(),
+        farm.as_ref().map(|f| f.mounts().len()).unwrap_or(0)
     );
     println!();
     println!("  Dashboard:  http://{}/?token={viewer}", bound.http);
@@ -200,6 +210,17 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
         args.listen
     );
     println!("  Store:      {}", data_dir.display());
+    if let Some(f) = &farm {
+        println!(
+            "  Cameras:    rtsp://{}/<camera>  (the farm: one busy now and then, one refusing, one frozen)",
+            f.addr()
+        );
+        println!(
+            "  Snapshot:   curl -o cam.jpg -H 'authorization: Bearer {viewer}' http://{}/snapshot/{}.jpg",
+            bound.http,
+            f.mounts().first().map(String::as_str).unwrap_or("cam")
+        );
+    }
     println!();
     println!("  Tokens (authorization: Bearer <token>):");
     for t in &tokens {
@@ -244,11 +265,69 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     }
     let result = daemon.await;
     sims.cancel();
+    if let Some(f) = farm {
+        f.shutdown().await;
+    }
     drop(temp);
     match result {
         Ok(r) => r.map_err(Into::into),
         Err(e) => Err(DemoError::Broker(format!("daemon task: {e}"))),
     }
+}
+
+/// Starts the camera farm with `per_community` cameras in every community: most show a
+/// quiet street, every fifth has bursts of activity, one refuses connections and one is
+/// frozen, so the wall has something to show. Returns the farm and the cameras' config.
+async fn start_cameras(
+    city: &DemoCity,
+    per_community: usize,
+) -> Result<(Option<gridsight_farm::FarmHandle>, Vec<CameraConfig>), DemoError> {
+    use gridsight_farm::{ContentSchedule, Farm, FarmConfig, Fault, MountConfig};
+    if per_community == 0 {
+        return Ok((None, Vec::new()));
+    }
+    let mut mounts = Vec::new();
+    let mut placed = Vec::new();
+    for (i, g) in city.communities().enumerate() {
+        for k in 1..=per_community {
+            let id = format!("cam-{}-{k}", g.id);
+            let n = mounts.len();
+            let mut m = MountConfig::new(id.clone(), 15);
+            if n % 5 == 3 {
+                m = m.with_content(ContentSchedule::Alternate {
+                    still: Duration::from_secs(40),
+                    busy: Duration::from_secs(15),
+                });
+            }
+            if n == 7 {
+                m = m.with_fault(Fault::Refuse);
+            }
+            if n == 12 {
+                m = m.with_fault(Fault::Freeze);
+            }
+            mounts.push(m);
+            placed.push((id, g.id.clone(), g.centre(), i));
+        }
+    }
+    let farm = Farm::start(FarmConfig::new(mounts)).await?;
+    let cameras = placed
+        .into_iter()
+        .map(|(id, grid, centre, i)| CameraConfig {
+            url: farm.url(&id),
+            name: format!("Community {} camera", i + 1),
+            id,
+            username: None,
+            password: None,
+            location: Some(centre),
+            grids: vec![grid],
+            expected_fps: 15.0,
+            transport: Default::default(),
+            timestamp_policy: Default::default(),
+            max_timestamp_jump_secs: None,
+            enabled: true,
+        })
+        .collect();
+    Ok((Some(farm), cameras))
 }
 
 /// Starts rumqttd on `addr` in its own thread and waits until it accepts connections.
