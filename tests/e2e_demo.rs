@@ -95,6 +95,27 @@ async fn demo_starts_prints_its_urls_and_ingests() {
         "the broker never dropped the daemon"
     );
 
+    // Cameras from the built-in farm: all but the refusing one online; a snapshot works.
+    let cams = |status: &str| metric(&format!("gridsight_cameras{{status=\"{status}\"}}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(cams("online") >= 46.0 && cams("offline") >= 1.0) {
+        if std::time::Instant::now() > deadline {
+            let (_, list) = http_get(port, "/api/cameras", Some(token));
+            panic!("demo cameras not up in 30 s: {list}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, list) = http_get(port, "/api/cameras", Some(token));
+    let list: serde_json::Value = serde_json::from_str(&list).expect("camera JSON");
+    let first = list["cameras"][0]["id"]
+        .as_str()
+        .expect("a camera")
+        .to_string();
+    assert_eq!(list["cameras"].as_array().unwrap().len(), 48);
+    let (code, jpeg) = http_get_bytes(port, &format!("/snapshot/{first}.jpg"), Some(token));
+    assert_eq!(code, 200, "snapshot of {first}");
+    assert!(gridsight::media::jpeg::parse_header(&jpeg).is_some());
+
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
