@@ -51,7 +51,13 @@ fn status(c: &pb::Camera) -> pb::CameraStatus {
 
 async fn wait_status(d: &Daemon, id: &str, want: pb::CameraStatus) -> pb::Camera {
     wait_for(&format!("camera {id} to be {want:?}"), T, || async {
-        let c = camera(d, id).await;
+        let c = d
+            .cameras()
+            .await
+            .get(req(pb::GetCameraRequest { id: id.into() }, VIEWER))
+            .await
+            .ok()?
+            .into_inner();
         (status(&c) == want).then_some(c)
     })
     .await
@@ -358,4 +364,71 @@ async fn gstreamer_rtsp_server_camera_is_online() {
     );
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// SIGHUP: cameras added and removed from the config file, the others untouched; a bad
+/// file changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_and_removes_cameras_without_touching_the_others() {
+    let mounts = ["keep", "drop", "add"]
+        .into_iter()
+        .map(|m| MountConfig::new(m, 15))
+        .collect();
+    let farm = Farm::start(FarmConfig::new(mounts)).await.expect("farm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(None);
+    o.extra = format!(
+        "{VIDEO}{}{}",
+        camera_toml("keep", &farm.url("keep"), "a-1"),
+        camera_toml("drop", &farm.url("drop"), "a-2")
+    );
+    let cfg = write_config(dir.path(), &o);
+    let d = Daemon::start(&cfg).await;
+    wait_status(&d, "keep", pb::CameraStatus::Online).await;
+    wait_status(&d, "drop", pb::CameraStatus::Online).await;
+    let sessions_before = farm.stats("keep").unwrap().sessions_opened;
+    let hup = || {
+        let _ = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(d.pid().to_string())
+            .status();
+    };
+
+    // A broken file: logged, nothing changes.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\n[[cameras]]\nid = \"x\"\n")).unwrap();
+    hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status(&camera(&d, "drop").await), pb::CameraStatus::Online);
+
+    let mut o2 = o.clone();
+    o2.extra = format!(
+        "{VIDEO}{}{}",
+        camera_toml("keep", &farm.url("keep"), "a-1"),
+        camera_toml("add", &farm.url("add"), "b-1")
+    );
+    let text = good.replace(&o.extra, &o2.extra);
+    assert_ne!(text, good);
+    std::fs::write(&cfg, text).unwrap();
+    hup();
+    wait_status(&d, "add", pb::CameraStatus::Online).await;
+    wait_for("the removed camera to go", T, || async {
+        let list = d
+            .cameras()
+            .await
+            .list(req(pb::ListCamerasRequest::default(), VIEWER))
+            .await
+            .ok()?
+            .into_inner();
+        let ids: Vec<String> = list.cameras.into_iter().map(|c| c.id).collect();
+        (ids == ["add", "keep"]).then_some(())
+    })
+    .await;
+    assert_eq!(
+        farm.stats("keep").unwrap().sessions_opened,
+        sessions_before,
+        "the kept camera was not reconnected"
+    );
+    assert!(d.log().contains("config not reloaded"), "the bad file is logged");
+    farm.shutdown().await;
 }
