@@ -43,9 +43,10 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => match config::load(&file) {
             Ok(cfg) => {
                 println!(
-                    "{}: ok ({} grids, {} tokens, mqtt {})",
+                    "{}: ok ({} grids, {} cameras, {} tokens, mqtt {})",
                     file.display(),
                     cfg.grids.len(),
+                    cfg.cameras.len(),
                     cfg.tokens.len(),
                     if cfg.mqtt.is_some() { "on" } else { "off" }
                 );

@@ -398,6 +398,12 @@ mod tests {
         assert!(cfg.grids.len() >= 3);
         assert!(cfg.mqtt.is_some());
         assert_eq!(cfg.tokens.len(), 4);
+        assert_eq!(cfg.cameras.len(), 1);
+        assert_eq!(cfg.cameras[0].expected_fps, 25.0);
+        assert_eq!(
+            cfg.cameras[0].redacted_url(),
+            "rtsp://10.20.0.11:554/Streaming/Channels/101"
+        );
     }
 
     #[test]
