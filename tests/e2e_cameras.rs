@@ -429,6 +429,69 @@ async fn sighup_adds_and_removes_cameras_without_touching_the_others() {
         sessions_before,
         "the kept camera was not reconnected"
     );
-    assert!(d.log().contains("config not reloaded"), "the bad file is logged");
+    assert!(
+        d.log().contains("config not reloaded"),
+        "the bad file is logged"
+    );
+    farm.shutdown().await;
+}
+
+/// Retained messages on `topic` (with `#`), as a late subscriber sees them.
+fn retained(port: u16, topic: &str, count: usize) -> Vec<(String, String)> {
+    let out = std::process::Command::new("mosquitto_sub")
+        .args(["-p", &port.to_string(), "-t", topic, "-v", "-W", "3"])
+        .args(["-C", &count.to_string(), "--retained-only"])
+        .output()
+        .expect("run mosquitto_sub");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(t, p)| (t.to_string(), p.to_string()))
+        .collect()
+}
+
+/// Camera status and the daemon's availability, retained on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_status_is_retained_on_mqtt() {
+    let broker = Mosquitto::start();
+    let farm = Farm::start(FarmConfig::new(vec![
+        MountConfig::new("up", 15),
+        MountConfig::new("gone", 15).with_fault(Fault::Refuse),
+    ]))
+    .await
+    .expect("farm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(Some(broker.port));
+    o.extra = format!(
+        "{VIDEO}{}{}",
+        camera_toml("up", &farm.url("up"), "a-1"),
+        camera_toml("gone", &farm.url("gone"), "a-2")
+    );
+    let cfg = write_config(dir.path(), &o);
+    let mut d = Daemon::start(&cfg).await;
+    wait_status(&d, "gone", pb::CameraStatus::Offline).await;
+    let seen = wait_for("retained camera status", T, || async {
+        let got = retained(broker.port, "gridsight/#", 3);
+        let find = |t: &str| {
+            got.iter()
+                .find(|(topic, _)| topic == t)
+                .map(|(_, p)| p.clone())
+        };
+        let up = find("gridsight/cameras/up/status")?;
+        let gone = find("gridsight/cameras/gone/status")?;
+        (up.contains("\"online\"") && gone.contains("\"offline\"")).then_some(got)
+    })
+    .await;
+    assert!(
+        seen.contains(&("gridsight/status".to_string(), "online".to_string())),
+        "{seen:?}"
+    );
+    let (code, _) = d.terminate();
+    assert_eq!(code, Some(0));
+    let after = retained(broker.port, "gridsight/status", 1);
+    assert_eq!(
+        after,
+        vec![("gridsight/status".to_string(), "offline".to_string())]
+    );
     farm.shutdown().await;
 }

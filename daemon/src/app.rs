@@ -118,6 +118,18 @@ pub async fn run(
         let pool = snapshots.pool.clone();
         tokio::spawn(async move { pool.warm_up().await });
     }
+    // Availability and camera status, retained, on the sensors' broker.
+    let publisher = cfg.mqtt.clone().map(|m| {
+        tokio::spawn(tracing::Instrument::instrument(
+            crate::publish::run(
+                m,
+                cameras.clone(),
+                camera_events.subscribe(),
+                cancel.clone(),
+            ),
+            tracing::info_span!("mqtt_publish"),
+        ))
+    });
     let snapshot_taker = tokio::spawn(tracing::Instrument::instrument(
         crate::media::snapshots::take_alert_snapshots(
             snapshots.clone(),
@@ -232,6 +244,9 @@ pub async fn run(
     let _ = retention.await;
     if let Ok(supervisor) = camera_reload.await {
         supervisor.shutdown().await;
+    }
+    if let Some(p) = publisher {
+        let _ = p.await;
     }
     // Pictures being made for alerts are stored before the store closes.
     let _ = snapshot_taker.await;

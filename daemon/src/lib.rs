@@ -1,10 +1,12 @@
 //! gridsight: the real-time heart of a city command centre.
 //!
-//! Pipeline: `sources` (MQTT sensors) and `api` (gRPC incident reports) feed `correlate`
-//! (shards by grid, owning their state), which writes through `store` (durable, group
-//! commit) onto the alert bus that `api` streams to subscribers. `app` wires it together;
-//! `config` is the one file that describes a deployment; `demo` runs a built-in city;
-//! `media` turns a camera's cached keyframe into a JPEG snapshot (GStreamer worker pool).
+//! Pipeline: `sources` (RTSP cameras, MQTT sensors) and `api` (gRPC incident reports) feed
+//! `correlate` (shards by grid, owning their state), which writes through `store` (durable,
+//! group commit) onto the alert bus that `api` streams to subscribers; `publish` tells the
+//! MQTT broker the daemon's availability and every camera's status. `app` wires it
+//! together; `config` is the one file that describes a deployment; `demo` runs a built-in
+//! city; `media` turns a camera's cached keyframe into a JPEG snapshot (GStreamer worker
+//! pool).
 
 pub mod api;
 pub mod app;
@@ -13,6 +15,7 @@ pub mod correlate;
 pub mod demo;
 pub mod domain;
 pub mod media;
+pub mod publish;
 pub mod shutdown;
 pub mod sources;
 pub mod store;

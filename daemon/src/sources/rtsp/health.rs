@@ -97,9 +97,8 @@ pub fn check(entry: &CameraEntry, now: Instant, video: &VideoConfig) -> Vec<pb::
             Status::Offline => Some(K::Offline),
             Status::Connecting => None,
         };
-        // Connecting → online is the normal start, not news; offline/degraded → online is.
-        let news = !(live.status == Status::Connecting && status == Status::Online);
-        if let (Some(kind), true) = (kind, news) {
+        // Connecting → online is news too: the wall and the retained MQTT status learn it.
+        if let Some(kind) = kind {
             events.push(make(kind, live.activity.score(), detail));
         }
         tracing::info!(camera = %entry.cfg.id, from = live.status.as_str(), to = status.as_str(), "camera status");
@@ -183,10 +182,9 @@ mod tests {
         let e = entry();
         let t0 = e.started;
         let last = frames(&e, t0, 6.0, 10.0);
-        assert!(
-            check(&e, last, &video).is_empty(),
-            "connecting → online is quiet"
-        );
+        let ev = check(&e, last, &video);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].kind, pb::CameraEventKind::Online as i32);
         assert_eq!(e.live().status, Status::Online);
         // A 2-second gap: still online, no event.
         assert!(check(&e, last + Duration::from_secs(2), &video).is_empty());
