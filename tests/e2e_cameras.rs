@@ -495,3 +495,54 @@ async fn camera_status_is_retained_on_mqtt() {
     );
     farm.shutdown().await;
 }
+
+/// Connects are admitted a bounded number at a time: 20 cameras whose servers hang in
+/// DESCRIBE, 4 admitted at once, so the farm sees 4 connections per open timeout, not 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_are_admitted_a_few_at_a_time() {
+    let mounts: Vec<_> = (0..20)
+        .map(|i| MountConfig::new(format!("h{i}"), 15).with_fault(Fault::HangDescribe))
+        .collect();
+    let farm = Farm::start(FarmConfig::new(mounts)).await.expect("farm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(None);
+    o.extra = VIDEO.replace("[video]\n", "[video]\nmax_concurrent_connects = 4\n");
+    for i in 0..20 {
+        let id = format!("h{i}");
+        o.extra.push_str(&camera_toml(&id, &farm.url(&id), "a-1"));
+    }
+    let d = Daemon::start(&write_config(dir.path(), &o)).await;
+    let total = || farm.total_stats().connections;
+    // Sample for 4 s: within any 1.5 s (less than the 2 s open timeout), at most 4 new
+    // connections: one admitted batch.
+    let mut samples = Vec::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        samples.push((start.elapsed(), total()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (i, (t0, n0)) in samples.iter().enumerate() {
+        for (t1, n1) in &samples[i..] {
+            if *t1 - *t0 <= Duration::from_millis(1500) {
+                assert!(
+                    n1 - n0 <= 4,
+                    "{} connections between {t0:?} and {t1:?}: more than 4 admitted at once",
+                    n1 - n0
+                );
+            }
+        }
+    }
+    assert!(total() >= 4, "connects started");
+    // As attempts time out, the next ones go: all 20 get their turn.
+    wait_for("every camera to try", T, || async {
+        (0..20)
+            .all(|i| {
+                farm.stats(&format!("h{i}"))
+                    .is_ok_and(|s| s.connections >= 1)
+            })
+            .then_some(())
+    })
+    .await;
+    drop(d);
+    farm.shutdown().await;
+}
