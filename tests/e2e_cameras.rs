@@ -362,6 +362,44 @@ async fn gstreamer_rtsp_server_camera_is_online() {
         http_get_bytes(d.http, "/snapshot/nope.jpg", Some(VIEWER)).0,
         404
     );
+
+    // A report in the camera's grid: the alert shows the camera, with the picture of then.
+    let resp = d
+        .incidents()
+        .await
+        .report(req(
+            pb::ReportIncidentRequest {
+                idempotency_key: "cam-report-1".into(),
+                category: pb::IncidentCategory::SafetyHazard as i32,
+                item_code: "AQ-0301".into(),
+                description: "Smoke seen near the crossing".into(),
+                grid_id: "b-1".into(),
+                location: None,
+                reporter_id: "rep-7".into(),
+                photo_urls: vec![],
+            },
+            REPORTER,
+        ))
+        .await
+        .expect("report")
+        .into_inner();
+    let alert_id = resp.incident.expect("incident").alert_id;
+    let alert = d
+        .alerts()
+        .await
+        .get(req(pb::GetAlertRequest { id: alert_id }, VIEWER))
+        .await
+        .expect("alert")
+        .into_inner();
+    assert_eq!(alert.camera_ids, vec!["gst".to_string()]);
+    let url = alert.snapshots[0].url.clone();
+    let picture = wait_for("the alert's picture", T, || async {
+        let (code, body) = http_get_bytes(d.http, &url, Some(VIEWER));
+        (code == 200).then_some(body)
+    })
+    .await;
+    let hdr = gridsight::media::jpeg::parse_header(&picture).expect("a JPEG");
+    assert_eq!((hdr.width, hdr.height), (640, 360));
     let _ = server.kill();
     let _ = server.wait();
 }
