@@ -171,6 +171,7 @@ async fn bench(args: &Args) -> Result<()> {
         poll: Duration::from_secs_f64(args.poll_secs),
     };
 
+    let mut scale_daemon = None;
     if scale {
         let n = args.cameras;
         println!("scale: bare client, {n} sessions, {} s window", args.secs);
@@ -180,6 +181,7 @@ async fn bench(args: &Args) -> Result<()> {
         let d = ctx.daemon(n, args.secs, "scale").await?;
         report::daemon_line("daemon", n, &d);
         report::scale_result(n, args.secs, &bare, &d);
+        scale_daemon = Some(d);
     }
     if ffmpeg {
         let m = args.ffmpeg_cameras;
@@ -197,6 +199,9 @@ async fn bench(args: &Args) -> Result<()> {
         let ff = ctx.ffmpeg(m, secs).await?;
         report::ffmpeg_line(m, &ff);
         report::ffmpeg_result(m, &idle, &d, &bare, &ff);
+        if let Some(big) = &scale_daemon {
+            report::rss_slope(args.cameras, big, m, &d);
+        }
     }
     ctx.farm.proc.terminate(Duration::from_secs(10)).await?;
     Ok(())

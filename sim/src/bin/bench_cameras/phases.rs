@@ -201,16 +201,23 @@ impl Ctx {
             )?);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Warm-up, and at least one farm counters line (every 5 s) after all connected.
-        tokio::time::sleep(self.warmup.max(Duration::from_secs(6))).await;
-        for p in &mut procs {
-            p.check_alive()?;
+        // Until the farm's counters line (every 5 s) shows every session playing.
+        let t0 = Instant::now();
+        loop {
+            for p in &mut procs {
+                p.check_alive()?;
+            }
+            let active = self.farm.counters().map(|c| c.0);
+            if active.is_some_and(|a| a >= m as u64) {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("the farm serves {active:?} sessions, not {m}, with {m} ffmpeg running");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        tokio::time::sleep(self.warmup).await;
         let pids: Vec<u32> = procs.iter().map(Proc::pid).collect();
-        let active_before = self.farm.counters().map(|c| c.0);
-        if active_before.is_some_and(|a| a < m as u64) {
-            bail!("the farm serves {active_before:?} sessions, not {m}, with {m} ffmpeg running");
-        }
         let u = window(&[&pids, &[self.farm.proc.pid()]], secs, true, None).await?;
         let farm_active = self.farm.counters().map(|c| c.0);
         terminate_all(procs, Duration::from_secs(10)).await?;

@@ -99,7 +99,7 @@ pub fn scale_result(n: usize, secs: f64, bare: &BareRun, d: &DaemonRun) {
     let all_online = min_online >= n && d.track.ever_not_online.is_empty();
     let (fps_mean, fps_min) = d.track.fps_mean_min();
     println!(
-        "RESULT cameras={n} secs={secs} bare_cpu_pct={:.1} daemon_cpu_pct={:.1} cpu_ratio={cpu_ratio:.2} bare_rss_mib={:.1} daemon_rss_mib={:.1} rss_ratio={rss_ratio:.2} all_online={all_online} min_online={min_online} ever_not_online={} polls={} all_online_after_s={:.1} bare_fps_per_session={:.2} daemon_fps_per_camera={:.2} daemon_api_fps_mean={fps_mean:.2} daemon_api_fps_min={fps_min:.2}",
+        "RESULT cameras={n} secs={secs} bare_cpu_pct={:.1} daemon_cpu_pct={:.1} cpu_ratio={cpu_ratio:.2} bare_rss_mib={:.1} daemon_rss_mib={:.1} rss_ratio={rss_ratio:.2} all_online={all_online} min_online={min_online} ever_not_online={} polls={} all_online_after_s={:.1} bare_fps_per_session={:.2} daemon_fps_per_camera={:.2} daemon_api_fps_mean={fps_mean:.2} daemon_api_fps_min={fps_min:.2} farm_cpu_ratio={:.2}",
         bare.usage.cpu_pct,
         d.usage.cpu_pct,
         bare.usage.rss_mib,
@@ -109,6 +109,10 @@ pub fn scale_result(n: usize, secs: f64, bare: &BareRun, d: &DaemonRun) {
         d.all_online_after.as_secs_f64(),
         bare.frames_per_sec / n.max(1) as f64,
         d.frames_per_sec / n.max(1) as f64,
+        ratio(d.farm.cpu_pct, bare.farm.cpu_pct),
+    );
+    println!(
+        "  (farm_cpu_ratio: the farm does the same work in both windows, so a value away from 1.00 shows how much the machine's noise moved the CPU figures)"
     );
     println!(
         "targets: cpu_ratio {cpu_ratio:.2} <= {CPU_RATIO_MAX}: {}; rss_ratio {rss_ratio:.2} <= {RSS_RATIO_MAX}: {}; all {n} online for {secs} s: {}",
@@ -141,11 +145,23 @@ pub fn ffmpeg_result(m: usize, idle: &Usage, d: &DaemonRun, bare: &BareRun, ff: 
         per(bare.usage.rss_mib),
     );
     println!(
-        "  (daemon_per_camera_rss_mib = (RSS with {m} cameras - RSS with none) / {m}; daemon_per_camera_cpu_pct = its whole CPU / {m}, idle work included)"
+        "  (daemon_per_camera_rss_mib = (RSS with {m} cameras - RSS with none) / {m}; with no camera the daemon does not warm up its GStreamer snapshot pool, so this includes that one-off cost; daemon_per_camera_cpu_pct = its whole CPU / {m}, idle work included)"
     );
     println!(
         "targets: cpu_x {cpu_x:.1} >= {CPU_X_MIN}: {}; rss_x {rss_x:.1} >= {RSS_X_MIN}: {}",
         verdict(cpu_x >= CPU_X_MIN),
         verdict(rss_x >= RSS_X_MIN)
+    );
+}
+
+/// The daemon's memory per camera between two camera counts (fixed costs cancel out).
+pub fn rss_slope(n_big: usize, big: &DaemonRun, n_small: usize, small: &DaemonRun) {
+    if n_big <= n_small {
+        return;
+    }
+    let slope = (big.usage.rss_mib - small.usage.rss_mib) / (n_big - n_small) as f64 * 1024.0;
+    println!(
+        "RESULT daemon_rss_slope_kib_per_camera={slope:.1} (RSS with {n_big} cameras - RSS with {n_small}) / {}",
+        n_big - n_small
     );
 }
