@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-snapshot clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -28,6 +28,12 @@ lint:
 bench-mqtt: deps
 	$(CARGO) build --release -p gridsight -p gridsight-sim
 	./target/release/bench-mqtt --daemon target/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
+
+## Camera benchmark: the daemon on 2,000 RTSP cameras (camera farm) vs a bare retina client,
+## and per camera vs one ffmpeg per camera. `make bench-cameras BENCH_ARGS="--secs 600"`.
+bench-cameras: deps
+	$(CARGO) build --release -p gridsight -p gridsight-farm -p gridsight-sim --bins --example farm_load
+	./target/release/bench-cameras --daemon target/release/gridsight --farm target/release/camera-farm --bare-client target/release/examples/farm_load $(BENCH_ARGS)
 
 ## Snapshot benchmark: keyframe -> JPEG through the warm pool vs a fresh pipeline, throughput.
 bench-snapshot: deps

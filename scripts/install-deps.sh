@@ -10,6 +10,7 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp python3-gi gir1.2-gst-rtsp-server-1.0
   mosquitto mosquitto-clients
+  ffmpeg
 )
 
 missing=()
