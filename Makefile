@@ -31,7 +31,8 @@ bench-mqtt: deps
 
 ## Camera benchmark: the daemon on 2,000 RTSP cameras (camera farm) vs a bare retina client,
 ## and per camera vs one ffmpeg per camera. `make bench-cameras BENCH_ARGS="--secs 600"`.
-bench-cameras: deps
+bench-cameras:
+	@./scripts/install-deps.sh --bench
 	$(CARGO) build --release -p gridsight -p gridsight-farm -p gridsight-sim --bins --example farm_load
 	./target/release/bench-cameras --daemon target/release/gridsight --farm target/release/camera-farm --bare-client target/release/examples/farm_load $(BENCH_ARGS)
 

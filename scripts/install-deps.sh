@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages gridsight needs to build, run and test.
 # Quick when everything is present: it only calls apt when a package is missing.
+# `--bench` adds what only the benchmarks need (ffmpeg, the baseline of bench-cameras).
 set -euo pipefail
 
 PACKAGES=(
@@ -10,8 +11,10 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp python3-gi gir1.2-gst-rtsp-server-1.0
   mosquitto mosquitto-clients
-  ffmpeg
 )
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(ffmpeg)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
