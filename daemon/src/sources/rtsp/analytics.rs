@@ -14,8 +14,9 @@
 //! threshold and no keyframe differed from the previous one, or the timestamps stood still.
 //! Real cameras carry sensor noise and a clock overlay, so a quiet street is not frozen.
 
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 /// Position buckets of a P-frame within its GOP: 1, 2, 3, 4, 5–8, 9–16, 17–32, 33+.
 const BUCKETS: usize = 8;
@@ -91,7 +92,8 @@ pub struct FreezeDetector {
     last_change: Option<Instant>,
     last_ts_advance: Option<Instant>,
     last_ts: Option<i64>,
-    last_key_hash: Option<u64>,
+    /// The previous keyframe (shared with the registry: no copy).
+    last_key: Option<Bytes>,
 }
 
 impl FreezeDetector {
@@ -102,19 +104,16 @@ impl FreezeDetector {
             last_change: None,
             last_ts_advance: None,
             last_ts: None,
-            last_key_hash: None,
+            last_key: None,
         }
     }
 
     /// One frame: its size, whether it is a keyframe (and its bytes), its RTP timestamp.
-    pub fn on_frame(&mut self, now: Instant, size: usize, keyframe: Option<&[u8]>, ts: i64) {
+    pub fn on_frame(&mut self, now: Instant, size: usize, keyframe: Option<&Bytes>, ts: i64) {
         let changed = match keyframe {
-            Some(data) => {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                data.hash(&mut h);
-                let hash = h.finish();
-                self.last_key_hash.replace(hash) != Some(hash)
-            }
+            // Keyframes of a live picture differ in length almost always; the bytes are
+            // compared only when the lengths match.
+            Some(data) => self.last_key.replace(data.clone()).as_ref() != Some(data),
             None => size > self.max_pframe_bytes,
         };
         if changed || self.last_change.is_none() {
@@ -199,10 +198,10 @@ mod tests {
         let t0 = Instant::now();
         let mut f = FreezeDetector::new(64);
         let after = Duration::from_secs(3);
-        let key = vec![7u8; 5000];
+        let key = Bytes::from(vec![7u8; 5000]);
         for i in 0..150u64 {
             let now = t0 + Duration::from_millis(i * 66);
-            let k = (i % 30 == 0).then_some(&key[..]);
+            let k = (i % 30 == 0).then_some(&key);
             f.on_frame(now, if k.is_some() { 5000 } else { 12 }, k, i as i64 * 6000);
         }
         let end = t0 + Duration::from_millis(150 * 66);
@@ -212,6 +211,25 @@ mod tests {
             "{}",
             f.reason(end)
         );
+    }
+
+    #[test]
+    fn keyframes_of_equal_length_but_other_bytes_are_a_change() {
+        let t0 = Instant::now();
+        let mut f = FreezeDetector::new(64);
+        for i in 0..150u64 {
+            let now = t0 + Duration::from_millis(i * 66);
+            // Skip-sized P-frames, but every keyframe differs (same length).
+            let key = (i % 30 == 0).then(|| Bytes::from(vec![(i / 30) as u8; 5000]));
+            f.on_frame(
+                now,
+                if key.is_some() { 5000 } else { 12 },
+                key.as_ref(),
+                i as i64 * 6000,
+            );
+        }
+        let end = t0 + Duration::from_millis(150 * 66);
+        assert!(!f.frozen(end, Duration::from_secs(3)));
     }
 
     #[test]
