@@ -127,7 +127,7 @@ pub enum TimestampPolicy {
 }
 
 /// `[[cameras]]`: one street camera.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Unique id (letters, digits, `-`, `_`, `.`), used in the API and snapshot URLs.

@@ -115,22 +115,15 @@ impl Engine {
                 });
                 match partner {
                     Some(id) => {
-                        let fresh = self.open.get(&id).is_some_and(|a| !has(a, Source::Camera));
-                        let changes = self.fold(&id, evidence, now, None);
-                        if fresh {
-                            if let Some(a) = self.open.get_mut(&id) {
+                        // The first activity on an alert puts its camera first on the wall.
+                        if let Some(a) = self.open.get_mut(&id) {
+                            if !has(a, Source::Camera) {
                                 a.camera_ids.retain(|c| c != &ev.camera_id);
                                 a.camera_ids.insert(0, ev.camera_id.clone());
                                 a.camera_ids.truncate(MAX_ALERT_CAMERAS);
                             }
                         }
-                        changes
-                            .into_iter()
-                            .map(|mut c| {
-                                c.alert = self.open.get(&id).cloned().or(c.alert);
-                                c
-                            })
-                            .collect()
+                        self.fold(&id, evidence, now, None)
                     }
                     None => Vec::new(),
                 }

@@ -101,7 +101,7 @@ impl Supervisor {
         let stale: Vec<String> = self
             .running
             .iter()
-            .filter(|(id, r)| wanted.get(id.as_str()).is_none_or(|c| !same(c, &r.cfg)))
+            .filter(|(id, r)| wanted.get(id.as_str()).is_none_or(|c| **c != *r.cfg))
             .map(|(id, _)| id.clone())
             .collect();
         let stopped = stale.len();
@@ -113,7 +113,7 @@ impl Supervisor {
             }
         }
         let mut started = 0;
-        let keep: HashSet<&str> = wanted.keys().copied().collect();
+        let configured: HashSet<&str> = cameras.iter().map(|c| c.id.as_str()).collect();
         // Disabled cameras stay listed, with no task.
         for c in cameras.iter().filter(|c| !c.enabled) {
             self.registry
@@ -121,7 +121,7 @@ impl Supervisor {
                 .or_insert_with(|| Arc::new(CameraEntry::new(Arc::new(c.clone()), 0)));
         }
         self.registry
-            .retain(|id, _| keep.contains(id.as_str()) || cameras.iter().any(|c| &c.id == id));
+            .retain(|id, _| configured.contains(id.as_str()));
         for c in cameras.iter().filter(|c| c.enabled) {
             if self.running.contains_key(&c.id) {
                 continue;
@@ -164,14 +164,6 @@ impl Supervisor {
         if let Some(m) = self.monitor.take() {
             let _ = m.await;
         }
-    }
-}
-
-/// Whether a camera's config is unchanged (credentials included, compared, never shown).
-fn same(a: &CameraConfig, b: &CameraConfig) -> bool {
-    match (toml::to_string(a), toml::to_string(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
     }
 }
 
