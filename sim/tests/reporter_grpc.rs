@@ -59,6 +59,13 @@ impl IncidentService for Recorder {
     ) -> Result<Response<ListIncidentsResponse>, Status> {
         Err(Status::unimplemented("list"))
     }
+
+    async fn transition(
+        &self,
+        _: Request<gridsight_proto::v1::TransitionIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        Err(Status::unimplemented("transition"))
+    }
 }
 
 fn config(port: u16, token: &str, n: u64) -> ReporterConfig {

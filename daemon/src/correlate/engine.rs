@@ -18,9 +18,10 @@ use std::sync::Arc;
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
 
+use super::silence::SilenceSet;
 use crate::{
     config::CorrelationConfig,
-    domain::{SensorEvent, SensorState, Severity},
+    domain::{GridIndex, SensorEvent, SensorState, Severity},
     store::Ids,
 };
 
@@ -83,6 +84,23 @@ pub struct Engine {
     /// Cameras covering each grid, in config order (for `camera_ids` and snapshots).
     cameras_by_grid: HashMap<String, Vec<String>>,
     camera_rules: camera::CameraRules,
+    grids: Arc<GridIndex>,
+    silences: Arc<SilenceSet>,
+}
+
+/// An alert raised from outside the sources (e.g. supervision of an overdue incident).
+#[derive(Debug, Clone)]
+pub struct RaiseAlert {
+    /// De-duplication key: while an alert with this key is open, raising folds into it.
+    pub key: String,
+    /// Severity when it opens.
+    pub severity: Severity,
+    /// Title when it opens.
+    pub title: String,
+    /// Grid it belongs to.
+    pub grid: String,
+    /// What caused it.
+    pub evidence: pb::Evidence,
 }
 
 impl Engine {
@@ -97,7 +115,28 @@ impl Engine {
             last_reading: HashMap::new(),
             cameras_by_grid: HashMap::new(),
             camera_rules: camera::CameraRules::default(),
+            grids: Arc::new(GridIndex::default()),
+            silences: Arc::new(SilenceSet::default()),
         }
+    }
+
+    /// Sets the grid tree (at start and on reload).
+    pub fn set_grids(&mut self, grids: Arc<GridIndex>) {
+        self.grids = grids;
+    }
+
+    /// Sets the silences in force (whenever one is created or expired). Open alerts are
+    /// looked at again on their next change.
+    pub fn set_silences(&mut self, silences: Arc<SilenceSet>) {
+        self.silences = silences;
+    }
+
+    /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
+    pub fn raise(&mut self, r: RaiseAlert, now: i64) -> Vec<pb::AlertChange> {
+        if let Some(id) = self.by_key.get(&r.key).cloned() {
+            return self.fold(&id, r.evidence, now, None);
+        }
+        vec![self.open_alert(r.key, r.severity, r.title, &r.grid, r.evidence, now)]
     }
 
     /// Takes back alerts that were open when the daemon stopped.
@@ -221,6 +260,7 @@ impl Engine {
                 }
                 alert.status = pb::AlertStatus::Acknowledged as i32;
                 alert.acknowledged_by = cmd.actor.clone();
+                alert.acknowledged_at = Some(ts_from_millis(now));
                 pb::ChangeKind::Acknowledged
             }
             Action::Resolve => {
@@ -273,12 +313,13 @@ impl Engine {
             resolved_by: String::new(),
             note: String::new(),
             updated_at: at,
-            camera_ids: Vec::new(),
-            snapshots: Vec::new(),
+            ..Default::default()
         };
         let mut alert = alert;
         let own = evidence_camera(&alert.evidence[0]);
         self.attach_cameras(&mut alert, &own, now);
+        link_incidents(&mut alert);
+        self.mute(&mut alert, now);
         self.by_key.insert(key, id.clone());
         self.by_grid
             .entry(grid.to_string())
@@ -316,6 +357,12 @@ impl Engine {
             }
         }
         add_evidence(alert, ev);
+        link_incidents(alert);
+        if alert.silenced_by.is_empty() {
+            if let Some(s) = self.silences.matching(alert, &self.grids, now) {
+                alert.silenced_by = s.to_string();
+            }
+        }
         alert.count += 1;
         alert.version += 1;
         alert.last_seen = Some(ts_from_millis(now));
@@ -343,6 +390,13 @@ impl Engine {
             })
             .max_by_key(|a| a.last_seen.as_ref().map(gridsight_proto::millis_from_ts))
             .map(|a| a.id.clone())
+    }
+
+    /// Marks `alert` silenced when a silence in force matches it.
+    fn mute(&self, alert: &mut pb::Alert, now: i64) {
+        if let Some(s) = self.silences.matching(alert, &self.grids, now) {
+            alert.silenced_by = s.to_string();
+        }
     }
 
     fn forget(&mut self, id: &str) {
@@ -398,6 +452,17 @@ fn evidence_key(e: &pb::Evidence) -> Option<String> {
         Some(pb::evidence::Item::Incident(i)) => Some(format!("incident/{}", i.id)),
         Some(pb::evidence::Item::CameraEvent(c)) => camera::camera_key(c),
         None => None,
+    }
+}
+
+/// Lists the incidents among the evidence in `incident_ids` (in order, once each).
+fn link_incidents(alert: &mut pb::Alert) {
+    for e in &alert.evidence {
+        if let Some(pb::evidence::Item::Incident(i)) = &e.item {
+            if !alert.incident_ids.contains(&i.id) {
+                alert.incident_ids.push(i.id.clone());
+            }
+        }
     }
 }
 

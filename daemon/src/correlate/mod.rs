@@ -11,6 +11,7 @@
 //! and `Report` calls wait too.
 
 pub mod engine;
+pub mod silence;
 
 use std::sync::Arc;
 
@@ -24,7 +25,8 @@ use crate::{
     telemetry::{Metrics, ShardLabel},
 };
 
-pub use engine::{snapshot_url, Action, CameraRules, Command, CommandError};
+pub use engine::{snapshot_url, Action, CameraRules, Command, CommandError, RaiseAlert};
+pub use silence::SilenceSet;
 
 /// What the store will answer once a write is durable.
 pub type Committed = oneshot::Receiver<Result<Vec<Record>, StoreError>>;
@@ -44,6 +46,10 @@ pub enum ShardMsg {
     Camera(pb::CameraEvent),
     /// Who covers which grid now (sent to every shard at start and on reload).
     Cameras(CameraRules),
+    /// The silences in force now (sent to every shard whenever one is created or expired).
+    Silences(Arc<SilenceSet>),
+    /// An alert raised from outside the sources (supervision of overdue incidents).
+    Raise(RaiseAlert),
     /// An operator's command; answered at once with the refusal, or with the receiver of
     /// the commit.
     Command {
@@ -130,6 +136,14 @@ impl Router {
         Ok(())
     }
 
+    /// Tells every shard which silences are in force.
+    pub async fn set_silences(&self, set: Arc<SilenceSet>) -> Result<(), RouterClosed> {
+        for i in 0..self.shards.len() {
+            self.send_to(i, ShardMsg::Silences(set.clone())).await?;
+        }
+        Ok(())
+    }
+
     /// Queue depth of each shard.
     pub fn depths(&self) -> Vec<usize> {
         self.shards
@@ -156,7 +170,11 @@ pub async fn start(
     };
     let (open, _) = store.read(crate::store::read::open_alerts).await?;
     let mut engines: Vec<engine::Engine> = (0..n)
-        .map(|_| engine::Engine::new(cfg.clone(), store.ids.clone()))
+        .map(|_| {
+            let mut e = engine::Engine::new(cfg.clone(), store.ids.clone());
+            e.set_grids(grids.clone());
+            e
+        })
         .collect();
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
@@ -270,6 +288,24 @@ impl Shard {
             ShardMsg::Cameras(rules) => {
                 self.engine.set_cameras(rules);
                 Ok(())
+            }
+            ShardMsg::Silences(set) => {
+                self.engine.set_silences(set);
+                Ok(())
+            }
+            ShardMsg::Raise(r) => {
+                let records = self
+                    .engine
+                    .raise(r, now_ms())
+                    .into_iter()
+                    .map(Record::AlertChange)
+                    .collect();
+                self.store
+                    .write(WriteItem {
+                        records,
+                        done: Done::Nothing,
+                    })
+                    .await
             }
             ShardMsg::Command { cmd, reply } => match self.engine.command(&cmd, now_ms()) {
                 Ok(change) => {

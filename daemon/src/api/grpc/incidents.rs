@@ -169,7 +169,7 @@ impl IncidentApi {
             status: pb::IncidentStatus::Reported as i32,
             reported_at: Some(ts_from_millis(now_ms())),
             version: 1,
-            alert_id: String::new(),
+            ..Default::default()
         };
         let (reply, rx) = oneshot::channel();
         let grid = incident.grid_id.clone();
@@ -247,5 +247,14 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
             incidents,
             next_page_token,
         }))
+    }
+
+    async fn transition(
+        &self,
+        _req: Request<pb::TransitionIncidentRequest>,
+    ) -> Result<Response<pb::Incident>, Status> {
+        Err(Status::unimplemented(
+            "Transition comes with the incident lifecycle (issue 4, in progress)",
+        ))
     }
 }
