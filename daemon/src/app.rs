@@ -89,6 +89,7 @@ pub async fn run(
     tracing::info!(path = %store.path().display(), last_seq = store.seqs.last.load(std::sync::atomic::Ordering::Relaxed), "store open");
     let (router, shards) = correlate::start(
         &cfg.correlation,
+        &cfg.rules,
         grids.clone(),
         store.clone(),
         metrics.clone(),

@@ -217,6 +217,52 @@ impl GridIndex {
         }
     }
 
+    /// Depth of the grid in the tree (0 for a top grid).
+    pub fn depth(&self, grid: &str) -> Option<usize> {
+        let mut g = self.index_of(grid)?;
+        let mut d = 0;
+        while let Some(p) = self.parents[g] {
+            g = p;
+            d += 1;
+        }
+        Some(d)
+    }
+
+    /// The deepest depth of any grid (0 when there are none).
+    pub fn max_depth(&self) -> usize {
+        self.names
+            .iter()
+            .filter_map(|n| self.depth(n))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The grid's parent.
+    pub fn parent(&self, grid: &str) -> Option<&str> {
+        let p = self.parents[self.index_of(grid)?]?;
+        Some(&self.names[p])
+    }
+
+    /// The grid's ancestor at exactly `depth` (the grid itself at its own depth); `None`
+    /// when the grid is shallower or unknown.
+    pub fn ancestor_at(&self, grid: &str, depth: usize) -> Option<&str> {
+        let mut g = self.index_of(grid)?;
+        let mut d = self.depth(grid)?;
+        if d < depth {
+            return None;
+        }
+        while d > depth {
+            g = self.parents[g]?;
+            d -= 1;
+        }
+        Some(&self.names[g])
+    }
+
+    /// Inverse of [`GridIndex::index_of`].
+    pub fn id_at(&self, index: usize) -> Option<&str> {
+        self.names.get(index).map(|n| &**n)
+    }
+
     /// Every grid at or beneath any of `roots`.
     pub fn expand(&self, roots: &[String]) -> Vec<String> {
         self.names

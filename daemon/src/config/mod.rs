@@ -12,6 +12,8 @@
 pub mod cameras;
 mod load;
 mod mapping;
+pub mod noise;
+pub mod rules;
 
 use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
 
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 pub use cameras::{CameraConfig, CameraTransport, TimestampPolicy, VideoConfig};
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
+pub use noise::{AlertMatch, EscalationConfig, EscalationStep, FlapConfig, InhibitConfig};
+pub use rules::{Condition, Label, Pattern, RuleAction, RuleConfig, Scope, Source};
 
 use crate::domain::Severity;
 
@@ -54,6 +58,9 @@ pub struct Config {
     /// The street cameras (RTSP).
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// Correlation rules: which evidence, in which space and time, makes which alert.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
 }
 
 /// `[store]`: the embedded SQLite store (WAL mode, batched commits).
@@ -174,17 +181,30 @@ impl Default for MqttConfig {
     }
 }
 
-/// `[correlation]`: the first, built-in correlation (the rule engine comes later).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[correlation]`: single-source alerts, the built-in join, sharding and noise control.
+/// The rules themselves are `[[rules]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationConfig {
     /// Number of correlator shards; 0 = one per CPU core. Events are routed by grid.
     pub shards: usize,
+    /// Grids are routed to shards by their ancestor at this depth (0 = the top grid, 1 =
+    /// towns under a county): rules whose scope stays at or below it never cross shards.
+    /// Events a rule needs on another shard are copied there.
+    pub partition_tier: usize,
     /// Capacity of each shard's input channel (events block when it is full).
     pub shard_queue: usize,
-    /// A sensor alarm and an incident in the same grid within this many seconds become one
-    /// alert.
+    /// The built-in join: a sensor alarm and an incident in the same grid within this many
+    /// seconds become one alert (0 = off; leave joining to `[[rules]]`).
     pub window_secs: u64,
+    /// A sensor alarm's alert is resolved (by `gridsight`) when the sensor reports normal.
+    pub sensor_clear_on_normal: bool,
+    /// Flap suppression for sensors that toggle.
+    pub flap: FlapConfig,
+    /// Inhibition: open alerts that mute the alerts they explain.
+    pub inhibit: Vec<InhibitConfig>,
+    /// Escalation chains for alerts nobody acknowledges.
+    pub escalation: Vec<EscalationConfig>,
     /// Severity of an alert opened by a sensor alarm, per sensor kind.
     pub sensor_severity: std::collections::BTreeMap<String, Severity>,
     /// Severity of an alert opened by a sensor alarm of a kind not listed above.
@@ -205,8 +225,13 @@ impl Default for CorrelationConfig {
         sensor_severity.insert("manhole_cover".to_string(), Severity::Minor);
         Self {
             shards: 0,
+            partition_tier: 1,
             shard_queue: 4096,
             window_secs: 120,
+            sensor_clear_on_normal: false,
+            flap: FlapConfig::default(),
+            inhibit: Vec::new(),
+            escalation: Vec::new(),
             sensor_severity,
             default_sensor_severity: Severity::Minor,
             incident_severity: Severity::Minor,
@@ -346,6 +371,14 @@ impl Config {
         errs.extend(cameras::validate(&self.video, &self.cameras, |g| {
             ids.contains(g)
         }));
+        let depth = crate::domain::GridIndex::new(&self.grids).max_depth();
+        errs.extend(rules::validate(&self.rules, depth));
+        let rule_ids: Vec<&str> = self.rules.iter().map(|r| r.id.as_str()).collect();
+        errs.extend(noise::validate(
+            &self.correlation.inhibit,
+            &self.correlation.escalation,
+            &rule_ids,
+        ));
         if self.store.max_batch == 0 {
             errs.push(("store.max_batch".into(), "must be at least 1".into()));
         }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
 
-use super::silence::SilenceSet;
+use super::{rules::Obs, silence::SilenceSet};
 use crate::{
     config::CorrelationConfig,
     domain::{GridIndex, SensorEvent, SensorState, Severity},
@@ -86,6 +86,7 @@ pub struct Engine {
     camera_rules: camera::CameraRules,
     grids: Arc<GridIndex>,
     silences: Arc<SilenceSet>,
+    rules: rules_layer::RuleState,
 }
 
 /// An alert raised from outside the sources (e.g. supervision of an overdue incident).
@@ -117,6 +118,7 @@ impl Engine {
             camera_rules: camera::CameraRules::default(),
             grids: Arc::new(GridIndex::default()),
             silences: Arc::new(SilenceSet::default()),
+            rules: rules_layer::RuleState::default(),
         }
     }
 
@@ -129,6 +131,11 @@ impl Engine {
     /// looked at again on their next change.
     pub fn set_silences(&mut self, silences: Arc<SilenceSet>) {
         self.silences = silences;
+    }
+
+    /// Timers: rule deadlines and quiet clears. Called about once a second.
+    pub fn tick(&mut self, now: i64) -> Vec<pb::AlertChange> {
+        self.tick_rules(now)
     }
 
     /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
@@ -145,6 +152,16 @@ impl Engine {
             if let Some(key) = evidence_key(ev) {
                 self.by_key.insert(key, alert.id.clone());
             }
+        }
+        if !alert.dedup_key.is_empty() {
+            self.by_key.insert(alert.dedup_key.clone(), alert.id.clone());
+        }
+        if !alert.rule_id.is_empty() {
+            self.rules
+                .by_anchor
+                .entry((alert.rule_id.clone(), alert.grid_id.clone()))
+                .or_default()
+                .push(alert.id.clone());
         }
         self.by_grid
             .entry(alert.grid_id.clone())
@@ -170,8 +187,17 @@ impl Engine {
         }
     }
 
-    /// A sensor reading (with its stored id); returns the alert changes it causes.
+    /// A sensor reading (with its stored id); returns the alert changes it causes: its
+    /// single-source alert first, then what the rules make of it.
     pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
+        let mut out = self.on_sensor_base(event_id, ev);
+        if self.rules.set.wants_sensor(&ev.kind, ev.state) {
+            out.extend(self.observe(Obs::sensor(event_id, ev), ev.receive_ms));
+        }
+        out
+    }
+
+    fn on_sensor_base(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
         let now = ev.receive_ms;
         let (key, severity, title) = match ev.state {
             SensorState::Normal => return Vec::new(),
@@ -235,7 +261,16 @@ impl Engine {
                 vec![self.open_alert(key, severity, title, &inc.grid_id.clone(), evidence, now)]
             }
         };
-        if let Some(a) = changes.first().and_then(|c| c.alert.as_ref()) {
+        let mut changes = changes;
+        changes.extend(self.observe(Obs::incident(&shown_for_rules(&inc), now), now));
+        // The incident is evidence of the last alert that took it in (a rule's, if one fired).
+        if let Some(a) = changes
+            .iter()
+            .filter_map(|c| c.alert.as_ref())
+            .filter(|a| a.merged_into.is_empty())
+            .filter(|a| a.incident_ids.contains(&inc.id))
+            .last()
+        {
             inc.alert_id = a.id.clone();
         }
         (inc, changes)
@@ -401,6 +436,7 @@ impl Engine {
 
     fn forget(&mut self, id: &str) {
         if let Some(alert) = self.open.remove(id) {
+            self.forget_rule_alert(&alert);
             self.by_key.retain(|_, v| v != id);
             if let Some(ids) = self.by_grid.get_mut(&alert.grid_id) {
                 ids.retain(|x| x != id);
@@ -453,6 +489,13 @@ fn evidence_key(e: &pb::Evidence) -> Option<String> {
         Some(pb::evidence::Item::CameraEvent(c)) => camera::camera_key(c),
         None => None,
     }
+}
+
+/// The incident as rules and evidence show it (no alert id yet).
+fn shown_for_rules(inc: &pb::Incident) -> pb::Incident {
+    let mut shown = inc.clone();
+    shown.alert_id.clear();
+    shown
 }
 
 /// Lists the incidents among the evidence in `incident_ids` (in order, once each).
@@ -530,6 +573,9 @@ fn evidence_camera(e: &pb::Evidence) -> Option<String> {
 
 #[path = "engine_camera.rs"]
 mod camera;
+#[path = "engine_rules.rs"]
+pub mod rules_layer;
+pub use rules_layer::{partition_shard, rule_key, Partition};
 pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};
 
 #[cfg(test)]

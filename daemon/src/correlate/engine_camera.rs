@@ -65,8 +65,17 @@ impl Engine {
         self.camera_rules = rules;
     }
 
-    /// A camera event; returns the alert changes it causes.
+    /// A camera event; returns the alert changes it causes: its own alert first, then what
+    /// the rules make of it.
     pub fn on_camera(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
+        let mut out = self.on_camera_base(ev, now);
+        if !self.rules.set.candidates(crate::config::Source::Camera).is_empty() {
+            out.extend(self.observe(super::Obs::camera(ev, now), now));
+        }
+        out
+    }
+
+    fn on_camera_base(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
         use pb::CameraEventKind as K;
         let Some(grid) = ev.grid_ids.first().cloned() else {
             return Vec::new();
@@ -133,7 +142,7 @@ impl Engine {
     }
 
     /// Resolves `id` on the daemon's own authority (the condition cleared).
-    fn auto_resolve(
+    pub(super) fn auto_resolve(
         &mut self,
         id: &str,
         evidence: pb::Evidence,

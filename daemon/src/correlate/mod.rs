@@ -9,11 +9,25 @@
 //! Backpressure: the shard channels block. When a shard is behind, the MQTT ingest waits
 //! on it (and so stops reading from the broker, which holds the unacknowledged messages),
 //! and `Report` calls wait too.
+//!
+//! Partitioning: a grid belongs to the shard of its ancestor at `partition_tier` (a town,
+//! by default), so rules whose scope stays inside a town never leave one shard. When a
+//! rule's anchor for an event lies on another shard (a neighbour across a town border, a
+//! county-wide rule), the router sends that shard a copy of the event (`Echo`) as well;
+//! only the shard owning an anchor evaluates it, so each de-duplication key has one writer.
+//! Senders are never shards, so these sends cannot deadlock.
+//!
+//! Timers: each shard ticks once a second (absence deadlines, quiet clears, escalation).
+//! Restart: the open alerts come back from the store, and the rule windows are rebuilt by
+//! replaying the journal of the longest rule window.
 
 pub mod engine;
+pub mod rules;
 pub mod silence;
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use gridsight_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     config::CorrelationConfig,
     domain::{now_ms, GridIndex, SensorEvent},
-    store::{Done, MqttAck, Record, Store, StoreError, WriteItem},
+    store::{journal::Journaled, Done, MqttAck, Record, Store, StoreError, WriteItem},
     telemetry::{Metrics, ShardLabel},
 };
 
@@ -50,6 +64,10 @@ pub enum ShardMsg {
     Silences(Arc<SilenceSet>),
     /// An alert raised from outside the sources (supervision of overdue incidents).
     Raise(RaiseAlert),
+    /// A copy of an event for the rule anchors this shard owns (journaled elsewhere).
+    Echo(Arc<rules::Obs>),
+    /// New rules (on reload); windows of unchanged rules are kept.
+    Rules(Arc<rules::RuleSet>),
     /// An operator's command; answered at once with the refusal, or with the receiver of
     /// the commit.
     Command {
@@ -80,20 +98,94 @@ pub struct RouterClosed;
 pub struct Router {
     shards: Arc<Vec<mpsc::Sender<ShardMsg>>>,
     grids: Arc<GridIndex>,
+    rules: Arc<ArcSwap<rules::RuleSet>>,
+    tier: usize,
 }
 
 impl Router {
-    /// The shard that owns `grid`.
+    /// The shard that owns `grid` (by its ancestor at the partition tier).
     pub fn shard_of(&self, grid: &str) -> usize {
-        let n = self.shards.len();
-        match self.grids.index_of(grid) {
-            Some(i) => i % n,
-            None => {
-                grid.bytes()
-                    .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
-                    % n
-            }
+        engine::partition_shard(&self.grids, self.tier, self.shards.len(), grid)
+    }
+
+    /// The other shards that own a rule anchor of `obs` (whose primary shard is `primary`).
+    pub fn echo_shards(&self, obs: &rules::Obs, primary: usize) -> Vec<usize> {
+        if self.shards.len() <= 1 {
+            return Vec::new();
         }
+        let set = self.rules.load();
+        let mut out: Vec<usize> = set
+            .anchors_of(obs, &self.grids)
+            .iter()
+            .map(|a| self.shard_of(a))
+            .filter(|s| *s != primary)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Copies for other shards of a sensor reading bound for `primary`, if any rule needs
+    /// them: (shard, copy).
+    pub fn sensor_echoes(
+        &self,
+        id: u64,
+        ev: &SensorEvent,
+        primary: usize,
+    ) -> Vec<(usize, Arc<rules::Obs>)> {
+        if self.shards.len() <= 1 || !self.rules.load().wants_sensor(&ev.kind, ev.state) {
+            return Vec::new();
+        }
+        let obs = rules::Obs::sensor(id, ev);
+        let shards = self.echo_shards(&obs, primary);
+        if shards.is_empty() {
+            return Vec::new();
+        }
+        let obs = Arc::new(obs);
+        shards.into_iter().map(|s| (s, obs.clone())).collect()
+    }
+
+    /// Sends a camera event to its shard, and copies where rules need them.
+    pub async fn send_camera(&self, ev: pb::CameraEvent) -> Result<(), RouterClosed> {
+        let grid = ev.grid_ids.first().cloned().unwrap_or_default();
+        let primary = self.shard_of(&grid);
+        let echoes = self.echo_shards(&rules::Obs::camera(&ev, now_ms()), primary);
+        self.send_to(primary, ShardMsg::Camera(ev.clone())).await?;
+        self.echo(echoes, rules::Obs::camera(&ev, now_ms())).await
+    }
+
+    /// Sends a new incident to its shard, and copies where rules need them.
+    pub async fn send_incident(
+        &self,
+        incident: pb::Incident,
+        reply: oneshot::Sender<Result<Vec<Record>, StoreError>>,
+    ) -> Result<(), RouterClosed> {
+        let primary = self.shard_of(&incident.grid_id);
+        let obs = rules::Obs::incident(&incident, now_ms());
+        let echoes = self.echo_shards(&obs, primary);
+        self.send_to(primary, ShardMsg::Incident { incident, reply })
+            .await?;
+        self.echo(echoes, obs).await
+    }
+
+    async fn echo(&self, shards: Vec<usize>, obs: rules::Obs) -> Result<(), RouterClosed> {
+        if shards.is_empty() {
+            return Ok(());
+        }
+        let obs = Arc::new(obs);
+        for s in shards {
+            self.send_to(s, ShardMsg::Echo(obs.clone())).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the rules on every shard (windows of unchanged rules are kept).
+    pub async fn set_rules(&self, set: Arc<rules::RuleSet>) -> Result<(), RouterClosed> {
+        self.rules.store(set.clone());
+        for i in 0..self.shards.len() {
+            self.send_to(i, ShardMsg::Rules(set.clone())).await?;
+        }
+        Ok(())
     }
 
     /// Delivers `msg` to the shard of `grid`, waiting while its queue is full.
@@ -157,6 +249,7 @@ impl Router {
 /// shard tasks; the tasks end when every `Router` clone is dropped and their queue is empty.
 pub async fn start(
     cfg: &CorrelationConfig,
+    rule_cfgs: &[crate::config::RuleConfig],
     grids: Arc<GridIndex>,
     store: Store,
     metrics: Arc<Metrics>,
@@ -169,10 +262,17 @@ pub async fn start(
         cfg.shards
     };
     let (open, _) = store.read(crate::store::read::open_alerts).await?;
+    let rule_set = Arc::new(rules::RuleSet::new(rule_cfgs));
     let mut engines: Vec<engine::Engine> = (0..n)
-        .map(|_| {
+        .map(|shard| {
             let mut e = engine::Engine::new(cfg.clone(), store.ids.clone());
             e.set_grids(grids.clone());
+            e.set_rules(rule_set.clone());
+            e.set_partition(engine::Partition {
+                shard,
+                shards: n,
+                tier: cfg.partition_tier,
+            });
             e
         })
         .collect();
@@ -186,13 +286,46 @@ pub async fn start(
     let router = Router {
         shards: Arc::new(senders),
         grids,
+        rules: Arc::new(ArcSwap::new(rule_set.clone())),
+        tier: cfg.partition_tier,
     };
     let restored = open.len();
     for alert in open {
         let shard = router.shard_of(&alert.grid_id);
         engines[shard].restore(alert);
     }
-    tracing::info!(shards = n, restored, "correlator started");
+    let replayed = if rule_set.is_empty() {
+        0
+    } else {
+        let since = now_ms() - rule_set.max_window_ms;
+        let journal = store
+            .read(move |c| crate::store::journal::since(c, since))
+            .await?;
+        for entry in &journal {
+            let obs = match entry {
+                Journaled::Sensor(id, ev) => {
+                    if !rule_set.wants_sensor(&ev.kind, ev.state) {
+                        continue;
+                    }
+                    rules::Obs::sensor(*id, ev)
+                }
+                Journaled::Camera(ev, at) => rules::Obs::camera(ev, *at),
+                Journaled::Incident(inc, at) => rules::Obs::incident(inc, *at),
+            };
+            // Each engine evaluates only the anchors it owns.
+            for e in &mut engines {
+                e.replay(obs.clone());
+            }
+        }
+        journal.len()
+    };
+    tracing::info!(
+        shards = n,
+        restored,
+        replayed,
+        rules = rule_set.rules.len(),
+        "correlator started"
+    );
     let tasks = engines
         .into_iter()
         .zip(receivers)
@@ -226,13 +359,39 @@ struct Shard {
 
 impl Shard {
     async fn run(mut self) {
-        while let Some(msg) = self.rx.recv().await {
-            if let Err(e) = self.handle(msg).await {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let result = tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.tick().await,
+            };
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "shard stopped: store closed");
                 break;
             }
         }
         tracing::debug!(open = self.engine.open_count(), "shard drained");
+    }
+
+    async fn tick(&mut self) -> Result<(), StoreError> {
+        let changes = self.engine.tick(now_ms());
+        self.write_changes(changes).await
+    }
+
+    async fn write_changes(&mut self, changes: Vec<pb::AlertChange>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .write(WriteItem {
+                records: changes.into_iter().map(Record::AlertChange).collect(),
+                done: Done::Nothing,
+            })
+            .await
     }
 
     async fn handle(&mut self, msg: ShardMsg) -> Result<(), StoreError> {
@@ -294,18 +453,16 @@ impl Shard {
                 Ok(())
             }
             ShardMsg::Raise(r) => {
-                let records = self
-                    .engine
-                    .raise(r, now_ms())
-                    .into_iter()
-                    .map(Record::AlertChange)
-                    .collect();
-                self.store
-                    .write(WriteItem {
-                        records,
-                        done: Done::Nothing,
-                    })
-                    .await
+                let changes = self.engine.raise(r, now_ms());
+                self.write_changes(changes).await
+            }
+            ShardMsg::Echo(obs) => {
+                let changes = self.engine.observe((*obs).clone(), now_ms());
+                self.write_changes(changes).await
+            }
+            ShardMsg::Rules(set) => {
+                self.engine.set_rules(set);
+                Ok(())
             }
             ShardMsg::Command { cmd, reply } => match self.engine.command(&cmd, now_ms()) {
                 Ok(change) => {

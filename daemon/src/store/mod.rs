@@ -14,6 +14,7 @@
 //!   or the daemon stops, so a full disk stops acknowledgements instead of losing records.
 
 mod checkpoint;
+pub mod journal;
 pub mod read;
 mod schema;
 mod writer;

@@ -58,7 +58,7 @@ pub struct DeadLetter {
     pub payload: String,
 }
 
-fn decode<M: Message + Default>(what: &str, blob: &[u8]) -> Result<M, StoreError> {
+pub(crate) fn decode<M: Message + Default>(what: &str, blob: &[u8]) -> Result<M, StoreError> {
     M::decode(blob).map_err(|source| StoreError::Corrupt {
         what: what.to_string(),
         source,

@@ -172,10 +172,7 @@ impl IncidentApi {
             ..Default::default()
         };
         let (reply, rx) = oneshot::channel();
-        let grid = incident.grid_id.clone();
-        self.router
-            .send(&grid, ShardMsg::Incident { incident, reply })
-            .await?;
+        self.router.send_incident(incident, reply).await?;
         let records = rx.await.map_err(|_| ApiError::Unavailable)??;
         let incident = records
             .into_iter()

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::MqttConfig,
-    correlate::{Router, SensorIn, ShardMsg},
+    correlate::{rules::Obs, Router, SensorIn, ShardMsg},
     domain::now_ms,
     store::{Done, MqttAck, Record, Store, WriteItem},
     telemetry::{Metrics, RateLimit},
@@ -166,6 +166,7 @@ impl MqttIngest {
                         let mut result = Ok(());
                         // One batch per shard per read: one channel send each, not one per message.
                         let mut batches: Vec<Vec<SensorIn>> = (0..self.router.len()).map(|_| Vec::new()).collect();
+                        let mut echoes: Vec<(usize, Arc<Obs>)> = Vec::new();
                         for p in packets.drain(..) {
                             match p {
                                 Packet::Publish(p) => {
@@ -175,6 +176,7 @@ impl MqttIngest {
                                         MqttAck { epoch, order: arrived - 1, pkid: p.pkid }
                                     });
                                     if let Some((shard, reading)) = self.accept(&p, ack, log_limit).await {
+                                        echoes.extend(self.router.sensor_echoes(reading.id, &reading.event, shard));
                                         batches[shard].push(reading);
                                     }
                                 }
@@ -189,6 +191,12 @@ impl MqttIngest {
                         }
                         for (shard, batch) in batches.into_iter().enumerate() {
                             if !batch.is_empty() && self.router.send_to(shard, ShardMsg::Sensors(batch)).await.is_err() && !cancel.is_cancelled() {
+                                tracing::error!("correlator closed while the ingest runs");
+                            }
+                        }
+                        // Copies for rule anchors on other shards, after the readings themselves.
+                        for (shard, obs) in echoes {
+                            if self.router.send_to(shard, ShardMsg::Echo(obs)).await.is_err() && !cancel.is_cancelled() {
                                 tracing::error!("correlator closed while the ingest runs");
                             }
                         }

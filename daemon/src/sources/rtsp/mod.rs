@@ -228,8 +228,7 @@ async fn monitor(
                 })
                 .inc();
             let _ = events.send(Arc::new(ev.clone()));
-            let grid = ev.grid_ids.first().cloned().unwrap_or_default();
-            if router.send(&grid, ShardMsg::Camera(ev)).await.is_err() {
+            if router.send_camera(ev).await.is_err() {
                 return;
             }
         }

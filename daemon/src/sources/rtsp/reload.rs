@@ -3,7 +3,7 @@
 //! others untouched) and tells the correlator who covers which grid now. An invalid file
 //! is logged with every error and changes nothing.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,11 @@ pub async fn reload_loop(
         {
             return supervisor;
         }
+        let rules = Arc::new(crate::correlate::rules::RuleSet::new(&cfg.rules));
+        if router.set_rules(rules).await.is_err() {
+            return supervisor;
+        }
+        tracing::info!(rules = cfg.rules.len(), "SIGHUP: rules reloaded");
         let (started, stopped) = supervisor.reconcile(&cfg.cameras).await;
         tracing::info!(
             cameras = cfg.cameras.len(),

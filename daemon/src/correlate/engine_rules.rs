@@ -1,0 +1,516 @@
+//! The rule layer of the engine: events → rule windows → correlated alerts.
+//!
+//! Every event the base layer sees (and every copy routed here from another shard for an
+//! anchor this shard owns) is offered to the rules that may concern it. For each anchor
+//! grid this shard owns: a `clear` match resolves the rule's open alerts there; a `when`
+//! match either folds into the rule's open alert for its de-duplication key, or goes into
+//! the window, and when the pattern holds the rule fires:
+//! - `open`: one alert on the anchor grid keyed `rule/{id}/{anchor}[/label=value...]`,
+//!   holding the evidence; the single-source alerts of that evidence are merged into it
+//!   (resolved with `merged_into`, their keys now fold into the rule's alert);
+//! - `raise`: the open alerts in scope that match the rule's alert condition are raised
+//!   `raise_by` steps, once per rule, with the event as evidence.
+//!
+//! Invariants: only the shard owning an anchor touches its window or its alerts, so one
+//! key has one writer; while replaying the journal after a restart, windows are rebuilt
+//! but nothing is emitted.
+
+use std::{collections::HashMap, sync::Arc};
+
+use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
+
+use super::{evidence_key, Engine};
+use crate::correlate::rules::{window::Windows, Obs, Rule, RuleSet};
+use crate::{
+    config::{RuleAction, Scope},
+    domain::Severity,
+};
+
+/// Which anchors this engine owns.
+#[derive(Debug, Clone, Copy)]
+pub struct Partition {
+    /// This shard.
+    pub shard: usize,
+    /// Number of shards.
+    pub shards: usize,
+    /// Grids are routed by their ancestor at this depth.
+    pub tier: usize,
+}
+
+impl Default for Partition {
+    fn default() -> Self {
+        Self {
+            shard: 0,
+            shards: 1,
+            tier: 1,
+        }
+    }
+}
+
+/// The rule state of one engine.
+#[derive(Debug, Default)]
+pub struct RuleState {
+    pub(super) set: Arc<RuleSet>,
+    pub(super) windows: Windows,
+    /// Open rule alerts by (rule id, anchor grid).
+    pub(super) by_anchor: HashMap<(String, String), Vec<String>>,
+    /// (rule id, alert id) pairs already raised.
+    pub(super) raised: std::collections::HashSet<(String, String)>,
+    pub(super) replaying: bool,
+    pub(super) partition: Partition,
+}
+
+impl Engine {
+    /// Sets the rules (at start and on reload). The windows of rules whose config did not
+    /// change are kept; open alerts are never touched.
+    pub fn set_rules(&mut self, set: Arc<RuleSet>) {
+        let old = &self.rules.set;
+        let map: Vec<Option<usize>> = old
+            .rules
+            .iter()
+            .map(|r| set.rules.iter().position(|n| n.cfg == r.cfg))
+            .collect();
+        self.rules.windows.renumber(&map);
+        self.rules.set = set;
+    }
+
+    /// Sets which anchors this engine owns.
+    pub fn set_partition(&mut self, p: Partition) {
+        self.rules.partition = p;
+    }
+
+    /// Replays a journaled event after a restart: rebuilds windows, emits nothing.
+    pub fn replay(&mut self, obs: Obs) {
+        self.rules.replaying = true;
+        let at = obs.at;
+        let _ = self.observe(obs, at);
+        // Deadlines that passed while the journal went on had fired before the restart.
+        let _ = self.rules.windows.due(at);
+        self.rules.replaying = false;
+    }
+
+    /// Whether this engine owns `anchor`.
+    pub fn owns(&self, anchor: &str) -> bool {
+        let p = self.rules.partition;
+        p.shards <= 1 || partition_shard(&self.grids, p.tier, p.shards, anchor) == p.shard
+    }
+
+    /// Offers an event to the rules; returns the alert changes.
+    pub fn observe(&mut self, obs: Obs, now: i64) -> Vec<pb::AlertChange> {
+        let set = self.rules.set.clone();
+        let mut out = Vec::new();
+        if set.candidates(obs.source).is_empty() {
+            return out;
+        }
+        let obs = Arc::new(obs);
+        for &ri in set.candidates(obs.source) {
+            let rule = &set.rules[ri];
+            let clears = rule.clears(&obs);
+            let mask = rule.mask(&obs);
+            if mask == 0 && !clears {
+                continue;
+            }
+            for anchor in rule.anchors(&obs, &self.grids) {
+                if !self.owns(&anchor) {
+                    continue;
+                }
+                if clears && !self.rules.replaying {
+                    out.extend(self.clear_rule(rule, &anchor, &obs, now));
+                }
+                if mask != 0 {
+                    out.extend(self.offer(rule, ri, &anchor, mask, &obs, now));
+                }
+            }
+        }
+        out
+    }
+
+    fn offer(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        anchor: &Arc<str>,
+        mask: u32,
+        obs: &Arc<Obs>,
+        now: i64,
+    ) -> Vec<pb::AlertChange> {
+        let replaying = self.rules.replaying;
+        match rule.cfg.action {
+            RuleAction::Open => {
+                let key = rule_key(rule, anchor, obs);
+                if let Some(id) = self.by_key.get(&key).cloned() {
+                    return if replaying {
+                        Vec::new()
+                    } else {
+                        self.fold(&id, obs.evidence.clone(), now, None)
+                    };
+                }
+                let ok = self.alert_conditions_hold(rule, anchor);
+                let fired = self.rules.windows.observe(rule, ri, anchor, mask, obs, &self.grids, ok);
+                match fired {
+                    Some(evidence) => {
+                        self.rules.windows.consume(ri, anchor);
+                        if replaying {
+                            Vec::new()
+                        } else {
+                            self.fire(rule, anchor, key, evidence, now)
+                        }
+                    }
+                    None => Vec::new(),
+                }
+            }
+            RuleAction::Raise => {
+                let targets = self.raise_targets(rule, anchor);
+                let ok = !targets.is_empty();
+                let fired = self.rules.windows.observe(rule, ri, anchor, mask, obs, &self.grids, ok);
+                if fired.is_none() {
+                    return Vec::new();
+                }
+                self.rules.windows.consume(ri, anchor);
+                if replaying {
+                    return Vec::new();
+                }
+                targets
+                    .into_iter()
+                    .flat_map(|id| self.raise_one(rule, &id, obs, now))
+                    .collect()
+            }
+        }
+    }
+
+    /// Opens the rule's alert on `anchor` with `evidence`, merging single-source alerts.
+    fn fire(
+        &mut self,
+        rule: &Rule,
+        anchor: &Arc<str>,
+        key: String,
+        evidence: Vec<Arc<Obs>>,
+        now: i64,
+    ) -> Vec<pb::AlertChange> {
+        let newest = evidence.last().cloned();
+        let title = render_title(rule, anchor, evidence.len(), newest.as_deref(), self);
+        let labels = newest
+            .as_deref()
+            .map(|o| {
+                rule.cfg
+                    .labels
+                    .iter()
+                    .filter_map(|l| o.label(*l).map(|v| (l.as_str().to_string(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let first = evidence.first().map(|o| o.at).unwrap_or(now);
+        let mut items = evidence.iter().map(|o| o.evidence.clone());
+        let Some(head) = items.next() else {
+            return Vec::new();
+        };
+        let mut change = self.open_alert(key.clone(), rule.cfg.severity, title, anchor, head, now);
+        let Some(id) = change.alert.as_ref().map(|a| a.id.clone()) else {
+            return Vec::new();
+        };
+        // The rest of the evidence, and what merging brings.
+        let mut merged_changes = Vec::new();
+        let mut merged_count = 0;
+        let mut first_seen = first;
+        if rule.cfg.merge {
+            let mut merged: Vec<String> = evidence
+                .iter()
+                .filter_map(|o| evidence_key(&o.evidence))
+                .filter_map(|k| self.by_key.get(&k).cloned())
+                .filter(|bid| *bid != id)
+                .collect();
+            merged.dedup();
+            for bid in merged {
+                if let Some((c, count, seen)) = self.merge_into(&bid, &id, &rule.cfg.id, now) {
+                    merged_count += count.saturating_sub(1);
+                    first_seen = first_seen.min(seen);
+                    merged_changes.push(c);
+                }
+            }
+        }
+        if let Some(alert) = self.open.get_mut(&id) {
+            for e in items {
+                super::add_evidence(alert, e);
+            }
+            super::link_incidents(alert);
+            alert.rule_id = rule.cfg.id.clone();
+            alert.labels = labels;
+            alert.count = evidence.len() as u64 + merged_count;
+            alert.first_seen = Some(ts_from_millis(first_seen));
+            let own = evidence
+                .iter()
+                .rev()
+                .find(|o| o.source == crate::config::Source::Camera)
+                .map(|o| o.id.clone());
+            let mut a = alert.clone();
+            self.attach_cameras(&mut a, &own, now);
+            self.mute(&mut a, now);
+            self.open.insert(id.clone(), a.clone());
+            change.alert = Some(a);
+        }
+        self.rules
+            .by_anchor
+            .entry((rule.cfg.id.clone(), anchor.to_string()))
+            .or_default()
+            .push(id);
+        let mut out = vec![change];
+        out.extend(merged_changes);
+        out
+    }
+
+    /// Resolves single-source alert `bid` into `into`; its keys now lead to `into`.
+    /// Returns the change, its count and first_seen.
+    fn merge_into(
+        &mut self,
+        bid: &str,
+        into: &str,
+        rule: &str,
+        now: i64,
+    ) -> Option<(pb::AlertChange, u64, i64)> {
+        let alert = self.open.get_mut(bid)?;
+        if !alert.rule_id.is_empty() {
+            return None;
+        }
+        alert.status = pb::AlertStatus::Resolved as i32;
+        alert.resolved_by = "gridsight".into();
+        alert.merged_into = into.to_string();
+        alert.note = format!("merged into {into} by rule {rule}");
+        alert.version += 1;
+        alert.updated_at = Some(ts_from_millis(now));
+        let change = pb::AlertChange {
+            seq: 0,
+            kind: pb::ChangeKind::Resolved as i32,
+            alert: Some(alert.clone()),
+        };
+        let count = alert.count;
+        let seen = alert.first_seen.as_ref().map(millis_from_ts).unwrap_or(now);
+        let keys: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|(_, v)| v.as_str() == bid)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.forget(bid);
+        for k in keys {
+            self.by_key.insert(k, into.to_string());
+        }
+        Some((change, count, seen))
+    }
+
+    /// Resolves the rule's open alerts at `anchor` (a `clear` event came).
+    fn clear_rule(
+        &mut self,
+        rule: &Rule,
+        anchor: &str,
+        obs: &Obs,
+        now: i64,
+    ) -> Vec<pb::AlertChange> {
+        let ids = self
+            .rules
+            .by_anchor
+            .remove(&(rule.cfg.id.clone(), anchor.to_string()))
+            .unwrap_or_default();
+        let detail = format!("cleared: {} {} {}", obs.kind, obs.id, state_name(obs));
+        ids.into_iter()
+            .flat_map(|id| self.auto_resolve(&id, obs.evidence.clone(), detail.trim(), now))
+            .collect()
+    }
+
+    /// Whether the rule's `source = "alert"` conditions hold at `anchor`.
+    fn alert_conditions_hold(&self, rule: &Rule, anchor: &str) -> bool {
+        rule.when
+            .iter()
+            .filter(|c| c.cfg.source == crate::config::Source::Alert)
+            .all(|c| {
+                self.alerts_in_scope(rule, anchor)
+                    .any(|a| a.rule_id != rule.cfg.id && c.matches_alert(a))
+            })
+    }
+
+    fn raise_targets(&self, rule: &Rule, anchor: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .alerts_in_scope(rule, anchor)
+            .filter(|a| a.rule_id != rule.cfg.id)
+            .filter(|a| {
+                rule.when
+                    .iter()
+                    .filter(|c| c.cfg.source == crate::config::Source::Alert)
+                    .any(|c| c.matches_alert(a))
+            })
+            .filter(|a| !self.rules.raised.contains(&(rule.cfg.id.clone(), a.id.clone())))
+            .map(|a| a.id.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Open alerts whose grid is in the rule's scope around `anchor`.
+    fn alerts_in_scope<'a>(
+        &'a self,
+        rule: &'a Rule,
+        anchor: &'a str,
+    ) -> Box<dyn Iterator<Item = &'a pb::Alert> + 'a> {
+        match rule.cfg.scope {
+            Scope::Grid => Box::new(self.alerts_of_grid(anchor)),
+            Scope::Neighbours => Box::new(
+                std::iter::once(anchor)
+                    .chain(self.grids.neighbours(anchor).iter().map(|g| &**g))
+                    .flat_map(|g| self.alerts_of_grid(g)),
+            ),
+            Scope::Parent | Scope::Tier => Box::new(
+                self.open
+                    .values()
+                    .filter(move |a| self.grids.is_within(&a.grid_id, anchor)),
+            ),
+        }
+    }
+
+    fn alerts_of_grid<'a>(&'a self, grid: &str) -> impl Iterator<Item = &'a pb::Alert> + 'a {
+        self.by_grid
+            .get(grid)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.open.get(id))
+    }
+
+    fn raise_one(&mut self, rule: &Rule, id: &str, obs: &Obs, now: i64) -> Vec<pb::AlertChange> {
+        let Some(alert) = self.open.get_mut(id) else {
+            return Vec::new();
+        };
+        let current = Severity::from_pb(alert.severity).unwrap_or(Severity::Info);
+        alert.severity = current.raised(rule.cfg.raise_by).to_pb() as i32;
+        super::add_evidence(alert, obs.evidence.clone());
+        alert.count += 1;
+        alert.version += 1;
+        alert.last_seen = Some(ts_from_millis(now));
+        alert.updated_at = alert.last_seen;
+        if alert.note.is_empty() {
+            alert.note = format!("raised by rule {}", rule.cfg.id);
+        }
+        self.rules
+            .raised
+            .insert((rule.cfg.id.clone(), id.to_string()));
+        vec![pb::AlertChange {
+            seq: 0,
+            kind: pb::ChangeKind::Updated as i32,
+            alert: Some(alert.clone()),
+        }]
+    }
+
+    /// Timers of the rules: `absence` deadlines and quiet clears. Called about once a second.
+    pub fn tick_rules(&mut self, now: i64) -> Vec<pb::AlertChange> {
+        let set = self.rules.set.clone();
+        let mut out = Vec::new();
+        for (ri, anchor, obs) in self.rules.windows.due(now) {
+            let Some(rule) = set.rules.get(ri) else {
+                continue;
+            };
+            let key = rule_key(rule, &anchor, &obs);
+            if let Some(id) = self.by_key.get(&key).cloned() {
+                out.extend(self.fold(&id, obs.evidence.clone(), now, None));
+            } else if self.alert_conditions_hold(rule, &anchor) {
+                out.extend(self.fire(rule, &anchor, key, vec![obs], now));
+            }
+        }
+        let mut quiet = Vec::new();
+        for ((rule, _), ids) in &self.rules.by_anchor {
+            let Some(q) = set
+                .rules
+                .iter()
+                .find(|r| r.cfg.id == *rule)
+                .and_then(|r| r.cfg.clear_quiet_secs)
+            else {
+                continue;
+            };
+            for id in ids {
+                let last = self
+                    .open
+                    .get(id)
+                    .and_then(|a| a.last_seen.as_ref())
+                    .map(millis_from_ts);
+                if last.is_some_and(|t| now - t >= q as i64 * 1000) {
+                    quiet.push(id.clone());
+                }
+            }
+        }
+        for id in quiet {
+            out.extend(self.auto_resolve_quiet(&id, now));
+        }
+        self.rules.windows.sweep(now, &set.rules);
+        out
+    }
+
+    fn auto_resolve_quiet(&mut self, id: &str, now: i64) -> Vec<pb::AlertChange> {
+        let Some(alert) = self.open.get(id) else {
+            return Vec::new();
+        };
+        let ev = alert.evidence.last().cloned().unwrap_or_default();
+        self.auto_resolve(id, ev, "quiet: no matching event within clear_quiet_secs", now)
+    }
+
+    /// Forgets a rule alert's anchor entry (when it is resolved or merged).
+    pub(super) fn forget_rule_alert(&mut self, alert: &pb::Alert) {
+        if alert.rule_id.is_empty() {
+            return;
+        }
+        let k = (alert.rule_id.clone(), alert.grid_id.clone());
+        if let Some(ids) = self.rules.by_anchor.get_mut(&k) {
+            ids.retain(|x| x != &alert.id);
+            if ids.is_empty() {
+                self.rules.by_anchor.remove(&k);
+            }
+        }
+        self.rules.raised.retain(|(_, a)| a != &alert.id);
+    }
+}
+
+/// The shard that owns `grid`: its ancestor at `tier` (or itself when shallower), by index.
+pub fn partition_shard(grids: &crate::domain::GridIndex, tier: usize, n: usize, grid: &str) -> usize {
+    let n = n.max(1);
+    let root = grids.ancestor_at(grid, tier).unwrap_or(grid);
+    match grids.index_of(root) {
+        Some(i) => i % n,
+        None => root
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+            % n,
+    }
+}
+
+/// `rule/{id}/{anchor}` plus `/{label}={value}` for each of the rule's labels.
+pub fn rule_key(rule: &Rule, anchor: &str, obs: &Obs) -> String {
+    let mut key = format!("rule/{}/{}", rule.cfg.id, anchor);
+    for l in &rule.cfg.labels {
+        key.push('/');
+        key.push_str(l.as_str());
+        key.push('=');
+        key.push_str(obs.label(*l).unwrap_or(""));
+    }
+    key
+}
+
+fn render_title(rule: &Rule, anchor: &str, count: usize, newest: Option<&Obs>, e: &Engine) -> String {
+    let mut out = rule.cfg.title.clone();
+    let label = |l: crate::config::Label| newest.and_then(|o| o.label(l)).unwrap_or("").to_string();
+    use crate::config::Label as L;
+    for (name, value) in [
+        ("{grid_name}", e.grids.name(anchor).to_string()),
+        ("{grid}", anchor.to_string()),
+        ("{count}", count.to_string()),
+        ("{rule}", rule.cfg.id.clone()),
+        ("{kind}", label(L::Kind)),
+        ("{sensor}", label(L::Sensor)),
+        ("{camera}", label(L::Camera)),
+        ("{category}", label(L::Category)),
+        ("{item_code}", label(L::ItemCode)),
+    ] {
+        if out.contains(name) {
+            out = out.replace(name, &value);
+        }
+    }
+    out
+}
+
+fn state_name(o: &Obs) -> &'static str {
+    o.state.map(|s| s.as_str()).unwrap_or("")
+}

@@ -1,0 +1,444 @@
+//! Compiled correlation rules: what an event looks like to a rule ([`Obs`]), which rules
+//! it can concern, whether a condition matches it, and which anchor grids it counts for.
+//!
+//! A [`RuleSet`] is built once from validated `[[rules]]` and shared (`Arc`) by the router
+//! and every shard; a reload builds a new one. Everything here is pure. The per-anchor
+//! window state and pattern evaluation are in [`window`]; the engine applies the result.
+//!
+//! Invariant: a rule's `when` conditions that are events come before nothing in
+//! particular — conditions keep their config order, and condition `i` is bit `i` of an
+//! observation's match mask (so at most 32 conditions per rule).
+
+pub mod window;
+
+use std::sync::Arc;
+
+use gridsight_proto::{millis_from_ts, v1 as pb};
+
+use crate::{
+    config::{Condition, Label, Pattern, RuleConfig, Scope, Source},
+    domain::{GridIndex, SensorEvent, SensorState, Severity},
+};
+
+/// The most conditions one rule may have (bits of a match mask).
+pub const MAX_CONDITIONS: usize = 32;
+
+/// An event as rules see it.
+#[derive(Debug, Clone)]
+pub struct Obs {
+    /// Where it comes from.
+    pub source: Source,
+    /// Its grids (a camera may cover several; others have one).
+    pub grids: Vec<Arc<str>>,
+    /// When the daemon received it (ms); windows are on this clock.
+    pub at: i64,
+    /// Where it happened, when known.
+    pub location: Option<[f64; 2]>,
+    /// Sensor kind, or camera event name (`offline`, `activity`...).
+    pub kind: String,
+    /// Sensor, camera or incident id.
+    pub id: String,
+    /// Sensor state.
+    pub state: Option<SensorState>,
+    /// Sensor reading.
+    pub reading: Option<f64>,
+    /// Camera activity score.
+    pub activity: f64,
+    /// Incident category (wire value) and item code.
+    pub category: i32,
+    /// Incident item code.
+    pub item_code: String,
+    /// The evidence item an alert shows for it.
+    pub evidence: pb::Evidence,
+}
+
+impl Obs {
+    /// A sensor reading with its stored id.
+    pub fn sensor(id: u64, ev: &SensorEvent) -> Self {
+        Self {
+            source: Source::Sensor,
+            grids: vec![Arc::from(ev.grid_id.as_str())],
+            at: ev.receive_ms,
+            location: None,
+            kind: ev.kind.clone(),
+            id: ev.sensor_id.clone(),
+            state: Some(ev.state),
+            reading: ev.reading,
+            activity: 0.0,
+            category: 0,
+            item_code: String::new(),
+            evidence: pb::Evidence {
+                time: Some(gridsight_proto::ts_from_millis(ev.device_ms)),
+                item: Some(pb::evidence::Item::SensorEvent(ev.to_pb(id))),
+            },
+        }
+    }
+
+    /// A camera event, received at `now`.
+    pub fn camera(ev: &pb::CameraEvent, now: i64) -> Self {
+        Self {
+            source: Source::Camera,
+            grids: ev.grid_ids.iter().map(|g| Arc::from(g.as_str())).collect(),
+            at: now,
+            location: None,
+            kind: camera_event_name(ev.kind).to_string(),
+            id: ev.camera_id.clone(),
+            state: None,
+            reading: None,
+            activity: ev.activity,
+            category: 0,
+            item_code: String::new(),
+            evidence: pb::Evidence {
+                time: ev.time,
+                item: Some(pb::evidence::Item::CameraEvent(ev.clone())),
+            },
+        }
+    }
+
+    /// A new incident (its `alert_id` not yet set), received at `now`.
+    pub fn incident(inc: &pb::Incident, now: i64) -> Self {
+        Self {
+            source: Source::Incident,
+            grids: vec![Arc::from(inc.grid_id.as_str())],
+            at: now,
+            location: inc.location.as_ref().map(|l| [l.lon, l.lat]),
+            kind: String::new(),
+            id: inc.id.clone(),
+            state: None,
+            reading: None,
+            activity: 0.0,
+            category: inc.category,
+            item_code: inc.item_code.clone(),
+            evidence: pb::Evidence {
+                time: inc.reported_at,
+                item: Some(pb::evidence::Item::Incident(inc.clone())),
+            },
+        }
+    }
+
+    /// The value of a label.
+    pub fn label(&self, l: Label) -> Option<&str> {
+        match (l, self.source) {
+            (Label::Grid, _) => self.grids.first().map(|g| &**g),
+            (Label::Kind, Source::Sensor) => Some(&self.kind),
+            (Label::Sensor, Source::Sensor) => Some(&self.id),
+            (Label::Camera, Source::Camera) => Some(&self.id),
+            (Label::Incident, Source::Incident) => Some(&self.id),
+            (Label::Category, Source::Incident) => Some(category_name(self.category)),
+            (Label::ItemCode, Source::Incident) => Some(&self.item_code),
+            _ => None,
+        }
+    }
+
+    /// Where it happened, or the centre of its first grid.
+    pub fn place(&self, grids: &GridIndex) -> Option<[f64; 2]> {
+        self.location
+            .or_else(|| self.grids.first().and_then(|g| grids.centroid(g)))
+    }
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub struct Cond {
+    /// The config it came from.
+    pub cfg: Condition,
+    state: Option<SensorState>,
+    category: Option<i32>,
+}
+
+impl Cond {
+    fn new(cfg: &Condition) -> Self {
+        let state = match cfg.source {
+            Source::Sensor => Some(
+                cfg.state
+                    .as_deref()
+                    .and_then(SensorState::parse)
+                    .unwrap_or(SensorState::Alarm),
+            ),
+            _ => None,
+        };
+        let category = cfg.category.as_deref().map(category_value);
+        Self {
+            cfg: cfg.clone(),
+            state,
+            category,
+        }
+    }
+
+    /// Whether the event matches (never for `source = "alert"`).
+    pub fn matches(&self, o: &Obs) -> bool {
+        let c = &self.cfg;
+        if c.source != o.source {
+            return false;
+        }
+        if c.id.as_ref().is_some_and(|id| *id != o.id) {
+            return false;
+        }
+        match o.source {
+            Source::Sensor => {
+                c.kind.as_ref().is_none_or(|k| *k == o.kind)
+                    && self.state == o.state
+                    && c.min_reading
+                        .is_none_or(|m| o.reading.is_some_and(|r| r >= m))
+                    && c.max_reading
+                        .is_none_or(|m| o.reading.is_some_and(|r| r <= m))
+            }
+            Source::Camera => {
+                c.event.as_ref().is_none_or(|e| *e == o.kind)
+                    && c.min_activity.is_none_or(|m| o.activity >= m)
+            }
+            Source::Incident => {
+                self.category.is_none_or(|v| v == o.category)
+                    && c.item_code.as_ref().is_none_or(|code| match code.strip_suffix('*') {
+                        Some(prefix) => o.item_code.starts_with(prefix),
+                        None => *code == o.item_code,
+                    })
+            }
+            Source::Alert => false,
+        }
+    }
+
+    /// Whether an open alert matches (only for `source = "alert"`).
+    pub fn matches_alert(&self, a: &pb::Alert) -> bool {
+        let c = &self.cfg;
+        c.source == Source::Alert
+            && c.min_severity
+                .is_none_or(|m| Severity::from_pb(a.severity).is_some_and(|s| s >= m))
+            && c.rule
+                .as_ref()
+                .is_none_or(|r| r.is_empty() || *r == a.rule_id)
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The config it came from.
+    pub cfg: RuleConfig,
+    /// `when`, compiled, in order.
+    pub when: Vec<Cond>,
+    /// `clear`, compiled.
+    pub clear: Vec<Cond>,
+    /// The window in ms.
+    pub window_ms: i64,
+}
+
+impl Rule {
+    /// Bit mask of the `when` conditions the event matches.
+    pub fn mask(&self, o: &Obs) -> u32 {
+        self.when
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.matches(o))
+            .fold(0, |m, (i, _)| m | (1 << i))
+    }
+
+    /// Whether the event clears the rule's alerts.
+    pub fn clears(&self, o: &Obs) -> bool {
+        self.clear.iter().any(|c| c.matches(o))
+    }
+
+    /// Bit mask of the event conditions (not `source = "alert"`).
+    pub fn event_mask(&self) -> u32 {
+        self.when
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.cfg.source != Source::Alert)
+            .fold(0, |m, (i, _)| m | (1 << i))
+    }
+
+    /// The anchor grids the event counts for under this rule.
+    pub fn anchors(&self, o: &Obs, grids: &GridIndex) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        let mut push = |g: &str| {
+            if !out.iter().any(|x| &**x == g) {
+                out.push(Arc::from(g));
+            }
+        };
+        for g in &o.grids {
+            match self.cfg.scope {
+                Scope::Grid => push(g),
+                Scope::Neighbours => {
+                    push(g);
+                    for n in grids.neighbours(g) {
+                        push(n);
+                    }
+                }
+                Scope::Parent => {
+                    if let Some(p) = grids.parent(g) {
+                        push(p);
+                    }
+                }
+                Scope::Tier => {
+                    if let Some(a) = grids.ancestor_at(g, self.cfg.tier.unwrap_or(0)) {
+                        push(a);
+                    }
+                }
+            }
+            if let (Some(m), Some(at)) = (self.cfg.within_m, o.place(grids)) {
+                if matches!(self.cfg.scope, Scope::Grid | Scope::Neighbours) {
+                    let depth = grids.depth(g);
+                    for near in grids.grids_within(at, m, depth) {
+                        push(near);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every rule, compiled, with an index by source.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// The rules in config order.
+    pub rules: Vec<Rule>,
+    /// Rules with a `when` or `clear` condition on each source (sensor, camera, incident).
+    by_source: [Vec<usize>; 3],
+    /// The longest window of any rule (ms): how far back a restart replays the journal.
+    pub max_window_ms: i64,
+    /// (kind, state) pairs some sensor condition asks for (`None` kind = any).
+    sensor_interest: Vec<(Option<String>, SensorState)>,
+}
+
+impl RuleSet {
+    /// Compiles validated rules.
+    pub fn new(cfgs: &[RuleConfig]) -> Self {
+        let rules: Vec<Rule> = cfgs
+            .iter()
+            .map(|cfg| Rule {
+                cfg: cfg.clone(),
+                when: cfg.when.iter().take(MAX_CONDITIONS).map(Cond::new).collect(),
+                clear: cfg.clear.iter().map(Cond::new).collect(),
+                window_ms: cfg.window_secs as i64 * 1000,
+            })
+            .collect();
+        let mut by_source: [Vec<usize>; 3] = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            for (s, slot) in [Source::Sensor, Source::Camera, Source::Incident]
+                .into_iter()
+                .zip(by_source.iter_mut())
+            {
+                if r.when.iter().chain(&r.clear).any(|c| c.cfg.source == s) {
+                    slot.push(i);
+                }
+            }
+        }
+        let max_window_ms = rules
+            .iter()
+            .map(|r| {
+                r.window_ms
+                    .max(r.cfg.clear_quiet_secs.unwrap_or(0) as i64 * 1000)
+            })
+            .max()
+            .unwrap_or(0);
+        let mut sensor_interest = Vec::new();
+        for c in rules.iter().flat_map(|r| r.when.iter().chain(&r.clear)) {
+            if let Some(state) = c.state {
+                let want = (c.cfg.kind.clone(), state);
+                if !sensor_interest.contains(&want) {
+                    sensor_interest.push(want);
+                }
+            }
+        }
+        Self {
+            rules,
+            by_source,
+            max_window_ms,
+            sensor_interest,
+        }
+    }
+
+    /// Whether some rule may care about a sensor reading of this kind and state (a cheap
+    /// test before building an [`Obs`]).
+    pub fn wants_sensor(&self, kind: &str, state: SensorState) -> bool {
+        self.sensor_interest
+            .iter()
+            .any(|(k, s)| *s == state && k.as_deref().is_none_or(|k| k == kind))
+    }
+
+    /// Indices of the rules that may concern an event of `source`.
+    pub fn candidates(&self, source: Source) -> &[usize] {
+        match source {
+            Source::Sensor => &self.by_source[0],
+            Source::Camera => &self.by_source[1],
+            Source::Incident => &self.by_source[2],
+            Source::Alert => &[],
+        }
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rule with this id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r.cfg.id == id)
+    }
+
+    /// Every anchor grid the event counts for under some rule (for routing copies).
+    pub fn anchors_of(&self, o: &Obs, grids: &GridIndex) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        for &i in self.candidates(o.source) {
+            let r = &self.rules[i];
+            if r.mask(o) != 0 || r.clears(o) {
+                for a in r.anchors(o, grids) {
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the pattern of rule `i` needs timers (absence).
+    pub fn timed(&self, i: usize) -> bool {
+        self.rules[i].cfg.pattern == Pattern::Absence || self.rules[i].cfg.clear_quiet_secs.is_some()
+    }
+}
+
+/// The name of a camera event kind in rules.
+pub fn camera_event_name(kind: i32) -> &'static str {
+    use pb::CameraEventKind as K;
+    match K::try_from(kind) {
+        Ok(K::Online) => "online",
+        Ok(K::Degraded) => "degraded",
+        Ok(K::Offline) => "offline",
+        Ok(K::Freeze) => "freeze",
+        Ok(K::Unfreeze) => "unfreeze",
+        Ok(K::Activity) => "activity",
+        _ => "unspecified",
+    }
+}
+
+/// The rule name of an incident category.
+pub fn category_name(c: i32) -> &'static str {
+    match pb::IncidentCategory::try_from(c) {
+        Ok(pb::IncidentCategory::Dispute) => "dispute",
+        Ok(pb::IncidentCategory::SafetyHazard) => "safety_hazard",
+        Ok(pb::IncidentCategory::CentralTask) => "central_task",
+        Ok(pb::IncidentCategory::PublicService) => "public_service",
+        _ => "unspecified",
+    }
+}
+
+fn category_value(name: &str) -> i32 {
+    match name {
+        "dispute" => pb::IncidentCategory::Dispute as i32,
+        "safety_hazard" => pb::IncidentCategory::SafetyHazard as i32,
+        "central_task" => pb::IncidentCategory::CentralTask as i32,
+        "public_service" => pb::IncidentCategory::PublicService as i32,
+        _ => -1,
+    }
+}
+
+/// When an evidence item happened (ms), for ordering.
+pub fn evidence_ms(e: &pb::Evidence) -> i64 {
+    e.time.as_ref().map(millis_from_ts).unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
