@@ -87,6 +87,8 @@ pub struct Engine {
     grids: Arc<GridIndex>,
     silences: Arc<SilenceSet>,
     rules: rules_layer::RuleState,
+    noise: noise_layer::NoiseState,
+    last_tick: i64,
 }
 
 /// An alert raised from outside the sources (e.g. supervision of an overdue incident).
@@ -119,6 +121,8 @@ impl Engine {
             grids: Arc::new(GridIndex::default()),
             silences: Arc::new(SilenceSet::default()),
             rules: rules_layer::RuleState::default(),
+            noise: noise_layer::NoiseState::default(),
+            last_tick: 0,
         }
     }
 
@@ -131,11 +135,23 @@ impl Engine {
     /// looked at again on their next change.
     pub fn set_silences(&mut self, silences: Arc<SilenceSet>) {
         self.silences = silences;
+        self.silences_changed();
+    }
+
+    /// Registers (or withdraws) the changed alerts as inhibitors; call with every batch of
+    /// changes this engine produced.
+    pub fn note(&self, changes: &[pb::AlertChange]) {
+        for a in changes.iter().filter_map(|c| c.alert.as_ref()) {
+            self.track_inhibitor(a);
+        }
     }
 
     /// Timers: rule deadlines and quiet clears. Called about once a second.
     pub fn tick(&mut self, now: i64) -> Vec<pb::AlertChange> {
-        self.tick_rules(now)
+        let mut out = self.tick_rules(now);
+        out.extend(self.tick_noise(now));
+        self.last_tick = now;
+        out
     }
 
     /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
@@ -198,6 +214,24 @@ impl Engine {
     }
 
     fn on_sensor_base(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
+        let flapping = self.note_flap(ev);
+        if ev.state == SensorState::Normal {
+            return self.on_normal(ev, flapping);
+        }
+        let mut out = self.on_sensor_alert(event_id, ev);
+        if flapping && ev.state == SensorState::Alarm {
+            let key = format!("sensor/{}/{}", ev.sensor_id, ev.kind);
+            self.mark_flapping(&key);
+            for c in &mut out {
+                if let Some(a) = c.alert.as_mut().filter(|a| a.dedup_key == key) {
+                    a.flapping = true;
+                }
+            }
+        }
+        out
+    }
+
+    fn on_sensor_alert(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
         let now = ev.receive_ms;
         let (key, severity, title) = match ev.state {
             SensorState::Normal => return Vec::new(),
@@ -432,6 +466,9 @@ impl Engine {
         if let Some(s) = self.silences.matching(alert, &self.grids, now) {
             alert.silenced_by = s.to_string();
         }
+        if let Some(i) = self.inhibitor_of(alert) {
+            alert.inhibited_by = i;
+        }
     }
 
     fn forget(&mut self, id: &str) {
@@ -575,6 +612,9 @@ fn evidence_camera(e: &pb::Evidence) -> Option<String> {
 mod camera;
 #[path = "engine_rules.rs"]
 pub mod rules_layer;
+#[path = "engine_noise.rs"]
+pub mod noise_layer;
+pub use noise_layer::Inhibitors;
 pub use rules_layer::{partition_shard, rule_key, Partition};
 pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};
 

@@ -263,11 +263,13 @@ pub async fn start(
     };
     let (open, _) = store.read(crate::store::read::open_alerts).await?;
     let rule_set = Arc::new(rules::RuleSet::new(rule_cfgs));
+    let inhibitors = Arc::new(engine::Inhibitors::default());
     let mut engines: Vec<engine::Engine> = (0..n)
         .map(|shard| {
             let mut e = engine::Engine::new(cfg.clone(), store.ids.clone());
             e.set_grids(grids.clone());
             e.set_rules(rule_set.clone());
+            e.set_inhibitors(inhibitors.clone());
             e.set_partition(engine::Partition {
                 shard,
                 shards: n,
@@ -292,6 +294,10 @@ pub async fn start(
     let restored = open.len();
     for alert in open {
         let shard = router.shard_of(&alert.grid_id);
+        engines[shard].note(&[pb::AlertChange {
+            alert: Some(alert.clone()),
+            ..Default::default()
+        }]);
         engines[shard].restore(alert);
     }
     let replayed = if rule_set.is_empty() {
@@ -386,6 +392,7 @@ impl Shard {
         if changes.is_empty() {
             return Ok(());
         }
+        self.engine.note(&changes);
         self.store
             .write(WriteItem {
                 records: changes.into_iter().map(Record::AlertChange).collect(),
@@ -403,12 +410,9 @@ impl Shard {
                     if self.engine.is_repeat(&event) {
                         self.metrics.mqtt_duplicates.inc();
                     } else {
-                        records.extend(
-                            self.engine
-                                .on_sensor(id, &event)
-                                .into_iter()
-                                .map(Record::AlertChange),
-                        );
+                        let changes = self.engine.on_sensor(id, &event);
+                        self.engine.note(&changes);
+                        records.extend(changes.into_iter().map(Record::AlertChange));
                     }
                     records.push(Record::SensorEvent { id, event });
                     acks.extend(ack);
@@ -422,6 +426,7 @@ impl Shard {
             }
             ShardMsg::Incident { incident, reply } => {
                 let (incident, changes) = self.engine.on_incident(incident, now_ms());
+                self.engine.note(&changes);
                 let mut records = Vec::with_capacity(1 + changes.len());
                 records.push(Record::Incident(incident));
                 records.extend(changes.into_iter().map(Record::AlertChange));
@@ -434,6 +439,7 @@ impl Shard {
             }
             ShardMsg::Camera(event) => {
                 let changes = self.engine.on_camera(&event, now_ms());
+                self.engine.note(&changes);
                 let mut records = Vec::with_capacity(1 + changes.len());
                 records.push(Record::CameraEvent(event));
                 records.extend(changes.into_iter().map(Record::AlertChange));
@@ -466,6 +472,7 @@ impl Shard {
             }
             ShardMsg::Command { cmd, reply } => match self.engine.command(&cmd, now_ms()) {
                 Ok(change) => {
+                    self.engine.note(std::slice::from_ref(&change));
                     let (done, committed) = oneshot::channel();
                     self.store
                         .write(WriteItem {
