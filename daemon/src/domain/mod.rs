@@ -1,20 +1,26 @@
-//! Domain names shared by every stage: Severity, SensorState, SensorEvent, the grid tree.
+//! Domain names shared by every stage: Severity, SensorState, SensorEvent, the grid model.
 //!
 //! Alerts and incidents are the `gridsight.v1` messages themselves (`pb::Alert`,
 //! `pb::Incident`): they are what is stored, streamed and served, so one representation
 //! keeps the store, the stream and the API from drifting apart. This module adds the
-//! domain types that are not on the wire as such, and [`GridIndex`], the parent tree used
-//! to route events and to match a subscription's grids against their descendants.
+//! domain types that are not on the wire as such, and [`GridIndex`] (in `grids` and
+//! `spatial`): the parent tree used to route events and to match a subscription's grids
+//! against their descendants, and the geometry (polygons, neighbours, point lookup,
+//! distances) built once from the config.
 //!
 //! Invariant: a `GridIndex` is built from a validated config, so every parent exists and
 //! there is no cycle.
 
-use std::{collections::HashMap, sync::Arc};
+mod grids;
+mod spatial;
+#[cfg(test)]
+mod spatial_tests;
 
 use gridsight_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use crate::config::GridConfig;
+pub use grids::GridIndex;
+pub use spatial::TOUCH_TOLERANCE_DEG;
 
 /// Alert severity, ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -131,6 +137,9 @@ pub struct SensorEvent {
     pub device_ms: i64,
     /// When the daemon received it, milliseconds since the Unix epoch.
     pub receive_ms: i64,
+    /// Where the sensor stands, `[lon, lat]`: from `[[sensors]]` when the sensor is listed
+    /// there (for the grid it reported in), else unknown.
+    pub location: Option<[f64; 2]>,
 }
 
 impl SensorEvent {
@@ -145,106 +154,8 @@ impl SensorEvent {
             reading: self.reading.unwrap_or(0.0),
             device_time: Some(gridsight_proto::ts_from_millis(self.device_ms)),
             receive_time: Some(gridsight_proto::ts_from_millis(self.receive_ms)),
-            location: None,
+            location: self.location.map(|[lon, lat]| pb::LatLon { lat, lon }),
         }
-    }
-}
-
-/// The grid tree: which grids exist and who their ancestors are.
-#[derive(Debug, Clone, Default)]
-pub struct GridIndex {
-    /// Grid id → index into `parents`/`names`.
-    ids: HashMap<Arc<str>, usize>,
-    /// Parent index of each grid.
-    parents: Vec<Option<usize>>,
-    /// Grid ids by index.
-    names: Vec<Arc<str>>,
-}
-
-impl GridIndex {
-    /// Builds the index from validated grids.
-    pub fn new(grids: &[GridConfig]) -> Self {
-        let names: Vec<Arc<str>> = grids.iter().map(|g| Arc::from(g.id.as_str())).collect();
-        let ids: HashMap<Arc<str>, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
-        let parents = grids
-            .iter()
-            .map(|g| g.parent.as_deref().and_then(|p| ids.get(p).copied()))
-            .collect();
-        Self {
-            ids,
-            parents,
-            names,
-        }
-    }
-
-    /// Whether the grid exists.
-    pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains_key(id)
-    }
-
-    /// Number of grids.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Whether there are no grids.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    /// The grid's dense index, for routing.
-    pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.ids.get(id).copied()
-    }
-
-    /// Whether `grid` is `ancestor` or lies beneath it.
-    pub fn is_within(&self, grid: &str, ancestor: &str) -> bool {
-        let (Some(mut g), Some(a)) = (self.index_of(grid), self.index_of(ancestor)) else {
-            return false;
-        };
-        loop {
-            if g == a {
-                return true;
-            }
-            match self.parents[g] {
-                Some(p) => g = p,
-                None => return false,
-            }
-        }
-    }
-
-    /// Every grid at or beneath any of `roots`.
-    pub fn expand(&self, roots: &[String]) -> Vec<String> {
-        self.names
-            .iter()
-            .filter(|g| roots.iter().any(|r| self.is_within(g, r)))
-            .map(|g| g.to_string())
-            .collect()
-    }
-
-    /// The first grid id on a parent chain that comes back to itself, if any.
-    pub fn find_cycle(grids: &[GridConfig]) -> Option<String> {
-        let parent: HashMap<&str, &str> = grids
-            .iter()
-            .filter_map(|g| g.parent.as_deref().map(|p| (g.id.as_str(), p)))
-            .collect();
-        for g in grids {
-            let mut cur = g.id.as_str();
-            for _ in 0..=grids.len() {
-                match parent.get(cur) {
-                    Some(p) => cur = p,
-                    None => break,
-                }
-                if cur == g.id {
-                    return Some(g.id.clone());
-                }
-            }
-        }
-        None
     }
 }
 
@@ -260,45 +171,27 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    fn grid(id: &str, parent: Option<&str>) -> GridConfig {
-        GridConfig {
-            id: id.into(),
-            name: id.into(),
-            parent: parent.map(Into::into),
-            polygon: vec![],
-        }
-    }
-
-    #[test]
-    fn descendants_match_their_ancestors() {
-        let g = GridIndex::new(&[
-            grid("county", None),
-            grid("town", Some("county")),
-            grid("c1", Some("town")),
-            grid("other", None),
-        ]);
-        assert!(g.is_within("c1", "county"));
-        assert!(g.is_within("c1", "c1"));
-        assert!(!g.is_within("county", "c1"));
-        assert!(!g.is_within("c1", "other"));
-        assert!(!g.is_within("missing", "county"));
-    }
-
-    #[test]
-    fn cycles_are_found() {
-        assert_eq!(
-            GridIndex::find_cycle(&[grid("a", Some("b")), grid("b", Some("a"))]),
-            Some("a".into())
-        );
-        assert_eq!(
-            GridIndex::find_cycle(&[grid("a", None), grid("b", Some("a"))]),
-            None
-        );
-    }
-
     #[test]
     fn severity_raise_caps() {
         assert_eq!(Severity::Minor.raised(1), Severity::Major);
         assert_eq!(Severity::Major.raised(5), Severity::Critical);
+    }
+
+    #[test]
+    fn sensor_location_goes_on_the_wire() {
+        let mut ev = SensorEvent {
+            sensor_id: "smk-1".into(),
+            kind: "smoke".into(),
+            grid_id: "g1".into(),
+            state: SensorState::Alarm,
+            reading: Some(0.5),
+            device_ms: 1,
+            receive_ms: 2,
+            location: Some([119.68, 30.64]),
+        };
+        let loc = ev.to_pb(7).location.expect("located");
+        assert_eq!((loc.lon, loc.lat), (119.68, 30.64));
+        ev.location = None;
+        assert_eq!(ev.to_pb(7).location, None);
     }
 }
