@@ -252,6 +252,7 @@ mod tests {
             reading: Some(1.0),
             device_ms: 2_000,
             receive_ms: 2_000,
+            location: None,
         };
         let opened = e.on_sensor(1, &reading);
         let a = opened[0].alert.clone().unwrap();
