@@ -266,7 +266,9 @@ pub fn validate(rules: &[RuleConfig], max_depth: usize) -> Vec<(String, String)>
         }
         let events = r.when.iter().filter(|c| c.source != Source::Alert).count();
         match r.pattern {
-            _ if r.when.is_empty() => errs.push((at("when"), "needs at least one condition".into())),
+            _ if r.when.is_empty() => {
+                errs.push((at("when"), "needs at least one condition".into()))
+            }
             _ if events == 0 => errs.push((
                 at("when"),
                 "needs at least one sensor, camera or incident condition".into(),
@@ -288,7 +290,10 @@ pub fn validate(rules: &[RuleConfig], max_depth: usize) -> Vec<(String, String)>
             errs.push((at("adjacent"), "needs distinct = \"grid\"".into()));
         }
         if (r.distinct.is_some() || r.min_count > 1) && r.pattern != Pattern::Count {
-            errs.push((at("min_count"), "min_count and distinct need pattern = \"count\"".into()));
+            errs.push((
+                at("min_count"),
+                "min_count and distinct need pattern = \"count\"".into(),
+            ));
         }
         match (r.scope, r.tier) {
             (Scope::Tier, None) => errs.push((at("tier"), "scope = \"tier\" needs a tier".into())),
@@ -303,7 +308,10 @@ pub fn validate(rules: &[RuleConfig], max_depth: usize) -> Vec<(String, String)>
         }
         if let Some(m) = r.within_m {
             if !(m > 0.0 && m <= 100_000.0) {
-                errs.push((at("within_m"), "must be more than 0 and at most 100000".into()));
+                errs.push((
+                    at("within_m"),
+                    "must be more than 0 and at most 100000".into(),
+                ));
             }
         }
         let alerts = r.when.iter().filter(|c| c.source == Source::Alert).count();
@@ -349,13 +357,43 @@ fn validate_condition(c: &Condition, at: &str) -> Vec<(String, String)> {
     let alert = c.source == Source::Alert;
     only("kind", c.kind.is_some() && !sensor, "sensor", &mut errs);
     only("state", c.state.is_some() && !sensor, "sensor", &mut errs);
-    only("min_reading", c.min_reading.is_some() && !sensor, "sensor", &mut errs);
-    only("max_reading", c.max_reading.is_some() && !sensor, "sensor", &mut errs);
+    only(
+        "min_reading",
+        c.min_reading.is_some() && !sensor,
+        "sensor",
+        &mut errs,
+    );
+    only(
+        "max_reading",
+        c.max_reading.is_some() && !sensor,
+        "sensor",
+        &mut errs,
+    );
     only("event", c.event.is_some() && !camera, "camera", &mut errs);
-    only("min_activity", c.min_activity.is_some() && !camera, "camera", &mut errs);
-    only("category", c.category.is_some() && !incident, "incident", &mut errs);
-    only("item_code", c.item_code.is_some() && !incident, "incident", &mut errs);
-    only("min_severity", c.min_severity.is_some() && !alert, "alert", &mut errs);
+    only(
+        "min_activity",
+        c.min_activity.is_some() && !camera,
+        "camera",
+        &mut errs,
+    );
+    only(
+        "category",
+        c.category.is_some() && !incident,
+        "incident",
+        &mut errs,
+    );
+    only(
+        "item_code",
+        c.item_code.is_some() && !incident,
+        "incident",
+        &mut errs,
+    );
+    only(
+        "min_severity",
+        c.min_severity.is_some() && !alert,
+        "alert",
+        &mut errs,
+    );
     only("rule", c.rule.is_some() && !alert, "alert", &mut errs);
     if c.id.is_some() && !(sensor || camera) {
         errs.push((f("id"), "only for source = \"sensor\" or \"camera\"".into()));
@@ -372,7 +410,10 @@ fn validate_condition(c: &Condition, at: &str) -> Vec<(String, String)> {
     }
     if let Some(cat) = &c.category {
         if !CATEGORIES.contains(&cat.as_str()) {
-            errs.push((f("category"), format!("`{cat}` is not one of {CATEGORIES:?}")));
+            errs.push((
+                f("category"),
+                format!("`{cat}` is not one of {CATEGORIES:?}"),
+            ));
         }
     }
     if let (Some(lo), Some(hi)) = (c.min_reading, c.max_reading) {
@@ -456,7 +497,10 @@ kind = "manhole_cover"
         assert_eq!(validate(std::slice::from_ref(&r), 2)[0].0, "rules[0].when");
         r.pattern = Pattern::Count;
         r.adjacent = true;
-        assert_eq!(validate(std::slice::from_ref(&r), 2)[0].0, "rules[0].adjacent");
+        assert_eq!(
+            validate(std::slice::from_ref(&r), 2)[0].0,
+            "rules[0].adjacent"
+        );
         r.adjacent = false;
         r.action = RuleAction::Raise;
         assert_eq!(validate(&[r], 2)[0].0, "rules[0].action");

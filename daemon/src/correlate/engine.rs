@@ -164,13 +164,26 @@ impl Engine {
 
     /// Takes back alerts that were open when the daemon stopped.
     pub fn restore(&mut self, alert: pb::Alert) {
-        for ev in &alert.evidence {
+        // A rule alert holds the keys of the alerts it merged (when its rule merges); an
+        // open single-source alert always holds its own.
+        let rule_merges = alert.rule_id.is_empty()
+            || self
+                .rules
+                .set
+                .position(&alert.rule_id)
+                .is_none_or(|i| self.rules.set.rules[i].cfg.merge);
+        for ev in alert.evidence.iter().filter(|_| rule_merges) {
             if let Some(key) = evidence_key(ev) {
-                self.by_key.insert(key, alert.id.clone());
+                if alert.rule_id.is_empty() {
+                    self.by_key.insert(key, alert.id.clone());
+                } else {
+                    self.by_key.entry(key).or_insert_with(|| alert.id.clone());
+                }
             }
         }
         if !alert.dedup_key.is_empty() {
-            self.by_key.insert(alert.dedup_key.clone(), alert.id.clone());
+            self.by_key
+                .insert(alert.dedup_key.clone(), alert.id.clone());
         }
         if !alert.rule_id.is_empty() {
             self.rules
@@ -184,6 +197,16 @@ impl Engine {
             .or_default()
             .push(alert.id.clone());
         self.open.insert(alert.id.clone(), alert);
+    }
+
+    /// The open alert holding de-duplication key `key`.
+    pub fn open_id(&self, key: &str) -> Option<String> {
+        self.by_key.get(key).cloned()
+    }
+
+    /// The version of open alert `id`.
+    pub fn open_version(&self, id: &str) -> Option<u64> {
+        self.open.get(id).map(|a| a.version)
     }
 
     /// Open alerts held.
@@ -208,7 +231,8 @@ impl Engine {
     pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
         let mut out = self.on_sensor_base(event_id, ev);
         if self.rules.set.wants_sensor(&ev.kind, ev.state) {
-            out.extend(self.observe(Obs::sensor(event_id, ev), ev.receive_ms));
+            let rules = self.observe_after(Obs::sensor(event_id, ev), ev.receive_ms, &out);
+            out.extend(rules);
         }
         out
     }
@@ -296,7 +320,8 @@ impl Engine {
             }
         };
         let mut changes = changes;
-        changes.extend(self.observe(Obs::incident(&shown_for_rules(&inc), now), now));
+        let rules = self.observe_after(Obs::incident(&shown_for_rules(&inc), now), now, &changes);
+        changes.extend(rules);
         // The incident is evidence of the last alert that took it in (a rule's, if one fired).
         if let Some(a) = changes
             .iter()
@@ -610,13 +635,13 @@ fn evidence_camera(e: &pb::Evidence) -> Option<String> {
 
 #[path = "engine_camera.rs"]
 mod camera;
-#[path = "engine_rules.rs"]
-pub mod rules_layer;
 #[path = "engine_noise.rs"]
 pub mod noise_layer;
+#[path = "engine_rules.rs"]
+pub mod rules_layer;
+pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};
 pub use noise_layer::Inhibitors;
 pub use rules_layer::{partition_shard, rule_key, Partition};
-pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

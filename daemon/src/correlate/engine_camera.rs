@@ -69,8 +69,14 @@ impl Engine {
     /// the rules make of it.
     pub fn on_camera(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
         let mut out = self.on_camera_base(ev, now);
-        if !self.rules.set.candidates(crate::config::Source::Camera).is_empty() {
-            out.extend(self.observe(super::Obs::camera(ev, now), now));
+        if !self
+            .rules
+            .set
+            .candidates(crate::config::Source::Camera)
+            .is_empty()
+        {
+            let rules = self.observe_after(super::Obs::camera(ev, now), now, &out);
+            out.extend(rules);
         }
         out
     }
@@ -261,6 +267,7 @@ mod tests {
             reading: Some(1.0),
             device_ms: 2_000,
             receive_ms: 2_000,
+            location: None,
         };
         let opened = e.on_sensor(1, &reading);
         let a = opened[0].alert.clone().unwrap();

@@ -52,7 +52,11 @@ impl Inhibitors {
             return;
         }
         list.retain(|x| x.0 != id);
-        list.extend(entries.iter().map(|e| (id.to_string(), grid.to_string(), *e)));
+        list.extend(
+            entries
+                .iter()
+                .map(|e| (id.to_string(), grid.to_string(), *e)),
+        );
         if list.len() != before || !entries.is_empty() {
             self.version.fetch_add(1, Ordering::Release);
         }
@@ -232,7 +236,12 @@ impl Engine {
                     .get(&id)
                     .and_then(|a| a.evidence.last().cloned())
                     .unwrap_or_default();
-                out.extend(self.auto_resolve(&id, ev, "flapping sensor normal for the flap window", now));
+                out.extend(self.auto_resolve(
+                    &id,
+                    ev,
+                    "flapping sensor normal for the flap window",
+                    now,
+                ));
             }
         }
         // Sensors quiet for a long time need no state.

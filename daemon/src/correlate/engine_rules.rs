@@ -58,6 +58,11 @@ pub struct RuleState {
     pub(super) raised: std::collections::HashSet<(String, String)>,
     pub(super) replaying: bool,
     pub(super) partition: Partition,
+    /// Alerts the current event already folded into (base layer or an earlier rule).
+    touched: Vec<String>,
+    /// While replaying: when each rule key's last alert was resolved. Events up to then
+    /// had been consumed by its firing or folded into it, so they are skipped.
+    closed: HashMap<String, i64>,
 }
 
 impl Engine {
@@ -79,6 +84,17 @@ impl Engine {
         self.rules.partition = p;
     }
 
+    /// Before replaying: the rule alert with `key` was resolved at `at` (ms).
+    pub fn note_closed(&mut self, key: String, at: i64) {
+        let t = self.rules.closed.entry(key).or_insert(at);
+        *t = (*t).max(at);
+    }
+
+    /// After replaying: forgets what only the replay needed.
+    pub fn end_replay(&mut self) {
+        self.rules.closed = HashMap::new();
+    }
+
     /// Replays a journaled event after a restart: rebuilds windows, emits nothing.
     pub fn replay(&mut self, obs: Obs) {
         self.rules.replaying = true;
@@ -97,11 +113,26 @@ impl Engine {
 
     /// Offers an event to the rules; returns the alert changes.
     pub fn observe(&mut self, obs: Obs, now: i64) -> Vec<pb::AlertChange> {
+        self.observe_after(obs, now, &[])
+    }
+
+    /// Offers an event the base layer already turned into `base` changes: an alert it
+    /// folded into is not folded into again.
+    pub(super) fn observe_after(
+        &mut self,
+        obs: Obs,
+        now: i64,
+        base: &[pb::AlertChange],
+    ) -> Vec<pb::AlertChange> {
         let set = self.rules.set.clone();
         let mut out = Vec::new();
         if set.candidates(obs.source).is_empty() {
             return out;
         }
+        self.rules.touched = base
+            .iter()
+            .filter_map(|c| c.alert.as_ref().map(|a| a.id.clone()))
+            .collect();
         let obs = Arc::new(obs);
         for &ri in set.candidates(obs.source) {
             let rule = &set.rules[ri];
@@ -122,6 +153,7 @@ impl Engine {
                 }
             }
         }
+        self.rules.touched.clear();
         out
     }
 
@@ -138,15 +170,21 @@ impl Engine {
         match rule.cfg.action {
             RuleAction::Open => {
                 let key = rule_key(rule, anchor, obs);
-                if let Some(id) = self.by_key.get(&key).cloned() {
-                    return if replaying {
-                        Vec::new()
-                    } else {
-                        self.fold(&id, obs.evidence.clone(), now, None)
-                    };
+                if replaying && self.rules.closed.get(&key).is_some_and(|t| obs.at <= *t) {
+                    return Vec::new();
                 }
-                let ok = self.alert_conditions_hold(rule, anchor);
-                let fired = self.rules.windows.observe(rule, ri, anchor, mask, obs, &self.grids, ok);
+                if let Some(id) = self.by_key.get(&key).cloned() {
+                    if replaying || self.rules.touched.contains(&id) {
+                        return Vec::new();
+                    }
+                    self.rules.touched.push(id.clone());
+                    return self.fold(&id, obs.evidence.clone(), now, None);
+                }
+                let ok = own_anchor(rule, anchor, obs) && self.alert_conditions_hold(rule, anchor);
+                let fired =
+                    self.rules
+                        .windows
+                        .observe(rule, ri, anchor, mask, obs, &self.grids, ok);
                 match fired {
                     Some(evidence) => {
                         self.rules.windows.consume(ri, anchor);
@@ -160,9 +198,16 @@ impl Engine {
                 }
             }
             RuleAction::Raise => {
-                let targets = self.raise_targets(rule, anchor);
+                let targets = if own_anchor(rule, anchor, obs) {
+                    self.raise_targets(rule, anchor, obs)
+                } else {
+                    Vec::new()
+                };
                 let ok = !targets.is_empty();
-                let fired = self.rules.windows.observe(rule, ri, anchor, mask, obs, &self.grids, ok);
+                let fired =
+                    self.rules
+                        .windows
+                        .observe(rule, ri, anchor, mask, obs, &self.grids, ok);
                 if fired.is_none() {
                     return Vec::new();
                 }
@@ -327,17 +372,25 @@ impl Engine {
             })
     }
 
-    fn raise_targets(&self, rule: &Rule, anchor: &str) -> Vec<String> {
+    fn raise_targets(&self, rule: &Rule, anchor: &str, obs: &Obs) -> Vec<String> {
+        // Not the alert the event itself opened (a camera's own offline alert).
+        let own = evidence_key(&obs.evidence);
         let mut out: Vec<String> = self
             .alerts_in_scope(rule, anchor)
             .filter(|a| a.rule_id != rule.cfg.id)
+            .filter(|a| own.as_deref() != Some(a.dedup_key.as_str()))
             .filter(|a| {
                 rule.when
                     .iter()
                     .filter(|c| c.cfg.source == crate::config::Source::Alert)
                     .any(|c| c.matches_alert(a))
             })
-            .filter(|a| !self.rules.raised.contains(&(rule.cfg.id.clone(), a.id.clone())))
+            .filter(|a| {
+                !self
+                    .rules
+                    .raised
+                    .contains(&(rule.cfg.id.clone(), a.id.clone()))
+            })
             .map(|a| a.id.clone())
             .collect();
         out.sort();
@@ -445,7 +498,12 @@ impl Engine {
             return Vec::new();
         };
         let ev = alert.evidence.last().cloned().unwrap_or_default();
-        self.auto_resolve(id, ev, "quiet: no matching event within clear_quiet_secs", now)
+        self.auto_resolve(
+            id,
+            ev,
+            "quiet: no matching event within clear_quiet_secs",
+            now,
+        )
     }
 
     /// Forgets a rule alert's anchor entry (when it is resolved or merged).
@@ -465,16 +523,30 @@ impl Engine {
 }
 
 /// The shard that owns `grid`: its ancestor at `tier` (or itself when shallower), by index.
-pub fn partition_shard(grids: &crate::domain::GridIndex, tier: usize, n: usize, grid: &str) -> usize {
+pub fn partition_shard(
+    grids: &crate::domain::GridIndex,
+    tier: usize,
+    n: usize,
+    grid: &str,
+) -> usize {
     let n = n.max(1);
     let root = grids.ancestor_at(grid, tier).unwrap_or(grid);
     match grids.index_of(root) {
         Some(i) => i % n,
-        None => root
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
-            % n,
+        None => {
+            root.bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+                % n
+        }
     }
+}
+
+/// Whether the rule is evaluated at `anchor` for this event. With `neighbours` or
+/// `within_m`, an event goes into the windows of every grid around it (so each sees it),
+/// but the rule is evaluated only at the event's own grid: one situation, one alert.
+fn own_anchor(rule: &Rule, anchor: &str, obs: &Obs) -> bool {
+    let spread = rule.cfg.scope == Scope::Neighbours || rule.cfg.within_m.is_some();
+    !spread || obs.grids.iter().any(|g| &**g == anchor)
 }
 
 /// `rule/{id}/{anchor}` plus `/{label}={value}` for each of the rule's labels.
@@ -489,7 +561,13 @@ pub fn rule_key(rule: &Rule, anchor: &str, obs: &Obs) -> String {
     key
 }
 
-fn render_title(rule: &Rule, anchor: &str, count: usize, newest: Option<&Obs>, e: &Engine) -> String {
+fn render_title(
+    rule: &Rule,
+    anchor: &str,
+    count: usize,
+    newest: Option<&Obs>,
+    e: &Engine,
+) -> String {
     let mut out = rule.cfg.title.clone();
     let label = |l: crate::config::Label| newest.and_then(|o| o.label(l)).unwrap_or("").to_string();
     use crate::config::Label as L;

@@ -21,6 +21,7 @@ fn alarm(sensor: &str, grid: &str, at: i64) -> SensorEvent {
         reading: Some(1.0),
         device_ms: at,
         receive_ms: at,
+        location: None,
     }
 }
 

@@ -304,9 +304,19 @@ pub async fn start(
         0
     } else {
         let since = now_ms() - rule_set.max_window_ms;
-        let journal = store
-            .read(move |c| crate::store::journal::since(c, since))
+        let (journal, closed) = store
+            .read(move |c| {
+                Ok((
+                    crate::store::journal::since(c, since)?,
+                    crate::store::journal::closed_rule_alerts(c, since)?,
+                ))
+            })
             .await?;
+        for e in &mut engines {
+            for (key, at) in &closed {
+                e.note_closed(key.clone(), *at);
+            }
+        }
         for entry in &journal {
             let obs = match entry {
                 Journaled::Sensor(id, ev) => {
@@ -322,6 +332,9 @@ pub async fn start(
             for e in &mut engines {
                 e.replay(obs.clone());
             }
+        }
+        for e in &mut engines {
+            e.end_replay();
         }
         journal.len()
     };

@@ -74,6 +74,8 @@ pub fn since(conn: &Connection, since_ms: i64) -> Result<Vec<Journaled>, StoreEr
                     reading,
                     device_ms,
                     receive_ms,
+                    // Not journaled: rules fall back to the sensor's grid centre.
+                    location: None,
                 },
             ));
         }
@@ -83,11 +85,18 @@ pub fn since(conn: &Connection, since_ms: i64) -> Result<Vec<Journaled>, StoreEr
             "SELECT id, at_ms, blob FROM camera_events WHERE at_ms >= ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([since_ms], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
         })?;
         for row in rows {
             let (id, at, blob) = row?;
-            out.push(Journaled::Camera(decode(&format!("camera event {id}"), &blob)?, at));
+            out.push(Journaled::Camera(
+                decode(&format!("camera event {id}"), &blob)?,
+                at,
+            ));
         }
     }
     {
@@ -95,7 +104,11 @@ pub fn since(conn: &Connection, since_ms: i64) -> Result<Vec<Journaled>, StoreEr
             "SELECT id, reported_ms, blob FROM incidents WHERE reported_ms >= ?1",
         )?;
         let rows = stmt.query_map([since_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
         })?;
         for row in rows {
             let (id, at, blob) = row?;
@@ -109,11 +122,10 @@ pub fn since(conn: &Connection, since_ms: i64) -> Result<Vec<Journaled>, StoreEr
 /// The smallest sensor event id whose receive time is at or after `t` (ids grow with
 /// receive time); past the end when there is none.
 fn first_sensor_id_at(conn: &Connection, t: i64) -> Result<i64, StoreError> {
-    let bounds: (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT MIN(id), MAX(id) FROM sensor_events",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let bounds: (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT MIN(id), MAX(id) FROM sensor_events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let (Some(mut lo), Some(hi)) = bounds else {
         return Ok(0);
     };
@@ -130,4 +142,30 @@ fn first_sensor_id_at(conn: &Connection, t: i64) -> Result<i64, StoreError> {
         }
     }
     Ok(lo)
+}
+
+/// Rule alerts resolved after `since_ms` (by last activity): (dedup key, resolve time).
+/// Replay skips the events each had already consumed.
+pub fn closed_rule_alerts(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, blob FROM alerts WHERE status = ?1 AND last_ms >= ?2 AND dedup_key LIKE 'rule/%'",
+    )?;
+    let rows = stmt.query_map(params![pb::AlertStatus::Resolved as i32, since_ms], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, blob) = row?;
+        let a: pb::Alert = decode(&id, &blob)?;
+        let at = a
+            .updated_at
+            .as_ref()
+            .map(gridsight_proto::millis_from_ts)
+            .unwrap_or(since_ms);
+        out.push((a.dedup_key, at));
+    }
+    Ok(out)
 }

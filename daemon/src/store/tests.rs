@@ -43,6 +43,7 @@ fn event(id: u64) -> Record {
             reading: None,
             device_ms: 1,
             receive_ms: 1,
+            location: None,
         },
     }
 }

@@ -15,7 +15,7 @@ use super::{expand_grids, invalid, page, ApiError};
 use crate::{
     api::auth::{Auth, Perm},
     config::valid_id,
-    correlate::{Router, ShardMsg},
+    correlate::Router,
     domain::now_ms,
     store::{read, Record, Store},
     telemetry::Metrics,

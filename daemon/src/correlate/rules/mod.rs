@@ -59,7 +59,7 @@ impl Obs {
             source: Source::Sensor,
             grids: vec![Arc::from(ev.grid_id.as_str())],
             at: ev.receive_ms,
-            location: None,
+            location: ev.location,
             kind: ev.kind.clone(),
             id: ev.sensor_id.clone(),
             state: Some(ev.state),
@@ -189,10 +189,12 @@ impl Cond {
             }
             Source::Incident => {
                 self.category.is_none_or(|v| v == o.category)
-                    && c.item_code.as_ref().is_none_or(|code| match code.strip_suffix('*') {
-                        Some(prefix) => o.item_code.starts_with(prefix),
-                        None => *code == o.item_code,
-                    })
+                    && c.item_code
+                        .as_ref()
+                        .is_none_or(|code| match code.strip_suffix('*') {
+                            Some(prefix) => o.item_code.starts_with(prefix),
+                            None => *code == o.item_code,
+                        })
             }
             Source::Alert => false,
         }
@@ -308,7 +310,12 @@ impl RuleSet {
             .iter()
             .map(|cfg| Rule {
                 cfg: cfg.clone(),
-                when: cfg.when.iter().take(MAX_CONDITIONS).map(Cond::new).collect(),
+                when: cfg
+                    .when
+                    .iter()
+                    .take(MAX_CONDITIONS)
+                    .map(Cond::new)
+                    .collect(),
                 clear: cfg.clear.iter().map(Cond::new).collect(),
                 window_ms: cfg.window_secs as i64 * 1000,
             })
@@ -395,7 +402,8 @@ impl RuleSet {
 
     /// Whether the pattern of rule `i` needs timers (absence).
     pub fn timed(&self, i: usize) -> bool {
-        self.rules[i].cfg.pattern == Pattern::Absence || self.rules[i].cfg.clear_quiet_secs.is_some()
+        self.rules[i].cfg.pattern == Pattern::Absence
+            || self.rules[i].cfg.clear_quiet_secs.is_some()
     }
 }
 

@@ -42,9 +42,11 @@ pub struct Windows {
 
 impl Windows {
     /// Adds `obs` (matching `mask` of `rule`, index `ri`) to the group at `anchor`; returns
-    /// the evidence when the rule's pattern holds now. `alerts_ok` tells whether the rule's
-    /// `source = "alert"` conditions hold (true when it has none). `absence` rules never
-    /// fire here: see [`Windows::due`].
+    /// the evidence when the rule's pattern holds now. `evaluate` tells whether the rule is
+    /// evaluated here (its `source = "alert"` conditions hold, and the anchor is the event's
+    /// own grid); when false the event is only recorded. `absence` rules never fire here
+    /// (see [`Windows::due`]): their first event waits only at its own grid, and the second
+    /// cancels the waits of every grid around it.
     #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &mut self,
@@ -54,7 +56,7 @@ impl Windows {
         mask: u32,
         obs: &Arc<Obs>,
         grids: &GridIndex,
-        alerts_ok: bool,
+        evaluate: bool,
     ) -> Option<Vec<Arc<Obs>>> {
         let group = self.groups.entry((ri, anchor.clone())).or_default();
         let horizon = obs.at - rule.window_ms;
@@ -66,7 +68,7 @@ impl Windows {
                 let near = |o: &Obs| near(rule, o, obs, grids);
                 group.pending.retain(|(_, first)| !near(first));
             }
-            if mask & 0b01 != 0 {
+            if mask & 0b01 != 0 && obs.grids.iter().any(|g| g == anchor) {
                 group.pending.push((obs.at + rule.window_ms, obs.clone()));
             }
             return None;
@@ -78,7 +80,7 @@ impl Windows {
             mask,
             obs: obs.clone(),
         });
-        if !alerts_ok {
+        if !evaluate {
             return None;
         }
         let items: Vec<&Item> = group
@@ -196,7 +198,9 @@ fn count(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>
         if items.len() < min {
             return None;
         }
-        let skip = items.len().saturating_sub(super::super::engine::MAX_EVIDENCE);
+        let skip = items
+            .len()
+            .saturating_sub(super::super::engine::MAX_EVIDENCE);
         return Some(items[skip..].iter().map(|i| i.obs.clone()).collect());
     };
     // The newest item per distinct value, in order of first appearance.

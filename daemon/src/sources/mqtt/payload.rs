@@ -164,6 +164,7 @@ fn parse_default(rest: &str, payload: &[u8], now_ms: i64) -> Result<SensorEvent,
         reading: p.reading,
         device_ms,
         receive_ms: now_ms,
+        location: None,
     })
 }
 
@@ -304,6 +305,7 @@ fn parse_mapped(
         reading,
         device_ms,
         receive_ms: now_ms,
+        location: None,
     })
 }
 

@@ -32,7 +32,7 @@ use tracing::Instrument;
 pub use registry::{CameraEntry, Codec, Keyframe, Registry, Status};
 
 use crate::config::{CameraConfig, VideoConfig};
-use crate::correlate::{CameraRules, Router, ShardMsg};
+use crate::correlate::{CameraRules, Router};
 use crate::telemetry::Metrics;
 
 struct Running {

@@ -1,0 +1,224 @@
+//! The geometry of the grid network: polygons, neighbours, point lookup and distances.
+//!
+//! Built once in [`GridIndex::new`] with `geo` (polygons, predicates, haversine) and an
+//! `rstar` R*-tree of the polygons' bounding boxes, so that a lookup touches only the few
+//! grids whose box holds the point, and neighbours are found without comparing every pair.
+//!
+//! Invariants:
+//! - Coordinates are `[lon, lat]` degrees on a sphere of the earth's mean radius; longitudes
+//!   do not wrap at ±180° (a county never straddles the antimeridian).
+//! - A grid has geometry only when its polygon has at least three finite points; grids
+//!   without (upper tiers drawn by their children only) are never located, have no
+//!   neighbours and no centroid.
+//! - Neighbours are symmetric, at the same depth, sorted by id, and never the grid itself.
+//! - A point on a boundary is inside every grid that shares the boundary; [`GridIndex::locate`]
+//!   picks the deepest, then the lowest index (the first in the config).
+
+use std::{cmp::Reverse, sync::Arc};
+
+use geo::{
+    BoundingRect, Centroid, Closest, ClosestPoint, Distance, Euclidean, Haversine,
+    HaversineClosestPoint, Intersects, LineString, Point, Polygon,
+};
+use rstar::{
+    primitives::{GeomWithData, Rectangle},
+    RTree, AABB,
+};
+
+use super::GridIndex;
+
+/// Polygons at most this far apart (degrees, ≈1 cm) touch: seams between grids drawn
+/// separately rarely meet to the last bit.
+pub const TOUCH_TOLERANCE_DEG: f64 = 1e-7;
+
+/// Metres in one degree of latitude, rounded down (110.57 km at the equator, more towards
+/// the poles), so that a search box built from it is never too small.
+const MIN_METRES_PER_DEGREE: f64 = 110_000.0;
+
+/// A polygon's bounding box in the tree, with the grid's index.
+type Boxed = GeomWithData<Rectangle<[f64; 2]>, usize>;
+
+/// Polygons and what is derived from them, by grid index.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Geometry {
+    /// Each grid's polygon, when it has one.
+    polygons: Vec<Option<Polygon<f64>>>,
+    /// Each grid's centroid `[lon, lat]`, when it has a polygon.
+    centroids: Vec<Option<[f64; 2]>>,
+    /// Bounding boxes of the polygons, for point and area queries.
+    tree: RTree<Boxed>,
+    /// Each grid's neighbours (ids, sorted).
+    neighbours: Vec<Box<[Arc<str>]>>,
+}
+
+impl Geometry {
+    /// Polygons from `[lon, lat]` rings (closed or not), their tree and neighbours; `depths`
+    /// and `names` are by the same index.
+    pub(super) fn build(rings: &[&[[f64; 2]]], depths: &[usize], names: &[Arc<str>]) -> Self {
+        let polygons: Vec<Option<Polygon<f64>>> = rings.iter().map(|r| polygon(r)).collect();
+        let centroids = polygons
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .and_then(|p| p.centroid())
+                    .map(|c| [c.x(), c.y()])
+            })
+            .collect();
+        let boxes = polygons
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let r = p.as_ref()?.bounding_rect()?;
+                let rect = Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
+                Some(GeomWithData::new(rect, i))
+            })
+            .collect();
+        let mut geometry = Self {
+            polygons,
+            centroids,
+            tree: RTree::bulk_load(boxes),
+            neighbours: Vec::new(),
+        };
+        geometry.neighbours = (0..names.len())
+            .map(|i| {
+                let mut ids: Vec<Arc<str>> = geometry
+                    .touching(i, depths)
+                    .map(|j| names[j].clone())
+                    .collect();
+                ids.sort();
+                ids.into_boxed_slice()
+            })
+            .collect();
+        geometry
+    }
+
+    /// Grids at the depth of `i` whose polygons touch or overlap its own.
+    fn touching<'a>(&'a self, i: usize, depths: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+        let own = self.polygons[i].as_ref();
+        let envelope = own.and_then(|p| p.bounding_rect()).map(|r| {
+            let t = TOUCH_TOLERANCE_DEG;
+            AABB::from_corners(
+                [r.min().x - t, r.min().y - t],
+                [r.max().x + t, r.max().y + t],
+            )
+        });
+        envelope
+            .into_iter()
+            .flat_map(move |env| self.tree.locate_in_envelope_intersecting(&env))
+            .map(|b| b.data)
+            .filter(move |&j| j != i && depths[j] == depths[i])
+            .filter(move |&j| match (own, &self.polygons[j]) {
+                (Some(a), Some(b)) => Euclidean.distance(a, b) <= TOUCH_TOLERANCE_DEG,
+                _ => false,
+            })
+    }
+}
+
+/// A polygon from a ring of at least three finite points (geo closes an open ring).
+fn polygon(ring: &[[f64; 2]]) -> Option<Polygon<f64>> {
+    if ring.len() < 3 || ring.iter().flatten().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let exterior: LineString<f64> = ring.iter().map(|&[lon, lat]| (lon, lat)).collect();
+    Some(Polygon::new(exterior, Vec::new()))
+}
+
+/// Great-circle metres from `from` to the nearest point of `polygon` (0 inside or on it).
+fn metres_to(polygon: &Polygon<f64>, from: Point<f64>) -> f64 {
+    if polygon.intersects(&from) {
+        return 0.0;
+    }
+    let nearest = match polygon.haversine_closest_point(&from) {
+        Closest::Intersection(_) => return 0.0,
+        Closest::SinglePoint(p) => p,
+        // Not expected for a polygon of three or more points; the planar answer is close.
+        Closest::Indeterminate => match polygon.closest_point(&from) {
+            Closest::SinglePoint(p) | Closest::Intersection(p) => p,
+            Closest::Indeterminate => return f64::INFINITY,
+        },
+    };
+    Haversine.distance(from, nearest)
+}
+
+impl GridIndex {
+    /// Grids at the same depth whose polygons touch (a shared edge or corner, within
+    /// [`TOUCH_TOLERANCE_DEG`]) or overlap this one's, sorted by id; empty for an unknown
+    /// grid or one without a polygon.
+    pub fn neighbours(&self, grid: &str) -> &[Arc<str>] {
+        self.index_of(grid)
+            .and_then(|i| self.geometry.neighbours.get(i))
+            .map(|n| &n[..])
+            .unwrap_or(&[])
+    }
+
+    /// The deepest grid whose polygon holds `(lon, lat)` (its boundary included); between
+    /// grids of the same depth (a point on their shared edge) the first in the config.
+    pub fn locate(&self, lon: f64, lat: f64) -> Option<&str> {
+        if !lon.is_finite() || !lat.is_finite() {
+            return None;
+        }
+        let point = Point::new(lon, lat);
+        let geometry = &self.geometry;
+        geometry
+            .tree
+            .locate_all_at_point(&[lon, lat])
+            .map(|b| b.data)
+            .filter(|&i| {
+                geometry.polygons[i]
+                    .as_ref()
+                    .is_some_and(|p| p.intersects(&point))
+            })
+            .max_by_key(|&i| (self.depths[i], Reverse(i)))
+            .map(|i| &*self.names[i])
+    }
+
+    /// Whether the grid's polygon holds `[lon, lat]` (its boundary included); `None` for
+    /// an unknown grid or one without a polygon.
+    pub fn polygon_holds(&self, grid: &str, [lon, lat]: [f64; 2]) -> Option<bool> {
+        let polygon = self.geometry.polygons.get(self.index_of(grid)?)?.as_ref()?;
+        Some(lon.is_finite() && lat.is_finite() && polygon.intersects(&Point::new(lon, lat)))
+    }
+
+    /// The centroid of the grid's polygon, `[lon, lat]`.
+    pub fn centroid(&self, grid: &str) -> Option<[f64; 2]> {
+        *self.geometry.centroids.get(self.index_of(grid)?)?
+    }
+
+    /// Grids (only those at `depth`, when given) whose polygon lies within `metres` of
+    /// `point` (`[lon, lat]`; 0 for a polygon that holds it), nearest first, then by id.
+    pub fn grids_within(&self, point: [f64; 2], metres: f64, depth: Option<usize>) -> Vec<&str> {
+        let [lon, lat] = point;
+        if !(lon.is_finite() && lat.is_finite() && metres.is_finite() && metres >= 0.0) {
+            return Vec::new();
+        }
+        let dlat = metres / MIN_METRES_PER_DEGREE + TOUCH_TOLERANCE_DEG;
+        let widest = (lat.abs() + dlat).min(90.0).to_radians().cos();
+        let dlon = if widest > 1e-9 {
+            (dlat / widest).min(360.0)
+        } else {
+            360.0
+        };
+        let envelope = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
+        let from = Point::new(lon, lat);
+        let mut found: Vec<(f64, &str)> = self
+            .geometry
+            .tree
+            .locate_in_envelope_intersecting(&envelope)
+            .map(|b| b.data)
+            .filter(|&i| depth.is_none_or(|d| self.depths[i] == d))
+            .filter_map(|i| {
+                let polygon = self.geometry.polygons[i].as_ref()?;
+                let m = metres_to(polygon, from);
+                (m <= metres).then(|| (m, &*self.names[i]))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        found.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Great-circle distance in metres between two `[lon, lat]` points (haversine, on the
+    /// earth's mean radius).
+    pub fn distance_m(a: [f64; 2], b: [f64; 2]) -> f64 {
+        Haversine.distance(Point::from(a), Point::from(b))
+    }
+}
