@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    ApiConfig, Config, CorrelationConfig, GridConfig, LogConfig, MqttConfig, StoreConfig,
-    TokenConfig,
+    ApiConfig, CameraConfig, Config, CorrelationConfig, DepartmentConfig, GridConfig,
+    IncidentsConfig, LogConfig, MqttConfig, StatsConfig, StoreConfig, TokenConfig, VideoConfig,
 };
 
 /// One problem in a config file.
@@ -148,10 +148,15 @@ fn collect_all(text: &str) -> Vec<ConfigIssue> {
             "log" => check::<LogConfig>(key, value, &mut errs),
             "grids" => check_each::<GridConfig>(key, value, &mut errs),
             "tokens" => check_each::<TokenConfig>(key, value, &mut errs),
+            "video" => check::<VideoConfig>(key, value, &mut errs),
+            "cameras" => check_each::<CameraConfig>(key, value, &mut errs),
+            "incidents" => check::<IncidentsConfig>(key, value, &mut errs),
+            "stats" => check::<StatsConfig>(key, value, &mut errs),
+            "departments" => check_each::<DepartmentConfig>(key, value, &mut errs),
             other => errs.push((
                 other.to_string(),
                 format!(
-                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens"
+                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, incidents, stats, departments"
                 ),
             )),
         }

@@ -10,6 +10,7 @@
 //! daemon never re-checks it.
 
 pub mod cameras;
+mod incidents;
 mod load;
 mod mapping;
 
@@ -18,6 +19,7 @@ use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use cameras::{CameraConfig, CameraTransport, TimestampPolicy, VideoConfig};
+pub use incidents::{DepartmentConfig, IncidentsConfig, StatsConfig};
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
 
@@ -54,6 +56,15 @@ pub struct Config {
     /// The street cameras (RTSP).
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// Supervision of dispatched incidents (overdue checks).
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
+    /// The figures the centre reports on (time zone, reporters' quota).
+    #[serde(default)]
+    pub stats: StatsConfig,
+    /// The departments incidents are dispatched to; empty = any department id is accepted.
+    #[serde(default)]
+    pub departments: Vec<DepartmentConfig>,
 }
 
 /// `[store]`: the embedded SQLite store (WAL mode, batched commits).
@@ -346,6 +357,11 @@ impl Config {
         errs.extend(cameras::validate(&self.video, &self.cameras, |g| {
             ids.contains(g)
         }));
+        errs.extend(incidents::validate(
+            &self.incidents,
+            &self.stats,
+            &self.departments,
+        ));
         if self.store.max_batch == 0 {
             errs.push(("store.max_batch".into(), "must be at least 1".into()));
         }
