@@ -415,6 +415,8 @@ mod tests {
         assert!(cfg.mqtt.is_some());
         assert_eq!(cfg.tokens.len(), 4);
         assert_eq!(cfg.cameras.len(), 1);
+        assert_eq!(cfg.departments.len(), 3);
+        assert_eq!(cfg.stats.utc_offset_minutes, 480);
         assert_eq!(cfg.cameras[0].expected_fps, 25.0);
         assert_eq!(
             cfg.cameras[0].redacted_url(),
