@@ -285,7 +285,7 @@ fn tally(
 
 /// Connects, retrying with backoff (0.2 s doubling to 5 s) until it works; `None` when
 /// cancelled first.
-async fn connect_with_retry(
+pub(crate) async fn connect_with_retry(
     endpoint: &Endpoint,
     uri: &str,
     cancel: &CancellationToken,
