@@ -20,11 +20,10 @@ use gridsight_proto::{
 };
 use rand::{rngs::StdRng, seq::IndexedRandom, Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 use crate::{
     now_unix_ms,
-    reporter::{connect_with_retry, BearerAuth},
+    reporter::{connect_with_retry, endpoint, BearerAuth},
     SimError,
 };
 
@@ -120,13 +119,7 @@ pub async fn run_desk(cfg: DeskConfig, cancel: CancellationToken) -> Result<u64,
         return Err(SimError::InvalidConfig("desk: no departments".into()));
     }
     let auth = BearerAuth::new(&cfg.token)?;
-    let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-        .map_err(|source| SimError::InvalidEndpoint {
-            endpoint: cfg.endpoint.clone(),
-            source,
-        })?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(5));
+    let endpoint = endpoint(&cfg.endpoint, Duration::from_secs(5))?;
     let Some(channel) = connect_with_retry(&endpoint, &cfg.endpoint, &cancel).await else {
         return Ok(0);
     };

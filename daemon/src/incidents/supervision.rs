@@ -128,13 +128,18 @@ pub fn title(
     )
 }
 
-fn category_name(c: i32) -> &'static str {
+/// "Safety hazard" for SAFETY_HAZARD; "Incident" when unknown.
+fn category_name(c: i32) -> String {
     match pb::IncidentCategory::try_from(c) {
-        Ok(pb::IncidentCategory::Dispute) => "Dispute",
-        Ok(pb::IncidentCategory::SafetyHazard) => "Safety hazard",
-        Ok(pb::IncidentCategory::CentralTask) => "Central task",
-        Ok(pb::IncidentCategory::PublicService) => "Public service",
-        _ => "Incident",
+        Ok(pb::IncidentCategory::Unspecified) | Err(_) => "Incident".into(),
+        Ok(cat) => {
+            let words = cat.as_str_name().to_ascii_lowercase().replace('_', " ");
+            let mut chars = words.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        }
     }
 }
 
@@ -163,6 +168,11 @@ mod tests {
             title(&inc, &deps, 480, deadline + 60_000),
             "Overdue: Safety hazard report SH-01 dispatched to Fire brigade, deadline 14:05"
         );
+        assert_eq!(
+            category_name(pb::IncidentCategory::PublicService as i32),
+            "Public service"
+        );
+        assert_eq!(category_name(0), "Incident");
         assert_eq!(
             title(&inc, &[], 0, a_day_later),
             "Overdue: Safety hazard report SH-01 dispatched to fire, deadline 2026-11-23 06:05"

@@ -46,13 +46,12 @@ CREATE INDEX IF NOT EXISTS alert_times_resolved ON alert_times(resolved_ms);
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA)?;
     let tx = conn.unchecked_transaction()?;
-    let missing: Vec<(String, Vec<u8>)> = {
-        let mut stmt = tx.prepare(
-            "SELECT id, blob FROM alerts WHERE id NOT IN (SELECT alert_id FROM alert_times)",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let missing: Vec<(String, Vec<u8>)> = rows(
+        &tx,
+        "SELECT id, blob FROM alerts WHERE id NOT IN (SELECT alert_id FROM alert_times)",
+        Vec::new(),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     for (id, blob) in &missing {
         let alert = pb::Alert::decode(&blob[..]).map_err(|source| StoreError::Corrupt {
             what: id.clone(),
@@ -193,6 +192,18 @@ pub struct StepRow {
     pub deadline_ms: Option<i64>,
 }
 
+/// Runs `sql` with `args` and maps every row.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<Value>,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params_from_iter(args), map)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn grid_filter(grids: &Option<Vec<String>>, column: &str, args: &mut Vec<Value>) -> String {
     match grids {
         None => String::new(),
@@ -225,8 +236,7 @@ pub fn reports(
         first(pb::IncidentStatus::Dispatched),
         first(pb::IncidentStatus::Resolved),
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    rows(conn, &sql, args, |r| {
         Ok(ReportRow {
             grid_id: r.get(0)?,
             reporter_id: r.get(1)?,
@@ -236,8 +246,7 @@ pub fn reports(
             dispatched_ms: r.get(5)?,
             resolved_ms: r.get(6)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 /// Alerts in `grids` (`None` = all) opened or resolved in `[from_ms, to_ms)`.
@@ -253,16 +262,14 @@ pub fn alerts(
         "SELECT grid_id, opened_ms, acknowledged_ms, resolved_ms FROM alert_times
          WHERE ((opened_ms >= ?1 AND opened_ms < ?2) OR (resolved_ms >= ?1 AND resolved_ms < ?2)) {filter}"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    rows(conn, &sql, args, |r| {
         Ok(AlertRow {
             grid_id: r.get(0)?,
             opened_ms: r.get(1)?,
             acknowledged_ms: r.get(2)?,
             resolved_ms: r.get(3)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 /// Every step of the incidents in `grids` (`None` = all) dispatched before `to_ms` and not
@@ -292,8 +299,7 @@ pub fn supervised_steps(
              SELECT incident_id FROM incident_steps WHERE to_status = ?1 AND at_ms < ?2 {filter})
          ORDER BY incident_id, idx"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    rows(conn, &sql, args, |r| {
         Ok(StepRow {
             incident_id: r.get(0)?,
             grid_id: r.get(1)?,
@@ -301,8 +307,7 @@ pub fn supervised_steps(
             at_ms: r.get(3)?,
             deadline_ms: r.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 #[cfg(test)]
