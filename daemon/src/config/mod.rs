@@ -289,11 +289,11 @@ pub struct TokenConfig {
 pub enum Role {
     /// Read only: Get, List, Subscribe, dashboard, metrics.
     Viewer,
-    /// Read, and act on alerts (acknowledge, resolve).
+    /// Read, act on alerts (acknowledge, resolve) and move incidents along their lifecycle.
     Operator,
     /// Report incidents only (the grid workers' app).
     Reporter,
-    /// Read, report incidents and act on alerts (other systems).
+    /// Read, report incidents, act on alerts and move incidents (other systems).
     Integrator,
 }
 

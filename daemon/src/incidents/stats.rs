@@ -178,11 +178,15 @@ impl Figures {
         let rows = self
             .store
             .read(move |c| {
-                Ok(Rows {
-                    reports: figures::reports(c, &grids, months.0, months.1)?,
-                    alerts: figures::alerts(c, &grids, from, to)?,
-                    steps: figures::supervised_steps(c, &grids, from, to)?,
-                })
+                // One read transaction: the three agree with each other.
+                let tx = c.unchecked_transaction()?;
+                let rows = Rows {
+                    reports: figures::reports(&tx, &grids, months.0, months.1)?,
+                    alerts: figures::alerts(&tx, &grids, from, to)?,
+                    steps: figures::supervised_steps(&tx, &grids, from, to)?,
+                };
+                tx.commit()?;
+                Ok(rows)
             })
             .await?;
         Ok(compute(&q, &self.grids, &rows))

@@ -292,12 +292,13 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         if r.id.is_empty() {
             return Err(invalid("id", "required").into());
         }
+        let now = now_ms();
         let step =
-            StepRequest::from_pb(&r, self.desk.departments(), now_ms()).map_err(ApiError::from)?;
+            StepRequest::from_pb(&r, self.desk.departments(), now).map_err(ApiError::from)?;
         let to = step.to;
         let incident = self
             .desk
-            .transition(&r.id, step, &who.name, now_ms())
+            .transition(&r.id, step, &who.name, now)
             .await
             .map_err(ApiError::from)?;
         self.metrics
