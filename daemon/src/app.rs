@@ -25,6 +25,7 @@ use crate::{
     config::Config,
     correlate,
     domain::{now_ms, GridIndex},
+    incidents::{Desk, Figures, Supervision},
     sources::{
         mqtt::{payload::Parser, MqttIngest},
         rtsp,
@@ -175,12 +176,32 @@ pub async fn run(
         ))
     });
 
+    let desk = Desk::new(store.clone(), cfg.departments.clone());
+    let figures = Figures {
+        store: store.clone(),
+        grids: grids.clone(),
+        cfg: cfg.stats.clone(),
+    };
+    // Deadlines: joined before the correlator stops, so no overdue alert is cut off.
+    let supervision = tokio::spawn(tracing::Instrument::instrument(
+        Supervision {
+            desk: desk.clone(),
+            router: router.clone(),
+            store: store.clone(),
+            cfg: cfg.incidents.clone(),
+            utc_offset_minutes: cfg.stats.utc_offset_minutes,
+            metrics: metrics.clone(),
+        }
+        .run(cancel.clone()),
+        tracing::info_span!("supervision"),
+    ));
     let incidents = IncidentApi {
         auth: auth.clone(),
         router: router.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
         inflight: Arc::new(DashMap::new()),
+        desk,
     };
     let alerts = AlertApi {
         auth: auth.clone(),
@@ -199,11 +220,18 @@ pub async fn run(
         window: Duration::from_secs_f64(cfg.video.rate_window_secs),
         snapshots: snapshots.clone(),
     };
+    let stats_api = grpc::StatsApi {
+        auth: auth.clone(),
+        figures: figures.clone(),
+    };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
-        incidents,
-        alerts,
-        camera_api,
+        grpc::Services {
+            incidents,
+            alerts,
+            cameras: camera_api,
+            stats: stats_api,
+        },
         auth.clone(),
         api_cancel.clone(),
     ));
@@ -217,6 +245,7 @@ pub async fn run(
         cameras: cameras.clone(),
         snapshots: snapshots.clone(),
         camera_window: Duration::from_secs_f64(cfg.video.rate_window_secs),
+        figures,
     };
     let http_task = tokio::spawn(http::serve(http_listener, http_state, api_cancel.clone()));
     let retention = tokio::spawn(retention_loop(cfg.clone(), store.clone(), cancel.clone()));
@@ -243,6 +272,7 @@ pub async fn run(
     }
     tasks.wait().await;
     let _ = retention.await;
+    let _ = supervision.await;
     if let Ok(supervisor) = camera_reload.await {
         supervisor.shutdown().await;
     }

@@ -4,8 +4,9 @@
 //! city (county → towns → communities with polygons, their sensors, and cameras served by
 //! the built-in camera farm), fresh tokens for
 //! each role, a store in a temporary (or given) folder, then runs the real daemon
-//! ([`crate::app::run`]) on it with a sensor fleet publishing over MQTT and grid workers
-//! reporting over gRPC. Prints the URLs and tokens to use.
+//! ([`crate::app::run`]) on it with a sensor fleet publishing over MQTT, grid workers
+//! reporting over gRPC and an operator desk bot moving their reports along the lifecycle
+//! (some left to go overdue). Prints the URLs and tokens to use.
 
 use std::{
     collections::HashMap,
@@ -14,14 +15,28 @@ use std::{
     time::Duration,
 };
 
-use gridsight_sim::{city::DemoCity, fleet::FleetConfig, reporter::ReporterConfig};
+use gridsight_sim::{
+    city::DemoCity, desk::DeskConfig, fleet::FleetConfig, reporter::ReporterConfig,
+};
 use rand::{distr::Alphanumeric, Rng};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     app,
-    config::{CameraConfig, Config, GridConfig, MqttConfig, Role, StoreConfig, TokenConfig},
+    config::{
+        CameraConfig, Config, DepartmentConfig, GridConfig, MqttConfig, Role, StoreConfig,
+        TokenConfig,
+    },
 };
+
+/// The demo's departments: (id, name).
+const DEPARTMENTS: [(&str, &str); 5] = [
+    ("fire", "Fire brigade"),
+    ("transport", "Transport bureau"),
+    ("environment", "Environment bureau"),
+    ("police", "Police station"),
+    ("urban", "Urban management"),
+];
 
 /// Options of `gridsight demo`.
 #[derive(Debug, clap::Args)]
@@ -166,6 +181,13 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
             })
             .collect(),
         tokens: tokens.clone(),
+        departments: DEPARTMENTS
+            .iter()
+            .map(|(id, name)| DepartmentConfig {
+                id: id.to_string(),
+                name: name.to_string(),
+            })
+            .collect(),
         ..Config::default()
     };
     if let Some(problem) = cfg.validate().into_iter().next() {
@@ -204,6 +226,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     println!(
         "  gRPC:       {}  (gridsight.v1, with health and reflection)",
         bound.grpc
+    );
+    println!(
+        "  Figures:    curl -H 'authorization: Bearer {viewer}' 'http://{}/api/stats?by_grid=true'",
+        bound.http
     );
     println!(
         "  MQTT:       {}:{mqtt_port}  topic gridsight/sensors/{{grid}}/{{kind}}/{{sensor_id}}",
@@ -260,6 +286,17 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
         tokio::spawn(async move {
             if let Err(e) = gridsight_sim::run_reporters_with(rc, c).await {
                 tracing::warn!(error = %e, "demo reporters stopped");
+            }
+        });
+        let desk = DeskConfig::new(
+            format!("http://{}", bound.grpc),
+            tok(Role::Operator),
+            DEPARTMENTS.iter().map(|(id, _)| id.to_string()).collect(),
+        );
+        let c = sims.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gridsight_sim::run_desk(desk, c).await {
+                tracing::warn!(error = %e, "demo desk stopped");
             }
         });
     }

@@ -4,9 +4,10 @@
 //! `correlate` (shards by grid, owning their state), which writes through `store` (durable,
 //! group commit) onto the alert bus that `api` streams to subscribers; `publish` tells the
 //! MQTT broker the daemon's availability and every camera's status. `app` wires it
-//! together; `config` is the one file that describes a deployment; `demo` runs a built-in
-//! city; `media` turns a camera's cached keyframe into a JPEG snapshot (GStreamer worker
-//! pool).
+//! together; `incidents` moves reported incidents along their lifecycle, supervises their
+//! deadlines and computes the daily figures; `config` is the one file that describes a
+//! deployment; `demo` runs a built-in city; `media` turns a camera's cached keyframe into a
+//! JPEG snapshot (GStreamer worker pool).
 
 pub mod api;
 pub mod app;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod correlate;
 pub mod demo;
 pub mod domain;
+pub mod incidents;
 pub mod media;
 pub mod publish;
 pub mod shutdown;

@@ -45,6 +45,10 @@ pub struct Metrics {
     pub mqtt_disconnects: Counter,
     /// Incidents accepted by `Report` (new ones only).
     pub incidents_reported: Counter,
+    /// Lifecycle steps taken by `Transition`, by the status stepped to.
+    pub incident_steps: Family<StepLabel, Counter>,
+    /// Incidents found past their deadline (each raised a supervision alert).
+    pub incidents_overdue: Counter,
     /// Alerts opened.
     pub alerts_opened: Counter,
     /// Alert changes committed (open, update, acknowledge, resolve).
@@ -89,6 +93,13 @@ pub struct Metrics {
     pub snapshot_seconds: Histogram,
 }
 
+/// The status an incident stepped to, e.g. `DISPATCHED`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    /// The status.
+    pub to: &'static str,
+}
+
 /// Label of a status gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -109,6 +120,8 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             mqtt_disconnects: Counter::default(),
             incidents_reported: Counter::default(),
+            incident_steps: Family::default(),
+            incidents_overdue: Counter::default(),
             alerts_opened: Counter::default(),
             alert_changes: Counter::default(),
             store_commits: Counter::default(),
@@ -177,6 +190,16 @@ impl Metrics {
             "incidents_reported",
             "New incidents accepted",
             m.incidents_reported.clone(),
+        );
+        r.register(
+            "incident_steps",
+            "Incident lifecycle steps taken, by the status stepped to",
+            m.incident_steps.clone(),
+        );
+        r.register(
+            "incidents_overdue",
+            "Incidents found past their deadline (a supervision alert each)",
+            m.incidents_overdue.clone(),
         );
         r.register("alerts_opened", "Alerts opened", m.alerts_opened.clone());
         r.register(

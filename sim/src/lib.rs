@@ -7,6 +7,7 @@
 //!   `gridsight/sensors/{grid}/{kind}/{sensor_id}`.
 //! - [`readings`]: per-kind sensor behaviour (drift, alarm runs, faults).
 //! - [`reporter`]: grid-worker reporters sending incident reports over gRPC.
+//! - [`desk`]: an operator desk bot moving reported incidents along their lifecycle.
 //! - [`latency`]: alarm publish → `OPENED` alert change latency over a live alert stream.
 //! - [`broker`]: a real Mosquitto broker on a free loopback port, for tests and benches.
 //! - [`load`]: bulk MQTT publishing and draining, for benchmarks and tests.
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub mod broker;
 pub mod city;
+pub mod desk;
 pub mod fleet;
 pub mod latency;
 pub mod load;
@@ -26,6 +28,7 @@ pub mod readings;
 pub mod reporter;
 
 pub use city::{DemoCity, DemoGrid, DemoSensor, GridLevel, SENSOR_KINDS};
+pub use desk::{run_desk, DeskConfig};
 pub use fleet::{payload, run_fleet, FleetConfig, FleetStats};
 pub use latency::{run_latency, LatencyConfig, LatencyReport};
 pub use readings::{Sample, SensorSim};

@@ -213,13 +213,7 @@ pub async fn run_reporters_with(
         ));
     }
     let auth = BearerAuth::new(&cfg.token)?;
-    let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-        .map_err(|source| SimError::InvalidEndpoint {
-            endpoint: cfg.endpoint.clone(),
-            source,
-        })?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(cfg.request_timeout);
+    let endpoint = endpoint(&cfg.endpoint, cfg.request_timeout)?;
     let start = Instant::now();
     let mut stats = ReporterStats::default();
     let Some(channel) = connect_with_retry(&endpoint, &cfg.endpoint, &cancel).await else {
@@ -283,9 +277,20 @@ fn tally(
     }
 }
 
+/// The daemon's gRPC endpoint: 3 s to connect, `request_timeout` per call.
+pub(crate) fn endpoint(uri: &str, request_timeout: Duration) -> Result<Endpoint, SimError> {
+    Ok(Endpoint::from_shared(uri.to_string())
+        .map_err(|source| SimError::InvalidEndpoint {
+            endpoint: uri.to_string(),
+            source,
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(request_timeout))
+}
+
 /// Connects, retrying with backoff (0.2 s doubling to 5 s) until it works; `None` when
 /// cancelled first.
-async fn connect_with_retry(
+pub(crate) async fn connect_with_retry(
     endpoint: &Endpoint,
     uri: &str,
     cancel: &CancellationToken,

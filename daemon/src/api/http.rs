@@ -1,5 +1,5 @@
 //! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads, snapshots (in `http_cameras`),
-//! and the dashboard page.
+//! the daily figures (in `http_stats`), and the dashboard page.
 //!
 //! Everything but `/healthz` and `/readyz` needs a token, as `authorization: Bearer ...`
 //! or, for a browser opening the page, `?token=...`. Wrong or missing token: 401; a role
@@ -49,6 +49,8 @@ pub struct HttpState {
     pub snapshots: crate::media::Snapshots,
     /// Rate window of camera figures.
     pub camera_window: std::time::Duration,
+    /// The daily figures (`/api/stats`).
+    pub figures: crate::incidents::Figures,
 }
 
 #[derive(Deserialize, Default)]
@@ -86,6 +88,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/alerts", get(alerts))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/cameras", get(super::http_cameras::cameras))
+        .route("/api/stats", get(super::http_stats::stats))
         .route("/snapshot/{file}", get(super::http_cameras::live_snapshot))
         .route(
             "/snapshots/{alert}/{file}",

@@ -4,3 +4,4 @@ pub mod auth;
 pub mod grpc;
 pub mod http;
 mod http_cameras;
+mod http_stats;

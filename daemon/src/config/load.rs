@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    ApiConfig, CameraConfig, Config, CorrelationConfig, GridConfig, LogConfig, MqttConfig,
-    RuleConfig, StoreConfig, TokenConfig, VideoConfig,
+    ApiConfig, CameraConfig, Config, CorrelationConfig, DepartmentConfig, GridConfig,
+    IncidentsConfig, LogConfig, MqttConfig, RuleConfig, StatsConfig, StoreConfig, TokenConfig,
+    VideoConfig,
 };
 
 /// One problem in a config file.
@@ -151,10 +152,13 @@ fn collect_all(text: &str) -> Vec<ConfigIssue> {
             "video" => check::<VideoConfig>(key, value, &mut errs),
             "cameras" => check_each::<CameraConfig>(key, value, &mut errs),
             "rules" => check_each::<RuleConfig>(key, value, &mut errs),
+            "incidents" => check::<IncidentsConfig>(key, value, &mut errs),
+            "stats" => check::<StatsConfig>(key, value, &mut errs),
+            "departments" => check_each::<DepartmentConfig>(key, value, &mut errs),
             other => errs.push((
                 other.to_string(),
                 format!(
-                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, rules"
+                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, rules, incidents, stats, departments"
                 ),
             )),
         }

@@ -10,6 +10,7 @@
 //! daemon never re-checks it.
 
 pub mod cameras;
+mod incidents;
 mod load;
 mod mapping;
 pub mod noise;
@@ -20,6 +21,7 @@ use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use cameras::{CameraConfig, CameraTransport, TimestampPolicy, VideoConfig};
+pub use incidents::{DepartmentConfig, IncidentsConfig, StatsConfig};
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
 pub use noise::{AlertMatch, EscalationConfig, EscalationStep, FlapConfig, InhibitConfig};
@@ -61,6 +63,15 @@ pub struct Config {
     /// Correlation rules: which evidence, in which space and time, makes which alert.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Supervision of dispatched incidents (overdue checks).
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
+    /// The figures the centre reports on (time zone, reporters' quota).
+    #[serde(default)]
+    pub stats: StatsConfig,
+    /// The departments incidents are dispatched to; empty = any department id is accepted.
+    #[serde(default)]
+    pub departments: Vec<DepartmentConfig>,
 }
 
 /// `[store]`: the embedded SQLite store (WAL mode, batched commits).
@@ -303,11 +314,11 @@ pub struct TokenConfig {
 pub enum Role {
     /// Read only: Get, List, Subscribe, dashboard, metrics.
     Viewer,
-    /// Read, and act on alerts (acknowledge, resolve).
+    /// Read, act on alerts (acknowledge, resolve) and move incidents along their lifecycle.
     Operator,
     /// Report incidents only (the grid workers' app).
     Reporter,
-    /// Read, report incidents and act on alerts (other systems).
+    /// Read, report incidents, act on alerts and move incidents (other systems).
     Integrator,
 }
 
@@ -379,6 +390,11 @@ impl Config {
             &self.correlation.escalation,
             &rule_ids,
         ));
+        errs.extend(incidents::validate(
+            &self.incidents,
+            &self.stats,
+            &self.departments,
+        ));
         if self.store.max_batch == 0 {
             errs.push(("store.max_batch".into(), "must be at least 1".into()));
         }
@@ -432,6 +448,8 @@ mod tests {
         assert!(cfg.mqtt.is_some());
         assert_eq!(cfg.tokens.len(), 4);
         assert_eq!(cfg.cameras.len(), 1);
+        assert_eq!(cfg.departments.len(), 3);
+        assert_eq!(cfg.stats.utc_offset_minutes, 480);
         assert_eq!(cfg.cameras[0].expected_fps, 25.0);
         assert_eq!(
             cfg.cameras[0].redacted_url(),

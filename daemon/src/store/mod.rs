@@ -4,7 +4,8 @@
 //! ([`writer`]) that gathers what is queued into one transaction (group commit), assigns
 //! each alert change its `seq` inside that transaction, and only after the commit:
 //! acknowledges MQTT messages, answers RPCs and publishes the changes on the alert bus, in
-//! `seq` order. Reads ([`read`]) use a small pool of read-only connections.
+//! `seq` order. Reads ([`read`]) use a small pool of read-only connections; [`figures`]
+//! keeps the incident steps and alert times the statistics and deadline checks read.
 //!
 //! Invariants:
 //! - nothing is acknowledged or published before the transaction that holds it committed;
@@ -14,6 +15,7 @@
 //!   or the daemon stops, so a full disk stops acknowledgements instead of losing records.
 
 mod checkpoint;
+pub mod figures;
 pub mod journal;
 pub mod read;
 mod schema;

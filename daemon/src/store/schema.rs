@@ -102,6 +102,7 @@ pub(super) fn open_writer(path: &Path, sync: Synchronous) -> Result<Connection, 
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.execute_batch(SCHEMA)?;
+    super::figures::migrate(&conn)?;
     Ok(conn)
 }
 

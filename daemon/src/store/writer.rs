@@ -202,6 +202,7 @@ impl Writer {
                                 inc.version as i64,
                                 inc.encode_to_vec()
                             ])?;
+                            super::figures::write_steps(&tx, inc)?;
                         }
                         Record::AlertChange(change) => {
                             seq += 1;
@@ -225,6 +226,7 @@ impl Writer {
                                 ms(&alert.last_seen),
                                 alert.encode_to_vec()
                             ])?;
+                            super::figures::write_alert_times(&tx, alert)?;
                             let (id, at) = (alert.id.clone(), ms(&alert.updated_at));
                             ins_change.execute(params![
                                 seq as i64,

@@ -1,4 +1,8 @@
-//! `IncidentService`: Report (idempotent, answered once durable), Get, List.
+//! `IncidentService`: Report (idempotent, answered once durable), Get, List, Transition.
+//!
+//! A report is stored with its first lifecycle step (to REPORTED, by the token's name).
+//! `Transition` checks the request's fields, then hands the step to the [`Desk`], which
+//! serialises changes per incident and answers once the new version is durable.
 //!
 //! Idempotency: a key already stored returns the stored incident. Two concurrent reports
 //! with the same new key are serialised by an in-flight claim, so the second waits for the
@@ -17,8 +21,9 @@ use crate::{
     config::valid_id,
     correlate::Router,
     domain::now_ms,
+    incidents::{lifecycle, Desk, DeskError, LifecycleError, StepRequest},
     store::{read, Record, Store},
-    telemetry::Metrics,
+    telemetry::{Metrics, StepLabel},
 };
 
 /// The service.
@@ -34,6 +39,28 @@ pub struct IncidentApi {
     pub metrics: Arc<Metrics>,
     /// Idempotency keys being reported right now.
     pub inflight: Arc<DashMap<String, Arc<Notify>>>,
+    /// Where lifecycle steps are taken.
+    pub desk: Desk,
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::Field { field, message } => invalid(field, message),
+            LifecycleError::Stale { .. } => ApiError::Aborted(e.to_string()),
+            LifecycleError::NotAllowed { .. } => ApiError::FailedPrecondition(e.to_string()),
+        }
+    }
+}
+
+impl From<DeskError> for ApiError {
+    fn from(e: DeskError) -> Self {
+        match e {
+            DeskError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            DeskError::Lifecycle(l) => l.into(),
+            DeskError::Store(s) => ApiError::Store(s),
+        }
+    }
 }
 
 /// Checks a report; returns the incident to create (id and time not yet set).
@@ -114,6 +141,7 @@ impl IncidentApi {
     async fn report(
         &self,
         r: pb::ReportIncidentRequest,
+        actor: &str,
     ) -> Result<pb::ReportIncidentResponse, ApiError> {
         validate_report(&r, self.router.grids())?;
         loop {
@@ -145,7 +173,7 @@ impl IncidentApi {
                 return Err(ApiError::Unavailable);
             }
         }
-        let result = self.create(r.clone()).await;
+        let result = self.create(r.clone(), actor).await;
         if let Some((_, n)) = self.inflight.remove(&r.idempotency_key) {
             n.notify_waiters();
         }
@@ -155,7 +183,9 @@ impl IncidentApi {
     async fn create(
         &self,
         r: pb::ReportIncidentRequest,
+        actor: &str,
     ) -> Result<pb::ReportIncidentResponse, ApiError> {
+        let reported_at = Some(ts_from_millis(now_ms()));
         let incident = pb::Incident {
             id: self.store.ids.next_incident(),
             idempotency_key: r.idempotency_key,
@@ -167,8 +197,10 @@ impl IncidentApi {
             reporter_id: r.reporter_id,
             photo_urls: r.photo_urls,
             status: pb::IncidentStatus::Reported as i32,
-            reported_at: Some(ts_from_millis(now_ms())),
+            reported_at,
             version: 1,
+            steps: vec![lifecycle::reported_step(reported_at, actor)],
+            updated_at: reported_at,
             ..Default::default()
         };
         let (reply, rx) = oneshot::channel();
@@ -195,8 +227,10 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         &self,
         req: Request<pb::ReportIncidentRequest>,
     ) -> Result<Response<pb::ReportIncidentResponse>, Status> {
-        self.auth.grpc(&req, Perm::Report)?;
-        Ok(Response::new(self.report(req.into_inner()).await?))
+        let who = self.auth.grpc(&req, Perm::Report)?;
+        Ok(Response::new(
+            self.report(req.into_inner(), &who.name).await?,
+        ))
     }
 
     async fn get(
@@ -248,10 +282,29 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
 
     async fn transition(
         &self,
-        _req: Request<pb::TransitionIncidentRequest>,
+        req: Request<pb::TransitionIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
-        Err(Status::unimplemented(
-            "Transition comes with the incident lifecycle (issue 4, in progress)",
-        ))
+        let who = self.auth.grpc(&req, Perm::Operate)?;
+        let r = req.into_inner();
+        if r.id.is_empty() {
+            return Err(invalid("id", "required").into());
+        }
+        let now = now_ms();
+        let step =
+            StepRequest::from_pb(&r, self.desk.departments(), now).map_err(ApiError::from)?;
+        let to = step.to;
+        let incident = self
+            .desk
+            .transition(&r.id, step, &who.name, now)
+            .await
+            .map_err(ApiError::from)?;
+        self.metrics
+            .incident_steps
+            .get_or_create(&StepLabel {
+                to: lifecycle::name(to),
+            })
+            .inc();
+        tracing::info!(incident = %incident.id, to = lifecycle::name(to), actor = %who.name, version = incident.version, "incident step");
+        Ok(Response::new(incident))
     }
 }
