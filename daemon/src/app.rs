@@ -19,7 +19,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     api::{
         auth::Auth,
-        grpc::{self, AlertApi, IncidentApi},
+        grpc::{self, AlertApi, IncidentApi, SilenceApi, SilenceBook},
         http::{self, HttpState},
     },
     config::Config,
@@ -94,6 +94,9 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
+    // Silences reach the shards before any source sends them an event.
+    let silence_book = SilenceBook::load(store.clone(), router.clone(), metrics.clone()).await?;
+    let silence_refresh = tokio::spawn(silence_book.clone().run_refresh(cancel.clone()));
     // Camera events to live subscribers: a lagging subscriber loses the oldest (broadcast).
     let (camera_events, _) = tokio::sync::broadcast::channel(1024);
     let _ = router
@@ -198,11 +201,20 @@ pub async fn run(
         window: Duration::from_secs_f64(cfg.video.rate_window_secs),
         snapshots: snapshots.clone(),
     };
+    let silence_api = SilenceApi {
+        auth: auth.clone(),
+        book: silence_book,
+        store: store.clone(),
+        grids: grids.clone(),
+    };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
-        incidents,
-        alerts,
-        camera_api,
+        grpc::Services {
+            incidents,
+            alerts,
+            cameras: camera_api,
+            silences: silence_api,
+        },
         auth.clone(),
         api_cancel.clone(),
     ));
@@ -242,6 +254,7 @@ pub async fn run(
     }
     tasks.wait().await;
     let _ = retention.await;
+    let _ = silence_refresh.await;
     if let Ok(supervisor) = camera_reload.await {
         supervisor.shutdown().await;
     }

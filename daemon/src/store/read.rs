@@ -189,21 +189,22 @@ pub fn changes_after(
     Ok(out)
 }
 
-/// Most silences [`silences`] returns.
+/// Most silences an API lists at once (newest first).
 pub const SILENCES_LIMIT: u32 = 1000;
 
-/// Silences, newest first (at most [`SILENCES_LIMIT`]): those that have not ended at
-/// `now_ms` (in force or scheduled), or every one when `include_ended`.
+/// Silences, newest first (at most `limit`): those that have not ended at `now_ms` (in
+/// force or scheduled), or every one when `include_ended`.
 pub fn silences(
     conn: &Connection,
     include_ended: bool,
     now_ms: i64,
+    limit: u32,
 ) -> Result<Vec<pb::Silence>, StoreError> {
     let from = if include_ended { i64::MIN } else { now_ms + 1 };
     let mut stmt = conn.prepare_cached(
         "SELECT id, blob FROM silences WHERE end_ms >= ?1 ORDER BY rowid DESC LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![from, SILENCES_LIMIT], |r| {
+    let rows = stmt.query_map(params![from, limit], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
     })?;
     let mut out = Vec::new();

@@ -200,9 +200,9 @@ async fn silences_are_kept_updated_listed_by_end_and_their_ids_go_on() {
         .await
         .unwrap();
     let ids = |v: Vec<pb::Silence>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
-    let live = store.read(|c| read::silences(c, false, 6_000)).await;
+    let live = store.read(|c| read::silences(c, false, 6_000, 10)).await;
     assert_eq!(ids(live.unwrap()), vec!["sil-2"]);
-    let all = store.read(|c| read::silences(c, true, 6_000)).await;
+    let all = store.read(|c| read::silences(c, true, 6_000, 10)).await;
     assert_eq!(ids(all.unwrap()), vec!["sil-2", "sil-1"]);
     let got = store.read(|c| read::get_silence(c, "sil-1")).await.unwrap();
     assert_eq!(got.unwrap().expired_by, "desk");

@@ -1,4 +1,5 @@
-//! The gRPC server: IncidentService, AlertService, CameraService, health and reflection.
+//! The gRPC server: IncidentService, AlertService, CameraService, SilenceService, health
+//! and reflection.
 //!
 //! Owns the mapping of every error to a `tonic::Status` code ([`ApiError`]): bad fields
 //! are `INVALID_ARGUMENT` naming the field, unknown ids `NOT_FOUND`, stale versions
@@ -9,6 +10,8 @@
 mod alerts;
 mod cameras;
 mod incidents;
+pub mod silence_book;
+mod silences;
 
 use std::sync::Arc;
 
@@ -19,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub use alerts::AlertApi;
 pub use cameras::CameraApi;
 pub use incidents::IncidentApi;
+pub use silence_book::SilenceBook;
+pub use silences::SilenceApi;
 
 use crate::{
     api::auth::{Auth, Perm},
@@ -158,15 +163,31 @@ pub fn page(size: u32, token: &str) -> Result<crate::store::Page, ApiError> {
     })
 }
 
+/// The services served over gRPC.
+pub struct Services {
+    /// IncidentService.
+    pub incidents: IncidentApi,
+    /// AlertService.
+    pub alerts: AlertApi,
+    /// CameraService.
+    pub cameras: CameraApi,
+    /// SilenceService.
+    pub silences: SilenceApi,
+}
+
 /// Serves gRPC on `listener` until `cancel`.
 pub async fn serve(
     listener: TcpListener,
-    incidents: IncidentApi,
-    alerts: AlertApi,
-    cameras: CameraApi,
+    services: Services,
     auth: Auth,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let Services {
+        incidents,
+        alerts,
+        cameras,
+        silences,
+    } = services;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::incident_service_server::IncidentServiceServer<IncidentApi>>()
@@ -176,6 +197,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<pb::camera_service_server::CameraServiceServer<CameraApi>>()
+        .await;
+    health
+        .set_serving::<pb::silence_service_server::SilenceServiceServer<SilenceApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -206,7 +230,10 @@ pub async fn serve(
             incidents,
         ))
         .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
-        .add_service(pb::camera_service_server::CameraServiceServer::new(cameras));
+        .add_service(pb::camera_service_server::CameraServiceServer::new(cameras))
+        .add_service(pb::silence_service_server::SilenceServiceServer::new(
+            silences,
+        ));
     if let Ok(reflection) = reflection {
         builder = builder.add_service(tonic::service::interceptor::InterceptedService::new(
             reflection, check,
