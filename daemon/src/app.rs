@@ -3,8 +3,9 @@
 //! Start order: store (and its writer) → correlator shards (restoring open alerts) → APIs
 //! → MQTT ingest. Stop order is the reverse, so every stage drains into one that still
 //! runs: ingest stops reading and waits for its in-flight acks, the APIs finish their
-//! calls, the shards empty their queues, and the writer commits what is left. Every task
-//! is joined before [`run`] returns.
+//! calls, the shards empty their queues, and the writer commits what is left; the MQTT
+//! alert publisher, last, sends what the writer committed. Every task is joined before
+//! [`run`] returns.
 
 use std::{
     net::SocketAddr,
@@ -131,6 +132,13 @@ pub async fn run(
                 cancel.clone(),
             ),
             tracing::info_span!("mqtt_publish"),
+        ))
+    });
+    // Alert changes out to MQTT; it ends once the writer committed the last one.
+    let alert_publisher = cfg.mqtt.clone().filter(|m| m.publish_alerts).map(|m| {
+        tokio::spawn(tracing::Instrument::instrument(
+            crate::publish::alerts::run(m, store.subscribe(), metrics.clone()),
+            tracing::info_span!("mqtt_alerts"),
         ))
     });
     let snapshot_taker = tokio::spawn(tracing::Instrument::instrument(
@@ -272,6 +280,9 @@ pub async fn run(
     drop(store);
     // The writer ends once every store handle is gone and its queue is committed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if let Some(p) = alert_publisher {
+        let _ = p.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -60,6 +60,11 @@ impl SilenceSet {
     }
 }
 
+/// Whether `a` is muted: silenced or inhibited.
+pub fn is_muted(a: &pb::Alert) -> bool {
+    !a.silenced_by.is_empty() || !a.inhibited_by.is_empty()
+}
+
 /// Whether `s` is in force at `now`.
 pub fn is_active(s: &pb::Silence, now: i64) -> bool {
     let starts = s.starts_at.as_ref().map(millis_from_ts).unwrap_or(i64::MIN);

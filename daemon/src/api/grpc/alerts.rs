@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use super::{expand_grids, invalid, page, ApiError};
 use crate::{
     api::auth::{Auth, Perm},
-    correlate::{Action, Command, Router, ShardMsg},
+    correlate::{silence::is_muted, Action, Command, Router, ShardMsg},
     domain::{now_ms, GridIndex, Severity},
     store::{read, Record, Store},
     telemetry::Metrics,
@@ -78,11 +78,6 @@ impl Filter {
                 .any(|c| gs.iter().any(|g| self.index.is_within(c, g)))
         })
     }
-}
-
-/// Whether `a` is muted: silenced or inhibited.
-pub fn is_muted(a: &pb::Alert) -> bool {
-    !a.silenced_by.is_empty() || !a.inhibited_by.is_empty()
 }
 
 type Tx = mpsc::Sender<Result<pb::SubscribeAlertsResponse, Status>>;
