@@ -56,7 +56,9 @@ pub struct AlertMessage<'a> {
 
 /// A proto enum's name without `prefix`, in lower case (`CHANGE_KIND_OPENED` → `opened`).
 fn name(full: &str, prefix: &str) -> String {
-    full.strip_prefix(prefix).unwrap_or(full).to_ascii_lowercase()
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
 }
 
 /// `critical`, `major`... (`unspecified` for an unknown value).
@@ -229,7 +231,10 @@ mod tests {
     fn a_change_becomes_a_compact_document_on_its_grid_and_severity_topic() {
         let c = change(pb::ChangeKind::Acknowledged);
         let msg = AlertMessage::of(&c).unwrap();
-        assert_eq!(msg.topic("gridsight/alerts"), "gridsight/alerts/a-1/critical");
+        assert_eq!(
+            msg.topic("gridsight/alerts"),
+            "gridsight/alerts/a-1/critical"
+        );
         let json: serde_json::Value = serde_json::to_value(&msg).unwrap();
         assert_eq!(json["kind"], "acknowledged");
         assert_eq!(json["status"], "acknowledged");

@@ -56,11 +56,7 @@ fn camera_payload(e: &crate::sources::rtsp::CameraEntry) -> Vec<u8> {
 
 /// Options of a publishing client `{client_id}-{suffix}` on the `[mqtt]` broker.
 fn options(cfg: &MqttConfig, suffix: &str) -> MqttOptions {
-    let mut opts = MqttOptions::new(
-        format!("{}-{suffix}", cfg.client_id),
-        &cfg.host,
-        cfg.port,
-    );
+    let mut opts = MqttOptions::new(format!("{}-{suffix}", cfg.client_id), &cfg.host, cfg.port);
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         opts.set_credentials(u, p);

@@ -218,7 +218,9 @@ pub fn silences(
 /// One silence by id.
 pub fn get_silence(conn: &Connection, id: &str) -> Result<Option<pb::Silence>, StoreError> {
     let blob: Option<Vec<u8>> = conn
-        .query_row("SELECT blob FROM silences WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT blob FROM silences WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?;
     blob.map(|b| decode(id, &b)).transpose()
 }

@@ -97,9 +97,7 @@ impl SilenceBook {
             Some(s) => Some(s.clone()),
             None => {
                 let id = id.to_string();
-                self.store
-                    .read(move |c| read::get_silence(c, &id))
-                    .await?
+                self.store.read(move |c| read::get_silence(c, &id)).await?
             }
         };
         let mut s = known.ok_or_else(|| ApiError::NotFound(format!("silence {id} not found")))?;
