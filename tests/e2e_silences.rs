@@ -121,6 +121,22 @@ async fn list_silences(d: &Daemon, include_expired: bool) -> Vec<pb::Silence> {
         .silences
 }
 
+/// A fresh subscription that leaves muted alerts out.
+async fn subscribe_unmuted(d: &Daemon) -> tonic::Streaming<pb::SubscribeAlertsResponse> {
+    d.alerts()
+        .await
+        .subscribe(req(
+            pb::SubscribeAlertsRequest {
+                exclude_muted: true,
+                ..Default::default()
+            },
+            VIEWER,
+        ))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_goes_out_on_mqtt_as_json_on_its_grid_and_severity() {
     let broker = Mosquitto::start();
@@ -202,19 +218,7 @@ async fn a_silence_mutes_its_grid_until_expired_and_survives_a_restart() {
     assert_eq!(sil.id, "sil-1");
     assert_eq!(sil.created_by, "desk-1");
     assert!(sil.ends_at.is_some() && sil.expired_at.is_none());
-    let mut unmuted = d
-        .alerts()
-        .await
-        .subscribe(req(
-            pb::SubscribeAlertsRequest {
-                exclude_muted: true,
-                ..Default::default()
-            },
-            VIEWER,
-        ))
-        .await
-        .expect("subscribe")
-        .into_inner();
+    let mut unmuted = subscribe_unmuted(&d).await;
 
     // Silenced: recorded and listed with `silenced_by`, but not on MQTT nor on the stream.
     alarm(broker.port, "a-1", "smoke", "smk-1").await;
@@ -246,19 +250,7 @@ async fn a_silence_mutes_its_grid_until_expired_and_survives_a_restart() {
     alarm(broker.port, "a-1", "smoke", "smk-2").await;
     let again = wait_for("muted after restart", T, || alert_of(&d, "smk-2")).await;
     assert_eq!(again.silenced_by, sil.id);
-    let mut fresh = d
-        .alerts()
-        .await
-        .subscribe(req(
-            pb::SubscribeAlertsRequest {
-                exclude_muted: true,
-                ..Default::default()
-            },
-            VIEWER,
-        ))
-        .await
-        .expect("subscribe")
-        .into_inner();
+    let mut fresh = subscribe_unmuted(&d).await;
     let (snapshot, _) = read_snapshot(&mut fresh, T).await;
     let grids: Vec<_> = snapshot.iter().map(|a| a.grid_id.as_str()).collect();
     assert_eq!(grids, vec!["b-1"], "the snapshot leaves muted alerts out");
