@@ -19,7 +19,7 @@ pub enum Perm {
     Read,
     /// Report an incident.
     Report,
-    /// Acknowledge or resolve an alert.
+    /// Acknowledge or resolve an alert; create or expire a silence.
     Operate,
 }
 
@@ -142,7 +142,7 @@ impl Auth {
                 what: match perm {
                     Perm::Read => "read",
                     Perm::Report => "report incidents",
-                    Perm::Operate => "act on alerts",
+                    Perm::Operate => "act on alerts or silences",
                 },
             });
         }

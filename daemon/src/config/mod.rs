@@ -285,7 +285,7 @@ pub struct TokenConfig {
 pub enum Role {
     /// Read only: Get, List, Subscribe, dashboard, metrics.
     Viewer,
-    /// Read, and act on alerts (acknowledge, resolve).
+    /// Read, and act on alerts (acknowledge, resolve) and silences (create, expire).
     Operator,
     /// Report incidents only (the grid workers' app).
     Reporter,
