@@ -3,8 +3,9 @@
 //! Start order: store (and its writer) → correlator shards (restoring open alerts) → APIs
 //! → MQTT ingest. Stop order is the reverse, so every stage drains into one that still
 //! runs: ingest stops reading and waits for its in-flight acks, the APIs finish their
-//! calls, the shards empty their queues, and the writer commits what is left. Every task
-//! is joined before [`run`] returns.
+//! calls, the shards empty their queues, and the writer commits what is left; the MQTT
+//! alert publisher, last, sends what the writer committed. Every task is joined before
+//! [`run`] returns.
 
 use std::{
     net::SocketAddr,
@@ -19,7 +20,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     api::{
         auth::Auth,
-        grpc::{self, AlertApi, IncidentApi},
+        grpc::{self, AlertApi, IncidentApi, SilenceApi, SilenceBook},
         http::{self, HttpState},
     },
     config::Config,
@@ -96,6 +97,9 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
+    // Silences reach the shards before any source sends them an event.
+    let silence_book = SilenceBook::load(store.clone(), router.clone(), metrics.clone()).await?;
+    let silence_refresh = tokio::spawn(silence_book.clone().run_refresh(cancel.clone()));
     // Camera events to live subscribers: a lagging subscriber loses the oldest (broadcast).
     let (camera_events, _) = tokio::sync::broadcast::channel(1024);
     let _ = router
@@ -130,6 +134,13 @@ pub async fn run(
                 cancel.clone(),
             ),
             tracing::info_span!("mqtt_publish"),
+        ))
+    });
+    // Alert changes out to MQTT; it ends once the writer committed the last one.
+    let alert_publisher = cfg.mqtt.clone().filter(|m| m.publish_alerts).map(|m| {
+        tokio::spawn(tracing::Instrument::instrument(
+            crate::publish::alerts::run(m, store.subscribe(), metrics.clone()),
+            tracing::info_span!("mqtt_alerts"),
         ))
     });
     let snapshot_taker = tokio::spawn(tracing::Instrument::instrument(
@@ -224,6 +235,12 @@ pub async fn run(
         auth: auth.clone(),
         figures: figures.clone(),
     };
+    let silence_api = SilenceApi {
+        auth: auth.clone(),
+        book: silence_book,
+        store: store.clone(),
+        grids: grids.clone(),
+    };
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_listener,
         grpc::Services {
@@ -231,6 +248,7 @@ pub async fn run(
             alerts,
             cameras: camera_api,
             stats: stats_api,
+            silences: silence_api,
         },
         auth.clone(),
         api_cancel.clone(),
@@ -273,6 +291,7 @@ pub async fn run(
     tasks.wait().await;
     let _ = retention.await;
     let _ = supervision.await;
+    let _ = silence_refresh.await;
     if let Ok(supervisor) = camera_reload.await {
         supervisor.shutdown().await;
     }
@@ -290,6 +309,9 @@ pub async fn run(
     drop(store);
     // The writer ends once every store handle is gone and its queue is committed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if let Some(p) = alert_publisher {
+        let _ = p.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

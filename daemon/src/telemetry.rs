@@ -91,6 +91,16 @@ pub struct Metrics {
     pub snapshots: Family<ReasonLabel, Counter>,
     /// Time to make one snapshot (keyframe to JPEG).
     pub snapshot_seconds: Histogram,
+    /// Silences in force now (refreshed on every change and every minute).
+    pub silences_active: Gauge,
+    /// Silences created.
+    pub silences_created: Counter,
+    /// Silences ended early by `Expire`.
+    pub silences_expired: Counter,
+    /// Alert changes published to MQTT and acknowledged by the broker.
+    pub mqtt_alerts_published: Counter,
+    /// Alert changes not published to MQTT, by reason (`lagged`, `queue_full`).
+    pub mqtt_alerts_dropped: Family<ReasonLabel, Counter>,
 }
 
 /// The status an incident stepped to, e.g. `DISPATCHED`.
@@ -149,6 +159,11 @@ impl Metrics {
             shard_queue_depth: Family::default(),
             subscribers: Gauge::default(),
             auth_failures: Family::default(),
+            silences_active: Gauge::default(),
+            silences_created: Counter::default(),
+            silences_expired: Counter::default(),
+            mqtt_alerts_published: Counter::default(),
+            mqtt_alerts_dropped: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -297,6 +312,31 @@ impl Metrics {
             "snapshot_seconds",
             "Time to make one snapshot",
             m.snapshot_seconds.clone(),
+        );
+        r.register(
+            "silences_active",
+            "Silences in force now",
+            m.silences_active.clone(),
+        );
+        r.register(
+            "silences_created",
+            "Silences created",
+            m.silences_created.clone(),
+        );
+        r.register(
+            "silences_expired",
+            "Silences ended early by Expire",
+            m.silences_expired.clone(),
+        );
+        r.register(
+            "mqtt_alerts_published",
+            "Alert changes published to MQTT and acknowledged by the broker",
+            m.mqtt_alerts_published.clone(),
+        );
+        r.register(
+            "mqtt_alerts_dropped",
+            "Alert changes not published to MQTT, by reason",
+            m.mqtt_alerts_dropped.clone(),
         );
         m
     }

@@ -19,7 +19,8 @@ pub enum Perm {
     Read,
     /// Report an incident.
     Report,
-    /// Acknowledge or resolve an alert; move an incident along its lifecycle.
+    /// Acknowledge or resolve an alert; move an incident along its lifecycle; create or
+    /// expire a silence.
     Operate,
 }
 
@@ -142,7 +143,7 @@ impl Auth {
                 what: match perm {
                     Perm::Read => "read",
                     Perm::Report => "report incidents",
-                    Perm::Operate => "act on alerts and incidents",
+                    Perm::Operate => "act on alerts, incidents and silences",
                 },
             });
         }

@@ -1,5 +1,6 @@
-//! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads, snapshots (in `http_cameras`),
-//! the daily figures (in `http_stats`), and the dashboard page.
+//! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads (alerts, dead letters, silences),
+//! snapshots (in `http_cameras`), the daily figures (in `http_stats`), and the dashboard
+//! page.
 //!
 //! Everything but `/healthz` and `/readyz` needs a token, as `authorization: Bearer ...`
 //! or, for a browser opening the page, `?token=...`. Wrong or missing token: 401; a role
@@ -57,6 +58,7 @@ pub struct HttpState {
 pub(super) struct TokenQuery {
     token: Option<String>,
     limit: Option<u32>,
+    include_expired: Option<bool>,
 }
 
 pub(super) fn authorize(
@@ -87,6 +89,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/alerts", get(alerts))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/silences", get(silences))
         .route("/api/cameras", get(super::http_cameras::cameras))
         .route("/api/stats", get(super::http_stats::stats))
         .route("/snapshot/{file}", get(super::http_cameras::live_snapshot))
@@ -173,6 +176,47 @@ async fn dead_letters(
         Ok(list) => Json(list).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+async fn silences(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
+        return *r;
+    }
+    let all = q.include_expired.unwrap_or(false);
+    let now = crate::domain::now_ms();
+    match s
+        .store
+        .read(move |c| read::silences(c, all, now, read::SILENCES_LIMIT))
+        .await
+    {
+        Ok(list) => {
+            let list: Vec<_> = list.iter().map(|x| silence_json(x, now)).collect();
+            Json(serde_json::json!({ "silences": list })).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// A silence as JSON: times in RFC 3339, `null` when unset; `active` = in force at `now`.
+fn silence_json(x: &gridsight_proto::v1::Silence, now: i64) -> serde_json::Value {
+    let m = x.matcher.clone().unwrap_or_default();
+    let at = |t: &Option<prost_types::Timestamp>| t.as_ref().map(ToString::to_string);
+    let max_severity = crate::domain::Severity::from_pb(m.max_severity);
+    serde_json::json!({
+        "id": x.id,
+        "matcher": {
+            "grid_id": m.grid_id, "rule_id": m.rule_id,
+            "dedup_key_prefix": m.dedup_key_prefix, "max_severity": max_severity,
+        },
+        "starts_at": at(&x.starts_at), "ends_at": at(&x.ends_at),
+        "created_by": x.created_by, "created_at": at(&x.created_at), "comment": x.comment,
+        "expired_by": x.expired_by, "expired_at": at(&x.expired_at),
+        "active": correlate::silence::is_active(x, now),
+    })
 }
 
 fn alert_json(a: &gridsight_proto::v1::Alert) -> serde_json::Value {

@@ -171,6 +171,11 @@ pub struct MqttConfig {
     pub reconnect_max_ms: u64,
     /// Vendors' own topics and payload fields.
     pub mappings: Vec<TopicMapping>,
+    /// Publish every alert change (muted alerts excepted) to
+    /// `{alert_topic_prefix}/{grid}/{severity}`, QoS 1, not retained.
+    pub publish_alerts: bool,
+    /// Topic prefix of published alerts: no wildcards (`+`, `#`), no trailing `/`.
+    pub alert_topic_prefix: String,
 }
 
 impl Default for MqttConfig {
@@ -188,6 +193,8 @@ impl Default for MqttConfig {
             reconnect_min_ms: 200,
             reconnect_max_ms: 10_000,
             mappings: Vec::new(),
+            publish_alerts: true,
+            alert_topic_prefix: "gridsight/alerts".into(),
         }
     }
 }
@@ -314,7 +321,8 @@ pub struct TokenConfig {
 pub enum Role {
     /// Read only: Get, List, Subscribe, dashboard, metrics.
     Viewer,
-    /// Read, act on alerts (acknowledge, resolve) and move incidents along their lifecycle.
+    /// Read, act on alerts (acknowledge, resolve), move incidents along their lifecycle,
+    /// and create or expire silences.
     Operator,
     /// Report incidents only (the grid workers' app).
     Reporter,
@@ -417,6 +425,13 @@ impl Config {
                     "must be at least 1 and at most reconnect_max_ms".into(),
                 ));
             }
+            let p = &m.alert_topic_prefix;
+            if p.is_empty() || p.ends_with('/') || p.contains(['+', '#', '\0']) {
+                errs.push((
+                    "mqtt.alert_topic_prefix".into(),
+                    "must be a topic without wildcards (`+`, `#`) or a trailing `/`".into(),
+                ));
+            }
             for (i, map) in m.mappings.iter().enumerate() {
                 for (field, msg) in map.validate() {
                     errs.push((format!("mqtt.mappings[{i}].{field}"), msg));
@@ -450,6 +465,10 @@ mod tests {
         assert_eq!(cfg.cameras.len(), 1);
         assert_eq!(cfg.departments.len(), 3);
         assert_eq!(cfg.stats.utc_offset_minutes, 480);
+        assert_eq!(
+            cfg.mqtt.as_ref().map(|m| m.alert_topic_prefix.as_str()),
+            Some("gridsight/alerts")
+        );
         assert_eq!(cfg.cameras[0].expected_fps, 25.0);
         assert_eq!(
             cfg.cameras[0].redacted_url(),
@@ -516,6 +535,17 @@ role = "viewer"
         );
         assert_eq!(err.issues()[0].line, Some(5));
         assert_eq!(err.issues()[1].line, Some(8));
+    }
+
+    #[test]
+    fn alert_topic_prefix_may_not_hold_wildcards() {
+        for bad in ["", "gridsight/alerts/", "gridsight/+/alerts", "alerts/#"] {
+            let text = format!("[mqtt]\nalert_topic_prefix = {bad:?}\n");
+            let err = load_str(&text, "m.toml").unwrap_err();
+            assert_eq!(err.issues()[0].field, "mqtt.alert_topic_prefix", "{bad:?}");
+        }
+        let ok = load_str("[mqtt]\nalert_topic_prefix = \"city/alerts\"\n", "m.toml");
+        assert!(ok.is_ok_and(|c| c.mqtt.is_some_and(|m| m.publish_alerts)));
     }
 
     #[test]

@@ -60,16 +60,32 @@ impl SilenceSet {
     }
 }
 
+/// Whether `a` is muted: silenced or inhibited.
+pub fn is_muted(a: &pb::Alert) -> bool {
+    !a.silenced_by.is_empty() || !a.inhibited_by.is_empty()
+}
+
 /// Whether `s` is in force at `now`.
 pub fn is_active(s: &pb::Silence, now: i64) -> bool {
     let starts = s.starts_at.as_ref().map(millis_from_ts).unwrap_or(i64::MIN);
+    starts <= now && now < end_ms(s)
+}
+
+/// When `s` stops muting (ms since the Unix epoch): its `ends_at`, or its `expired_at`
+/// when it was expired before that. A silence without `ends_at` never mutes.
+pub fn end_ms(s: &pb::Silence) -> i64 {
     let ends = s.ends_at.as_ref().map(millis_from_ts).unwrap_or(i64::MIN);
     let expired = s
         .expired_at
         .as_ref()
         .map(millis_from_ts)
         .unwrap_or(i64::MAX);
-    starts <= now && now < ends && now < expired
+    ends.min(expired)
+}
+
+/// Whether `s` is over at `now` (it will never mute again).
+pub fn has_ended(s: &pb::Silence, now: i64) -> bool {
+    end_ms(s) <= now
 }
 
 /// Whether the matcher of `s` matches `alert` (time aside).
@@ -175,7 +191,10 @@ mod tests {
         };
         assert!(is_active(&s, 5) && matches(&s, &minor, &g));
         assert!(!matches(&s, &critical, &g));
+        assert!(!has_ended(&s, 100));
         s.expired_at = Some(ts_from_millis(100));
         assert!(!is_active(&s, 100));
+        assert!(has_ended(&s, 100) && !has_ended(&s, 99));
+        assert_eq!(end_ms(&s), 100);
     }
 }

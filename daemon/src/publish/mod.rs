@@ -1,7 +1,8 @@
 //! What the daemon publishes to the MQTT broker for other systems: its own availability
-//! (a retained `gridsight/status`, `online`, with a last will `offline`), and each camera's
+//! (a retained `gridsight/status`, `online`, with a last will `offline`), each camera's
 //! status as a retained message on `gridsight/cameras/{camera}/status`, so a subscriber that
-//! connects later still sees every camera's current state.
+//! connects later still sees every camera's current state, and alert changes ([`alerts`],
+//! on a client of their own).
 //!
 //! Owns one MQTT client (`{client_id}-pub`, separate from the ingest session). Invariants:
 //! after every (re)connect the availability and every camera's current status are
@@ -9,6 +10,8 @@
 //! the live broadcast and a lag only triggers a full republish, so the retained state
 //! always ends up right. The client's queue is bounded; when the broker is away, publishes
 //! wait (this task only: nothing upstream waits on it).
+
+pub mod alerts;
 
 use std::{sync::Arc, time::Duration};
 
@@ -51,6 +54,16 @@ fn camera_payload(e: &crate::sources::rtsp::CameraEntry) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Options of a publishing client `{client_id}-{suffix}` on the `[mqtt]` broker.
+fn options(cfg: &MqttConfig, suffix: &str) -> MqttOptions {
+    let mut opts = MqttOptions::new(format!("{}-{suffix}", cfg.client_id), &cfg.host, cfg.port);
+    opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        opts.set_credentials(u, p);
+    }
+    opts
+}
+
 /// Runs the publisher until `cancel`; on the way out, publishes `offline` itself.
 pub async fn run(
     cfg: MqttConfig,
@@ -58,17 +71,13 @@ pub async fn run(
     mut events: broadcast::Receiver<Arc<pb::CameraEvent>>,
     cancel: CancellationToken,
 ) {
-    let mut opts = MqttOptions::new(format!("{}-pub", cfg.client_id), &cfg.host, cfg.port);
-    opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
+    let mut opts = options(&cfg, "pub");
     opts.set_last_will(LastWill::new(
         STATUS_TOPIC,
         "offline",
         QoS::AtLeastOnce,
         true,
     ));
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        opts.set_credentials(u, p);
-    }
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let republish = |client: AsyncClient, cameras: Registry| async move {
         let _ = client

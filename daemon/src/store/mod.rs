@@ -1,4 +1,4 @@
-//! The durable record: sensor events, incidents, alerts and the alert change log.
+//! The durable record: sensor events, incidents, alerts, the alert change log, silences.
 //!
 //! One SQLite database in WAL mode. All writes go through one writer thread
 //! ([`writer`]) that gathers what is queued into one transaction (group commit), assigns
@@ -86,6 +86,8 @@ pub enum Record {
     Incident(pb::Incident),
     /// A new version of an alert; the writer fills in `seq` (in the alert too).
     AlertChange(pb::AlertChange),
+    /// A new silence, or a new version of one (expired early).
+    Silence(pb::Silence),
     /// A camera status change or activity event (the camera journal).
     CameraEvent(pb::CameraEvent),
     /// A JPEG taken for an alert when it opened.
@@ -151,6 +153,7 @@ pub struct Ids {
     event: AtomicU64,
     incident: AtomicU64,
     alert: AtomicU64,
+    silence: AtomicU64,
 }
 
 impl Ids {
@@ -168,6 +171,10 @@ impl Ids {
     /// The next alert id, e.g. `ALR-000042`.
     pub fn next_alert(&self) -> String {
         format!("ALR-{:06}", self.alert.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    /// The next silence id, e.g. `sil-7`.
+    pub fn next_silence(&self) -> String {
+        format!("sil-{}", self.silence.fetch_add(1, Ordering::Relaxed) + 1)
     }
 }
 

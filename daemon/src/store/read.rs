@@ -1,4 +1,4 @@
-//! Read queries: alerts, incidents, the change log, dead letters, counts.
+//! Read queries: alerts, incidents, the change log, silences, dead letters, counts.
 //!
 //! Each function takes a read-only connection (see [`super::Store::read`]). Paging uses
 //! the table's rowid, newest first; the page token is that rowid as text.
@@ -187,6 +187,42 @@ pub fn changes_after(
         out.push(decode(&format!("alert change {seq}"), &blob)?);
     }
     Ok(out)
+}
+
+/// Most silences an API lists at once (newest first).
+pub const SILENCES_LIMIT: u32 = 1000;
+
+/// Silences, newest first (at most `limit`): those that have not ended at `now_ms` (in
+/// force or scheduled), or every one when `include_ended`.
+pub fn silences(
+    conn: &Connection,
+    include_ended: bool,
+    now_ms: i64,
+    limit: u32,
+) -> Result<Vec<pb::Silence>, StoreError> {
+    let from = if include_ended { i64::MIN } else { now_ms + 1 };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, blob FROM silences WHERE end_ms >= ?1 ORDER BY rowid DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![from, limit], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, blob) = row?;
+        out.push(decode(&id, &blob)?);
+    }
+    Ok(out)
+}
+
+/// One silence by id.
+pub fn get_silence(conn: &Connection, id: &str) -> Result<Option<pb::Silence>, StoreError> {
+    let blob: Option<Vec<u8>> = conn
+        .query_row("SELECT blob FROM silences WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    blob.map(|b| decode(id, &b)).transpose()
 }
 
 /// One incident by id.

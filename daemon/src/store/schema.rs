@@ -3,6 +3,9 @@
 //! Alerts and incidents are kept as encoded `gridsight.v1` messages (the `blob` columns)
 //! beside the columns that queries filter on; the blob is the truth, the columns are
 //! indexes of it. `meta` holds `pruned_through` (the highest deleted alert change seq).
+//! `silences.end_ms` is when a silence stops muting: its `ends_at`, or `expired_at` when it
+//! was expired before that. Tables are only ever added (`CREATE ... IF NOT EXISTS`), so an
+//! older database opens as is.
 
 use std::path::Path;
 
@@ -82,6 +85,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error   TEXT NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS silences (
+    id     TEXT PRIMARY KEY,
+    end_ms INTEGER NOT NULL,
+    blob   BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS silences_end ON silences(end_ms);
 "#;
 
 /// Opens the writer connection: WAL, the configured `synchronous`, the schema.
@@ -119,6 +128,7 @@ pub(super) fn load_counters(
         .store(max_event.unwrap_or(0).max(0) as u64, Relaxed);
     ids.incident.store(max_suffix(conn, "incidents")?, Relaxed);
     ids.alert.store(max_suffix(conn, "alerts")?, Relaxed);
+    ids.silence.store(max_suffix(conn, "silences")?, Relaxed);
     let last: Option<i64> = conn.query_row(
         "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM alert_changes UNION ALL SELECT MAX(seq) FROM alerts)",
         [],

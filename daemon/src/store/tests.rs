@@ -171,3 +171,48 @@ async fn dead_letters_are_bounded() {
     drop(store);
     writer.join().unwrap();
 }
+
+#[tokio::test]
+async fn silences_are_kept_updated_listed_by_end_and_their_ids_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    let silence = |id: String, ends: i64| pb::Silence {
+        id,
+        starts_at: Some(ts_from_millis(0)),
+        ends_at: Some(ts_from_millis(ends)),
+        comment: "works".into(),
+        ..Default::default()
+    };
+    let a = silence(store.ids.next_silence(), 10_000);
+    let b = silence(store.ids.next_silence(), 20_000);
+    assert_eq!((a.id.as_str(), b.id.as_str()), ("sil-1", "sil-2"));
+    store
+        .write_and_wait(vec![Record::Silence(a.clone()), Record::Silence(b)])
+        .await
+        .unwrap();
+    let expired = pb::Silence {
+        expired_by: "desk".into(),
+        expired_at: Some(ts_from_millis(5_000)),
+        ..a
+    };
+    store
+        .write_and_wait(vec![Record::Silence(expired)])
+        .await
+        .unwrap();
+    let ids = |v: Vec<pb::Silence>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let live = store.read(|c| read::silences(c, false, 6_000, 10)).await;
+    assert_eq!(ids(live.unwrap()), vec!["sil-2"]);
+    let all = store.read(|c| read::silences(c, true, 6_000, 10)).await;
+    assert_eq!(ids(all.unwrap()), vec!["sil-2", "sil-1"]);
+    let got = store.read(|c| read::get_silence(c, "sil-1")).await.unwrap();
+    assert_eq!(got.unwrap().expired_by, "desk");
+    drop(store);
+    writer.join().unwrap();
+
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    assert_eq!(store.ids.next_silence(), "sil-3");
+    drop(store);
+    writer.join().unwrap();
+}

@@ -118,7 +118,10 @@ impl Writer {
                         let _ = self.bus.send(Arc::new(c.clone()));
                     }
                     Record::SensorEvent { .. } | Record::DeadLetter { .. } => from_mqtt += 1,
-                    Record::Incident(_) | Record::CameraEvent(_) | Record::Snapshot { .. } => {}
+                    Record::Incident(_)
+                    | Record::CameraEvent(_)
+                    | Record::Snapshot { .. }
+                    | Record::Silence(_) => {}
                 }
             }
             match item.done {
@@ -170,6 +173,10 @@ impl Writer {
             )?;
             let mut ins_snapshot = tx.prepare_cached(
                 "INSERT OR REPLACE INTO snapshots (alert_id, camera_id, taken_ms, jpeg) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut ins_silence = tx.prepare_cached(
+                "INSERT INTO silences (id, end_ms, blob) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET end_ms = excluded.end_ms, blob = excluded.blob",
             )?;
             let mut dead = 0u64;
             for item in batch.iter_mut() {
@@ -260,6 +267,13 @@ impl Writer {
                                 &*camera_id,
                                 *taken_ms,
                                 &jpeg[..]
+                            ])?;
+                        }
+                        Record::Silence(s) => {
+                            ins_silence.execute(params![
+                                s.id,
+                                crate::correlate::silence::end_ms(s),
+                                s.encode_to_vec()
                             ])?;
                         }
                         Record::DeadLetter {

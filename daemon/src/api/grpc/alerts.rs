@@ -5,7 +5,9 @@
 //! either in what it read or still to come on the bus; changes at or below the last seq
 //! sent are skipped, so none is sent twice. A subscriber too slow for the bus (it lagged)
 //! catches up from the change log and goes on: a slow client is never a gap, and never
-//! slows anyone else.
+//! slows anyone else. With `exclude_muted`, changes of silenced or inhibited alerts are
+//! left out everywhere (snapshot, catch-up, live): such a subscriber sees an alert from its
+//! first unmuted change on.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,7 +20,7 @@ use tonic::{Request, Response, Status};
 use super::{expand_grids, invalid, page, ApiError};
 use crate::{
     api::auth::{Auth, Perm},
-    correlate::{Action, Command, Router, ShardMsg},
+    correlate::{silence::is_muted, Action, Command, Router, ShardMsg},
     domain::{now_ms, GridIndex, Severity},
     store::{read, Record, Store},
     telemetry::Metrics,
@@ -53,12 +55,14 @@ pub struct AlertApi {
 struct Filter {
     grids: Option<Vec<String>>,
     min_severity: i32,
+    exclude_muted: bool,
     index: Arc<GridIndex>,
 }
 
 impl Filter {
     fn matches(&self, a: &pb::Alert) -> bool {
-        a.severity >= self.min_severity
+        !(self.exclude_muted && is_muted(a))
+            && a.severity >= self.min_severity
             && self
                 .grids
                 .as_ref()
@@ -124,6 +128,7 @@ impl AlertApi {
         Ok(Filter {
             grids: (!r.grid_ids.is_empty()).then(|| r.grid_ids.clone()),
             min_severity: r.min_severity,
+            exclude_muted: r.exclude_muted,
             index: self.router.grids().clone(),
         })
     }
@@ -377,5 +382,33 @@ impl pb::alert_service_server::AlertService for AlertApi {
             .command(r.id, r.expected_version, r.note, Action::Resolve, who.name)
             .await?;
         Ok(Response::new(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_muted_leaves_out_silenced_and_inhibited_alerts_only() {
+        let f = |exclude_muted| Filter {
+            grids: None,
+            min_severity: 0,
+            exclude_muted,
+            index: Arc::new(GridIndex::default()),
+        };
+        let plain = pb::Alert::default();
+        let silenced = pb::Alert {
+            silenced_by: "sil-1".into(),
+            ..Default::default()
+        };
+        let inhibited = pb::Alert {
+            inhibited_by: "ALR-000001".into(),
+            ..Default::default()
+        };
+        assert!(f(true).matches(&plain));
+        assert!(!f(true).matches(&silenced));
+        assert!(!f(true).matches(&inhibited));
+        assert!(f(false).matches(&silenced) && f(false).matches(&inhibited));
     }
 }

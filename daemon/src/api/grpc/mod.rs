@@ -1,5 +1,5 @@
-//! The gRPC server: IncidentService, AlertService, CameraService, StatsService, health and
-//! reflection.
+//! The gRPC server: IncidentService, AlertService, CameraService, StatsService,
+//! SilenceService, health and reflection.
 //!
 //! Owns the mapping of every error to a `tonic::Status` code ([`ApiError`]): bad fields
 //! are `INVALID_ARGUMENT` naming the field, unknown ids `NOT_FOUND`, stale versions
@@ -10,6 +10,8 @@
 mod alerts;
 mod cameras;
 mod incidents;
+pub mod silence_book;
+mod silences;
 mod stats;
 
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub use alerts::AlertApi;
 pub use cameras::CameraApi;
 pub use incidents::IncidentApi;
+pub use silence_book::SilenceBook;
+pub use silences::SilenceApi;
 pub use stats::StatsApi;
 
 use crate::{
@@ -171,6 +175,8 @@ pub struct Services {
     pub cameras: CameraApi,
     /// StatsService.
     pub stats: StatsApi,
+    /// SilenceService.
+    pub silences: SilenceApi,
 }
 
 /// Serves gRPC on `listener` until `cancel`.
@@ -185,6 +191,7 @@ pub async fn serve(
         alerts,
         cameras,
         stats,
+        silences,
     } = services;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -198,6 +205,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<pb::stats_service_server::StatsServiceServer<StatsApi>>()
+        .await;
+    health
+        .set_serving::<pb::silence_service_server::SilenceServiceServer<SilenceApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -229,7 +239,10 @@ pub async fn serve(
         ))
         .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
         .add_service(pb::camera_service_server::CameraServiceServer::new(cameras))
-        .add_service(pb::stats_service_server::StatsServiceServer::new(stats));
+        .add_service(pb::stats_service_server::StatsServiceServer::new(stats))
+        .add_service(pb::silence_service_server::SilenceServiceServer::new(
+            silences,
+        ));
     if let Ok(reflection) = reflection {
         builder = builder.add_service(tonic::service::interceptor::InterceptedService::new(
             reflection, check,
