@@ -637,6 +637,9 @@ fn evidence_camera(e: &pb::Evidence) -> Option<String> {
 mod camera;
 #[path = "engine_noise.rs"]
 pub mod noise_layer;
+#[cfg(test)]
+#[path = "engine_noise_tests.rs"]
+mod noise_tests;
 #[path = "engine_rules.rs"]
 pub mod rules_layer;
 pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};

@@ -36,9 +36,9 @@ use crate::{
 /// Open alerts that inhibit others, shared by every shard.
 #[derive(Debug, Default)]
 pub struct Inhibitors {
-    version: AtomicU64,
+    pub(super) version: AtomicU64,
     /// (alert id, its grid, index of the `inhibit` entry it is a source for).
-    list: RwLock<Vec<(String, String, usize)>>,
+    pub(super) list: RwLock<Vec<(String, String, usize)>>,
 }
 
 impl Inhibitors {

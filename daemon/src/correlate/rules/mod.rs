@@ -449,4 +449,4 @@ pub fn evidence_ms(e: &pb::Evidence) -> i64 {
 
 #[cfg(test)]
 #[path = "tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,0 +1,235 @@
+//! Tests of noise control on the pure engine: flap suppression, inhibition, silences
+//! over time, escalation.
+
+use std::sync::Arc;
+
+use gridsight_proto::{ts_from_millis, v1 as pb};
+
+use super::Engine;
+use crate::{
+    config::{AlertMatch, CorrelationConfig, EscalationConfig, EscalationStep, InhibitConfig},
+    correlate::{
+        engine::Inhibitors,
+        rules::{tests as rt, RuleSet},
+        silence::SilenceSet,
+        Action, Command,
+    },
+    domain::{GridIndex, SensorState, Severity},
+    store::Ids,
+};
+
+fn engine(cfg: CorrelationConfig) -> Engine {
+    let mut e = Engine::new(cfg, Arc::new(Ids::default()));
+    e.set_grids(Arc::new(GridIndex::new(&rt::city())));
+    e
+}
+
+fn alerts(changes: &[pb::AlertChange]) -> Vec<pb::Alert> {
+    changes.iter().filter_map(|c| c.alert.clone()).collect()
+}
+
+#[test]
+fn a_flapping_sensor_keeps_one_alert_open_until_it_is_quiet() {
+    let mut e = engine(CorrelationConfig {
+        sensor_clear_on_normal: true,
+        ..Default::default()
+    });
+    let s = |state, at| rt::sensor("wl-1", "water_level", "a00", state, at);
+    // Not flapping yet: a normal reading resolves the alert.
+    let first = alerts(&e.on_sensor(1, &s(SensorState::Alarm, 0)))[0].clone();
+    let closed = e.on_sensor(2, &s(SensorState::Normal, 1_000));
+    assert_eq!(closed[0].kind, pb::ChangeKind::Resolved as i32);
+    assert_eq!(
+        closed[0].alert.as_ref().map(|a| a.id.clone()),
+        Some(first.id)
+    );
+    // Toggling: the fourth change within 300 s makes it flapping; normals no longer close.
+    e.on_sensor(10, &s(SensorState::Alarm, 2_000));
+    e.on_sensor(11, &s(SensorState::Normal, 3_000));
+    e.on_sensor(12, &s(SensorState::Alarm, 4_000));
+    let normal = e.on_sensor(13, &s(SensorState::Normal, 5_000));
+    assert!(
+        normal.is_empty(),
+        "a normal while flapping closes nothing: {normal:#?}"
+    );
+    assert_eq!(e.open_count(), 1);
+    let open = alerts(&e.on_sensor(20, &s(SensorState::Alarm, 7_000)));
+    assert!(open[0].flapping);
+    e.on_sensor(21, &s(SensorState::Normal, 8_000));
+    assert!(e.tick(307_000).is_empty(), "not yet quiet for the window");
+    let quiet = e.tick(308_500);
+    assert_eq!(quiet.len(), 1);
+    assert_eq!(quiet[0].kind, pb::ChangeKind::Resolved as i32);
+    assert_eq!(e.open_count(), 0);
+}
+
+#[test]
+fn an_open_outage_mutes_the_camera_alerts_it_explains_on_every_shard() {
+    use pb::CameraEventKind as K;
+    let cfg = CorrelationConfig {
+        inhibit: vec![InhibitConfig {
+            source: AlertMatch {
+                rule: Some("outage".into()),
+                ..Default::default()
+            },
+            target: AlertMatch {
+                dedup_key_prefix: Some("camera/".into()),
+                ..Default::default()
+            },
+        }],
+        ..Default::default()
+    };
+    let shared = Arc::new(Inhibitors::default());
+    let outage_rules = rt::rules(
+        r#"
+[[rules]]
+id = "outage"
+title = "Network outage in {grid_name}"
+severity = "critical"
+pattern = "count"
+min_count = 2
+distinct = "camera"
+scope = "tier"
+tier = 0
+window_secs = 60
+[[rules.when]]
+source = "camera"
+event = "offline"
+"#,
+    );
+    // Two shards sharing the registry: `a` owns the county (and town-b), `b` town-a.
+    let mut a = engine(cfg.clone());
+    let mut b = engine(cfg);
+    for (shard, e) in [&mut a, &mut b].into_iter().enumerate() {
+        e.set_inhibitors(shared.clone());
+        e.set_rules(Arc::new(RuleSet::new(&outage_rules)));
+        e.set_partition(crate::correlate::engine::Partition {
+            shard,
+            shards: 2,
+            tier: 1,
+        });
+    }
+    assert!(a.owns("county") && a.owns("b00") && b.owns("a00"));
+    let on_b = b.on_camera(&rt::camera("cam-9", "a00", K::Offline, 0.0, 0), 0);
+    b.note(&on_b);
+    let cam_alert = alerts(&on_b)[0].clone();
+    assert!(cam_alert.inhibited_by.is_empty());
+    let c1 = a.on_camera(&rt::camera("cam-1", "b00", K::Offline, 0.0, 1_000), 1_000);
+    a.note(&c1);
+    let c2 = a.on_camera(&rt::camera("cam-2", "b00", K::Offline, 0.0, 2_000), 2_000);
+    a.note(&c2);
+    let outage = alerts(&c2)
+        .into_iter()
+        .find(|x| x.rule_id == "outage")
+        .expect("outage opened");
+    assert_eq!(outage.grid_id, "county");
+    // The other shard mutes its camera alert on its next tick.
+    let muted = b.tick(3_000);
+    assert_eq!(muted.len(), 1);
+    assert_eq!(alerts(&muted)[0].inhibited_by, outage.id);
+    // A new camera alert there is muted at once.
+    let later = b.on_camera(&rt::camera("cam-8", "a11", K::Offline, 0.0, 4_000), 4_000);
+    assert_eq!(alerts(&later)[0].inhibited_by, outage.id);
+    // The outage resolved: the next tick un-mutes.
+    let resolved = a
+        .command(
+            &Command {
+                alert_id: outage.id.clone(),
+                action: Action::Resolve,
+                expected_version: a.open_version(&outage.id).unwrap_or(0),
+                actor: "op".into(),
+                note: String::new(),
+            },
+            5_000,
+        )
+        .expect("resolve");
+    a.note(std::slice::from_ref(&resolved));
+    let unmuted = alerts(&b.tick(6_000));
+    assert_eq!(unmuted.len(), 2);
+    assert!(unmuted.iter().all(|x| x.inhibited_by.is_empty()));
+}
+
+#[test]
+fn silences_mute_and_unmute_open_alerts_as_they_start_and_end() {
+    let mut e = engine(CorrelationConfig::default());
+    let a = alerts(&e.on_sensor(1, &rt::sensor("s-1", "smoke", "a00", SensorState::Alarm, 0)))[0]
+        .clone();
+    e.set_silences(Arc::new(SilenceSet::new(vec![pb::Silence {
+        id: "sil-1".into(),
+        matcher: Some(pb::SilenceMatcher {
+            grid_id: "town-a".into(),
+            ..Default::default()
+        }),
+        starts_at: Some(ts_from_millis(0)),
+        ends_at: Some(ts_from_millis(10_000)),
+        ..Default::default()
+    }])));
+    let muted = alerts(&e.tick(1_000));
+    assert_eq!(muted.len(), 1);
+    assert_eq!(muted[0].id, a.id);
+    assert_eq!(muted[0].silenced_by, "sil-1");
+    assert!(e.tick(2_000).is_empty(), "nothing changed since");
+    let ended = alerts(&e.tick(10_500));
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].silenced_by.is_empty());
+}
+
+#[test]
+fn unacknowledged_alerts_escalate_up_the_tiers_and_acknowledged_ones_do_not() {
+    let mut e = engine(CorrelationConfig {
+        escalation: vec![EscalationConfig {
+            alerts: AlertMatch {
+                min_severity: Some(Severity::Minor),
+                ..Default::default()
+            },
+            steps: vec![
+                EscalationStep {
+                    after_secs: 60,
+                    raise_by: 1,
+                    to_tier: None,
+                },
+                EscalationStep {
+                    after_secs: 300,
+                    raise_by: 0,
+                    to_tier: Some(0),
+                },
+            ],
+        }],
+        ..Default::default()
+    });
+    let a = alerts(&e.on_sensor(
+        1,
+        &rt::sensor("w-1", "water_level", "a00", SensorState::Alarm, 0),
+    ))[0]
+        .clone();
+    let b = alerts(&e.on_sensor(
+        2,
+        &rt::sensor("w-2", "water_level", "a01", SensorState::Alarm, 0),
+    ))[0]
+        .clone();
+    e.command(
+        &Command {
+            alert_id: b.id.clone(),
+            action: Action::Acknowledge,
+            expected_version: b.version,
+            actor: "op".into(),
+            note: String::new(),
+        },
+        1_000,
+    )
+    .expect("ack");
+    assert!(e.tick(59_000).is_empty());
+    let step1 = e.tick(60_000);
+    assert_eq!(step1.len(), 1, "only the unacknowledged alert: {step1:#?}");
+    assert_eq!(step1[0].kind, pb::ChangeKind::Escalated as i32);
+    let x = step1[0].alert.clone().expect("alert");
+    assert_eq!(x.id, a.id);
+    assert_eq!(x.severity, pb::Severity::Major as i32);
+    assert_eq!((x.escalation_level, x.escalated_to.as_str()), (1, "town-a"));
+    let step2 = alerts(&e.tick(300_000));
+    assert_eq!(
+        (step2[0].escalation_level, step2[0].escalated_to.as_str()),
+        (2, "county")
+    );
+    assert!(e.tick(900_000).is_empty(), "the chain has ended");
+}
