@@ -11,9 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    ApiConfig, Config, CorrelationConfig, GridConfig, LogConfig, MqttConfig, StoreConfig,
-    TokenConfig,
+    ApiConfig, CameraConfig, Config, CorrelationConfig, GridConfig, LogConfig, MqttConfig,
+    SensorConfig, StoreConfig, TokenConfig, VideoConfig,
 };
+use crate::domain::GridIndex;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +103,14 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
             }]))
         }
     };
-    let cfg: Config = match serde_path_to_error::deserialize(de) {
+    let mut cfg: Config = match serde_path_to_error::deserialize(de) {
         Ok(cfg) => cfg,
         Err(_) => return Err(invalid(collect_all(text))),
     };
     let lines = Lines::new(text);
+    let grids = GridIndex::new(&cfg.grids);
     let mut issues: Vec<ConfigIssue> = cfg
-        .validate()
+        .validate_with(&grids)
         .into_iter()
         .map(|(field, message)| ConfigIssue {
             line: lines.line_of_path(&field),
@@ -117,6 +119,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         })
         .collect();
     if issues.is_empty() {
+        super::cameras::place(&mut cfg.cameras, &grids);
         Ok(cfg)
     } else {
         issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
@@ -148,10 +151,13 @@ fn collect_all(text: &str) -> Vec<ConfigIssue> {
             "log" => check::<LogConfig>(key, value, &mut errs),
             "grids" => check_each::<GridConfig>(key, value, &mut errs),
             "tokens" => check_each::<TokenConfig>(key, value, &mut errs),
+            "video" => check::<VideoConfig>(key, value, &mut errs),
+            "cameras" => check_each::<CameraConfig>(key, value, &mut errs),
+            "sensors" => check_each::<SensorConfig>(key, value, &mut errs),
             other => errs.push((
                 other.to_string(),
                 format!(
-                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens"
+                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, sensors"
                 ),
             )),
         }
