@@ -306,18 +306,7 @@ pub fn validate(
     }
     for (i, c) in cameras.iter().enumerate() {
         let at = |f: &str| format!("cameras[{i}].{f}");
-        if !super::valid_id(&c.id) {
-            errs.push((
-                at("id"),
-                format!(
-                    "`{}` is not a valid camera id (1-64 of letters, digits, `-`, `_`, `.`)",
-                    c.id
-                ),
-            ));
-        }
-        if !seen.insert(c.id.as_str()) {
-            errs.push((at("id"), format!("duplicate camera id `{}`", c.id)));
-        }
+        super::check_id("camera", &c.id, at("id"), &mut seen, &mut errs);
         match c.split_credentials() {
             Ok((u, _)) if u.scheme() != "rtsp" && u.scheme() != "rtsps" => {
                 errs.push((at("url"), format!("scheme `{}` is not rtsp", u.scheme())))

@@ -304,21 +304,7 @@ impl Config {
         let mut errs = Vec::new();
         let mut ids = HashSet::new();
         for (i, g) in self.grids.iter().enumerate() {
-            if !valid_id(&g.id) {
-                errs.push((
-                    format!("grids[{i}].id"),
-                    format!(
-                        "`{}` is not a valid grid id (1-64 of letters, digits, `-`, `_`, `.`)",
-                        g.id
-                    ),
-                ));
-            }
-            if !ids.insert(g.id.as_str()) {
-                errs.push((
-                    format!("grids[{i}].id"),
-                    format!("duplicate grid id `{}`", g.id),
-                ));
-            }
+            check_id("grid", &g.id, format!("grids[{i}].id"), &mut ids, &mut errs);
             if matches!(g.polygon.len(), 1 | 2) {
                 errs.push((
                     format!("grids[{i}].polygon"),
@@ -401,6 +387,26 @@ pub fn valid_id(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Checks the id of a `what` (grid, camera, sensor) at `field`: valid, and not already
+/// in `seen` (ids of the same list); adds it to `seen`.
+fn check_id<'a>(
+    what: &str,
+    id: &'a str,
+    field: String,
+    seen: &mut HashSet<&'a str>,
+    errs: &mut Vec<(String, String)>,
+) {
+    if !valid_id(id) {
+        errs.push((
+            field.clone(),
+            format!("`{id}` is not a valid {what} id (1-64 of letters, digits, `-`, `_`, `.`)"),
+        ));
+    }
+    if !seen.insert(id) {
+        errs.push((field, format!("duplicate {what} id `{id}`")));
+    }
 }
 
 /// Whether `[lon, lat]` are finite degrees in range.

@@ -46,18 +46,7 @@ pub fn validate(sensors: &[SensorConfig], grids: &GridIndex) -> Vec<(String, Str
     let mut seen = HashSet::new();
     for (i, s) in sensors.iter().enumerate() {
         let at = |f: &str| format!("sensors[{i}].{f}");
-        if !super::valid_id(&s.id) {
-            errs.push((
-                at("id"),
-                format!(
-                    "`{}` is not a valid sensor id (1-64 of letters, digits, `-`, `_`, `.`)",
-                    s.id
-                ),
-            ));
-        }
-        if !seen.insert(s.id.as_str()) {
-            errs.push((at("id"), format!("duplicate sensor id `{}`", s.id)));
-        }
+        super::check_id("sensor", &s.id, at("id"), &mut seen, &mut errs);
         if let Some(kind) = &s.kind {
             if !super::valid_id(kind) {
                 errs.push((at("kind"), format!("`{kind}` is not a valid kind")));
