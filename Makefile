@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot bench-spatial clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -39,6 +39,10 @@ bench-cameras:
 ## Snapshot benchmark: keyframe -> JPEG through the warm pool vs a fresh pipeline, throughput.
 bench-snapshot: deps
 	$(CARGO) bench -p gridsight --bench snapshot
+
+## Spatial benchmark: GridIndex::new for 10,000 grids, and one locate / grids_within / neighbours call.
+bench-spatial: deps
+	$(CARGO) bench -p gridsight --bench spatial
 
 clean:
 	$(CARGO) clean

@@ -75,13 +75,15 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppEr
 ///
 /// `config_path`, when given, is re-read on SIGHUP to add, remove or change cameras.
 pub async fn run(
-    cfg: Config,
+    mut cfg: Config,
     config_path: Option<std::path::PathBuf>,
     cancel: CancellationToken,
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new());
     let grids = Arc::new(GridIndex::new(&cfg.grids));
+    // Cameras given only a location (a config built in code, not by `config::load`).
+    crate::config::cameras::place(&mut cfg.cameras, &grids);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let Opened { store, writer } = Store::open(
         &cfg.store,
@@ -171,7 +173,8 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     let mqtt_ready = cfg.mqtt.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
     let ingest = cfg.mqtt.clone().map(|m| {
-        let parser = Parser::new(grids.clone(), &m.mappings, m.max_payload_bytes);
+        let parser =
+            Parser::new(grids.clone(), &m.mappings, m.max_payload_bytes).with_sensors(&cfg.sensors);
         let ingest = MqttIngest {
             cfg: m,
             parser,

@@ -7,6 +7,11 @@
 //! ([`crate::app::run`]) on it with a sensor fleet publishing over MQTT, grid workers
 //! reporting over gRPC and an operator desk bot moving their reports along the lifecycle
 //! (some left to go overdue). Prints the URLs and tokens to use.
+//!
+//! The spatial model is in play: every sensor is listed with its location (inside its
+//! community, checked at validation), cameras are given only a location and placed in
+//! their community by the daemon, and a quarter of the reports carry a location but no
+//! grid, which the daemon finds.
 
 use std::{
     collections::HashMap,
@@ -24,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     app,
     config::{
-        CameraConfig, Config, DepartmentConfig, GridConfig, MqttConfig, Role, StoreConfig,
-        TokenConfig,
+        CameraConfig, Config, DepartmentConfig, GridConfig, MqttConfig, Role, SensorConfig,
+        StoreConfig, TokenConfig,
     },
 };
 
@@ -188,6 +193,17 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
                 name: name.to_string(),
             })
             .collect(),
+        sensors: city
+            .sensors
+            .iter()
+            .map(|s| SensorConfig {
+                id: s.id.clone(),
+                grid: s.grid_id.clone(),
+                kind: Some(s.kind.clone()),
+                name: None,
+                location: [s.lon, s.lat],
+            })
+            .collect(),
         ..Config::default()
     };
     if let Some(problem) = cfg.validate().into_iter().next() {
@@ -282,6 +298,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
             ReporterConfig::new(format!("http://{}", bound.grpc), tok(Role::Reporter), grids);
         rc.rate_per_sec = args.report_rate;
         rc.centres = centres;
+        rc.location_only_share = 0.25;
         let c = sims.clone();
         tokio::spawn(async move {
             if let Err(e) = gridsight_sim::run_reporters_with(rc, c).await {
@@ -343,20 +360,21 @@ async fn start_cameras(
                 m = m.with_fault(Fault::Freeze);
             }
             mounts.push(m);
-            placed.push((id, g.id.clone(), g.centre(), i));
+            placed.push((id, g.centre(), i));
         }
     }
     let farm = Farm::start(FarmConfig::new(mounts)).await?;
     let cameras = placed
         .into_iter()
-        .map(|(id, grid, centre, i)| CameraConfig {
+        .map(|(id, centre, i)| CameraConfig {
             url: farm.url(&id),
             name: format!("Community {} camera", i + 1),
             id,
             username: None,
             password: None,
+            // No grids: the daemon places the camera in the community its location lies in.
             location: Some(centre),
-            grids: vec![grid],
+            grids: Vec::new(),
             expected_fps: 15.0,
             transport: Default::default(),
             timestamp_policy: Default::default(),

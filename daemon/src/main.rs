@@ -43,10 +43,11 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => match config::load(&file) {
             Ok(cfg) => {
                 println!(
-                    "{}: ok ({} grids, {} cameras, {} tokens, mqtt {})",
+                    "{}: ok ({} grids, {} cameras, {} sensors, {} tokens, mqtt {})",
                     file.display(),
                     cfg.grids.len(),
                     cfg.cameras.len(),
+                    cfg.sensors.len(),
                     cfg.tokens.len(),
                     if cfg.mqtt.is_some() { "on" } else { "off" }
                 );

@@ -59,6 +59,9 @@ pub struct ReporterConfig {
     pub centres: HashMap<String, [f64; 2]>,
     /// Reports per second, over all reporters.
     pub rate_per_sec: f64,
+    /// Share (0-1) of reports sent with a location and no `grid_id`, for the daemon to
+    /// find the grid from the location.
+    pub location_only_share: f64,
     /// Calls in flight at most.
     pub max_in_flight: usize,
     /// Stop after this many reports; `None` = until cancelled.
@@ -78,6 +81,7 @@ impl ReporterConfig {
             grids,
             centres: HashMap::new(),
             rate_per_sec: 1.0,
+            location_only_share: 0.0,
             max_in_flight: 16,
             max_reports: None,
             seed: 1,
@@ -212,6 +216,11 @@ pub async fn run_reporters_with(
             "reporters: rate_per_sec must be > 0".into(),
         ));
     }
+    if !(0.0..=1.0).contains(&cfg.location_only_share) {
+        return Err(SimError::InvalidConfig(
+            "reporters: location_only_share must be in 0-1".into(),
+        ));
+    }
     let auth = BearerAuth::new(&cfg.token)?;
     let endpoint = endpoint(&cfg.endpoint, cfg.request_timeout)?;
     let start = Instant::now();
@@ -238,7 +247,10 @@ pub async fn run_reporters_with(
         }
         let grid = &cfg.grids[rng.random_range(0..cfg.grids.len())];
         let key = format!("sim-{run_id:016x}-{:08}", stats.sent);
-        let req = random_report(&mut rng, key, grid, cfg.centres.get(grid).copied());
+        let mut req = random_report(&mut rng, key, grid, cfg.centres.get(grid).copied());
+        if cfg.location_only_share > 0.0 && rng.random_bool(cfg.location_only_share) {
+            req.grid_id.clear();
+        }
         let mut client = client.clone();
         calls.spawn(async move { client.report(req).await.map(|r| r.into_inner().duplicate) });
         stats.sent += 1;

@@ -1,10 +1,14 @@
 //! `[video]` (how every camera is supervised) and `[[cameras]]` (which cameras), and their
 //! checks. Credentials may sit in the URL or in `username`/`password`; they are split off
 //! at load and never shown again (see [`CameraConfig::redacted_url`]).
+//!
+//! A camera names the grids it sees, or gives only its `location`: then [`place`] sets its
+//! grid to the one the location lies in (`GridIndex::locate`), once, at load. A camera with
+//! neither, or whose location lies in no grid, is a config error.
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Severity;
+use crate::domain::{GridIndex, Severity};
 
 /// `[video]`: supervision of every camera.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -148,6 +152,8 @@ pub struct CameraConfig {
     #[serde(default)]
     pub location: Option<[f64; 2]>,
     /// The grids it sees; the first is where its own alerts (offline, freeze) belong.
+    /// Empty or absent: the grid its `location` lies in.
+    #[serde(default)]
     pub grids: Vec<String>,
     /// Frames per second it should deliver.
     #[serde(default = "default_fps")]
@@ -236,11 +242,21 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Gives each camera that names no grid the grid its location lies in (the deepest).
+/// Cameras that name grids, or cannot be placed (reported by [`validate`]), are left alone.
+pub fn place(cameras: &mut [CameraConfig], grids: &GridIndex) {
+    for c in cameras.iter_mut().filter(|c| c.grids.is_empty()) {
+        if let Some(g) = c.location.and_then(|[lon, lat]| grids.locate(lon, lat)) {
+            c.grids = vec![g.to_string()];
+        }
+    }
+}
+
 /// Checks of the cameras against the grids: (field path, message) per problem.
 pub fn validate(
     video: &VideoConfig,
     cameras: &[CameraConfig],
-    grid_ok: impl Fn(&str) -> bool,
+    grids: &GridIndex,
 ) -> Vec<(String, String)> {
     let mut errs = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -290,18 +306,7 @@ pub fn validate(
     }
     for (i, c) in cameras.iter().enumerate() {
         let at = |f: &str| format!("cameras[{i}].{f}");
-        if !super::valid_id(&c.id) {
-            errs.push((
-                at("id"),
-                format!(
-                    "`{}` is not a valid camera id (1-64 of letters, digits, `-`, `_`, `.`)",
-                    c.id
-                ),
-            ));
-        }
-        if !seen.insert(c.id.as_str()) {
-            errs.push((at("id"), format!("duplicate camera id `{}`", c.id)));
-        }
+        super::check_id("camera", &c.id, at("id"), &mut seen, &mut errs);
         match c.split_credentials() {
             Ok((u, _)) if u.scheme() != "rtsp" && u.scheme() != "rtsps" => {
                 errs.push((at("url"), format!("scheme `{}` is not rtsp", u.scheme())))
@@ -312,11 +317,8 @@ pub fn validate(
             Ok(_) => {}
             Err(e) => errs.push((at("url"), format!("{e} (in {})", c.redacted_url()))),
         }
-        if c.grids.is_empty() {
-            errs.push((at("grids"), "name at least one grid".into()));
-        }
         for (j, g) in c.grids.iter().enumerate() {
-            if !grid_ok(g) {
+            if !grids.contains(g) {
                 errs.push((
                     format!("cameras[{i}].grids[{j}]"),
                     format!("unknown grid `{g}`"),
@@ -326,10 +328,26 @@ pub fn validate(
         if !(c.expected_fps.is_finite() && c.expected_fps > 0.0 && c.expected_fps <= 240.0) {
             errs.push((at("expected_fps"), "must be in (0, 240]".into()));
         }
-        if let Some([lon, lat]) = c.location {
-            if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
-                errs.push((at("location"), "must be [lon, lat] in degrees".into()));
+        match c.location {
+            Some(l) if !super::valid_lon_lat(l) => {
+                errs.push((at("location"), "must be [lon, lat] in degrees".into()))
             }
+            Some([lon, lat]) if c.grids.is_empty() && grids.locate(lon, lat).is_none() => errs
+                .push((
+                    at("location"),
+                    format!(
+                        "camera `{}`: [{lon}, {lat}] lies in no grid; name its `grids`",
+                        c.id
+                    ),
+                )),
+            None if c.grids.is_empty() => errs.push((
+                at("grids"),
+                format!(
+                    "camera `{}`: name at least one grid, or give a `location` inside one",
+                    c.id
+                ),
+            )),
+            _ => {}
         }
     }
     errs
@@ -386,13 +404,57 @@ mod tests {
         let mut bad = cam("http://h/p");
         bad.grids = vec!["nope".into()];
         bad.expected_fps = 0.0;
-        let errs = validate(&VideoConfig::default(), &[bad, cam("rtsp://h/p")], |g| {
-            g == "g"
-        });
+        let errs = validate(&VideoConfig::default(), &[bad, cam("rtsp://h/p")], &grids());
         let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
         assert!(fields.contains(&"cameras[0].url"), "{errs:?}");
         assert!(fields.contains(&"cameras[0].grids[0]"), "{errs:?}");
         assert!(fields.contains(&"cameras[0].expected_fps"), "{errs:?}");
         assert!(fields.contains(&"cameras[1].id"), "duplicate: {errs:?}");
+    }
+
+    /// Grid `g`: the square 120.00-120.01 E, 30.00-30.01 N.
+    fn grids() -> GridIndex {
+        GridIndex::new(&[crate::config::GridConfig {
+            id: "g".into(),
+            name: "g".into(),
+            parent: None,
+            polygon: vec![
+                [120.0, 30.0],
+                [120.01, 30.0],
+                [120.01, 30.01],
+                [120.0, 30.01],
+            ],
+        }])
+    }
+
+    #[test]
+    fn a_camera_with_only_a_location_is_placed_in_its_grid() {
+        let mut placed = cam("rtsp://h/a");
+        placed.grids.clear();
+        placed.location = Some([120.005, 30.005]);
+        let mut named = cam("rtsp://h/b");
+        named.id = "c2".into();
+        named.location = Some([121.0, 31.0]);
+        let mut cameras = [placed, named];
+        assert!(validate(&VideoConfig::default(), &cameras, &grids()).is_empty());
+        place(&mut cameras, &grids());
+        assert_eq!(cameras[0].grids, vec!["g".to_string()]);
+        assert_eq!(cameras[1].grids, vec!["g".to_string()], "named grids stay");
+    }
+
+    #[test]
+    fn a_camera_that_cannot_be_placed_is_named() {
+        let mut nowhere = cam("rtsp://h/a");
+        nowhere.grids.clear();
+        nowhere.location = Some([121.0, 31.0]);
+        let mut unplaced = cam("rtsp://h/b");
+        unplaced.id = "c2".into();
+        unplaced.grids.clear();
+        let errs = validate(&VideoConfig::default(), &[nowhere, unplaced], &grids());
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].0, "cameras[0].location");
+        assert!(errs[0].1.contains("camera `c1`"), "{errs:?}");
+        assert_eq!(errs[1].0, "cameras[1].grids");
+        assert!(errs[1].1.contains("camera `c2`"), "{errs:?}");
     }
 }

@@ -12,9 +12,10 @@ use serde_path_to_error::Segment;
 
 use super::{
     ApiConfig, CameraConfig, Config, CorrelationConfig, DepartmentConfig, GridConfig,
-    IncidentsConfig, LogConfig, MqttConfig, RuleConfig, StatsConfig, StoreConfig, TokenConfig,
-    VideoConfig,
+    IncidentsConfig, LogConfig, MqttConfig, RuleConfig, SensorConfig, StatsConfig, StoreConfig,
+    TokenConfig, VideoConfig,
 };
+use crate::domain::GridIndex;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,13 +104,14 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
             }]))
         }
     };
-    let cfg: Config = match serde_path_to_error::deserialize(de) {
+    let mut cfg: Config = match serde_path_to_error::deserialize(de) {
         Ok(cfg) => cfg,
         Err(_) => return Err(invalid(collect_all(text))),
     };
     let lines = Lines::new(text);
+    let grids = GridIndex::new(&cfg.grids);
     let mut issues: Vec<ConfigIssue> = cfg
-        .validate()
+        .validate_with(&grids)
         .into_iter()
         .map(|(field, message)| ConfigIssue {
             line: lines.line_of_path(&field),
@@ -118,6 +120,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         })
         .collect();
     if issues.is_empty() {
+        super::cameras::place(&mut cfg.cameras, &grids);
         Ok(cfg)
     } else {
         issues.sort_by_key(|i| i.line.unwrap_or(usize::MAX));
@@ -155,10 +158,11 @@ fn collect_all(text: &str) -> Vec<ConfigIssue> {
             "incidents" => check::<IncidentsConfig>(key, value, &mut errs),
             "stats" => check::<StatsConfig>(key, value, &mut errs),
             "departments" => check_each::<DepartmentConfig>(key, value, &mut errs),
+            "sensors" => check_each::<SensorConfig>(key, value, &mut errs),
             other => errs.push((
                 other.to_string(),
                 format!(
-                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, rules, incidents, stats, departments"
+                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, sensors, rules, incidents, stats, departments"
                 ),
             )),
         }

@@ -15,6 +15,7 @@ mod load;
 mod mapping;
 pub mod noise;
 pub mod rules;
+pub mod sensors;
 
 use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
 
@@ -26,8 +27,9 @@ pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
 pub use noise::{AlertMatch, EscalationConfig, EscalationStep, FlapConfig, InhibitConfig};
 pub use rules::{Condition, Label, Pattern, RuleAction, RuleConfig, Scope, Source};
+pub use sensors::SensorConfig;
 
-use crate::domain::Severity;
+use crate::domain::{GridIndex, Severity};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -72,6 +74,10 @@ pub struct Config {
     /// The departments incidents are dispatched to; empty = any department id is accepted.
     #[serde(default)]
     pub departments: Vec<DepartmentConfig>,
+    /// Sensors whose place is known (optional: unlisted sensors are accepted without a
+    /// location).
+    #[serde(default)]
+    pub sensors: Vec<SensorConfig>,
 }
 
 /// `[store]`: the embedded SQLite store (WAL mode, batched commits).
@@ -298,7 +304,8 @@ pub struct GridConfig {
     /// The enclosing grid (town for a community, county for a town); none at the top.
     #[serde(default)]
     pub parent: Option<String>,
-    /// Outline as `[lon, lat]` points; may be empty for upper tiers.
+    /// Outline as `[lon, lat]` points (at least three; the ring closes itself); may be
+    /// empty for upper tiers, which are then never found by a point lookup.
     #[serde(default)]
     pub polygon: Vec<[f64; 2]>,
 }
@@ -333,26 +340,23 @@ pub enum Role {
 impl Config {
     /// Checks what serde cannot. Returns every problem as (field path, message).
     pub fn validate(&self) -> Vec<(String, String)> {
+        self.validate_with(&GridIndex::new(&self.grids))
+    }
+
+    /// [`Config::validate`] with the grid index already built from `self.grids`.
+    pub fn validate_with(&self, index: &GridIndex) -> Vec<(String, String)> {
         let mut errs = Vec::new();
         let mut ids = HashSet::new();
         for (i, g) in self.grids.iter().enumerate() {
-            if !valid_id(&g.id) {
+            check_id("grid", &g.id, format!("grids[{i}].id"), &mut ids, &mut errs);
+            if matches!(g.polygon.len(), 1 | 2) {
                 errs.push((
-                    format!("grids[{i}].id"),
-                    format!(
-                        "`{}` is not a valid grid id (1-64 of letters, digits, `-`, `_`, `.`)",
-                        g.id
-                    ),
-                ));
-            }
-            if !ids.insert(g.id.as_str()) {
-                errs.push((
-                    format!("grids[{i}].id"),
-                    format!("duplicate grid id `{}`", g.id),
+                    format!("grids[{i}].polygon"),
+                    "needs at least 3 points (or none)".into(),
                 ));
             }
             for (j, p) in g.polygon.iter().enumerate() {
-                if !(-180.0..=180.0).contains(&p[0]) || !(-90.0..=90.0).contains(&p[1]) {
+                if !valid_lon_lat(*p) {
                     errs.push((
                         format!("grids[{i}].polygon[{j}]"),
                         "point is not a [lon, lat] pair in range".into(),
@@ -387,11 +391,9 @@ impl Config {
                 errs.push((format!("tokens[{i}].token"), "duplicate token".into()));
             }
         }
-        errs.extend(cameras::validate(&self.video, &self.cameras, |g| {
-            ids.contains(g)
-        }));
-        let depth = crate::domain::GridIndex::new(&self.grids).max_depth();
-        errs.extend(rules::validate(&self.rules, depth));
+        errs.extend(cameras::validate(&self.video, &self.cameras, index));
+        errs.extend(sensors::validate(&self.sensors, index));
+        errs.extend(rules::validate(&self.rules, index.max_depth()));
         let rule_ids: Vec<&str> = self.rules.iter().map(|r| r.id.as_str()).collect();
         errs.extend(noise::validate(
             &self.correlation.inhibit,
@@ -450,6 +452,31 @@ pub fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Checks the id of a `what` (grid, camera, sensor) at `field`: valid, and not already
+/// in `seen` (ids of the same list); adds it to `seen`.
+fn check_id<'a>(
+    what: &str,
+    id: &'a str,
+    field: String,
+    seen: &mut HashSet<&'a str>,
+    errs: &mut Vec<(String, String)>,
+) {
+    if !valid_id(id) {
+        errs.push((
+            field.clone(),
+            format!("`{id}` is not a valid {what} id (1-64 of letters, digits, `-`, `_`, `.`)"),
+        ));
+    }
+    if !seen.insert(id) {
+        errs.push((field, format!("duplicate {what} id `{id}`")));
+    }
+}
+
+/// Whether `[lon, lat]` are finite degrees in range.
+pub fn valid_lon_lat([lon, lat]: [f64; 2]) -> bool {
+    (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,7 +489,7 @@ mod tests {
         assert!(cfg.grids.len() >= 3);
         assert!(cfg.mqtt.is_some());
         assert_eq!(cfg.tokens.len(), 4);
-        assert_eq!(cfg.cameras.len(), 1);
+        assert_eq!(cfg.cameras.len(), 2);
         assert_eq!(cfg.departments.len(), 3);
         assert_eq!(cfg.stats.utc_offset_minutes, 480);
         assert_eq!(
@@ -470,6 +497,12 @@ mod tests {
             Some("gridsight/alerts")
         );
         assert_eq!(cfg.cameras[0].expected_fps, 25.0);
+        assert_eq!(
+            cfg.cameras[1].grids,
+            vec!["town-01-c01".to_string()],
+            "placed"
+        );
+        assert_eq!(cfg.sensors.len(), 1);
         assert_eq!(
             cfg.cameras[0].redacted_url(),
             "rtsp://10.20.0.11:554/Streaming/Channels/101"
@@ -535,6 +568,67 @@ role = "viewer"
         );
         assert_eq!(err.issues()[0].line, Some(5));
         assert_eq!(err.issues()[1].line, Some(8));
+    }
+
+    const PLACED: &str = r#"
+[[grids]]
+id = "c1"
+name = "c1"
+polygon = [[120.0, 30.0], [120.01, 30.0], [120.01, 30.01], [120.0, 30.01]]
+
+[[grids]]
+id = "c2"
+name = "c2"
+polygon = [[120.01, 30.0], [120.02, 30.0], [120.02, 30.01], [120.01, 30.01]]
+"#;
+
+    #[test]
+    fn a_sensor_outside_its_grid_is_named_with_its_line() {
+        let text = format!(
+            "{PLACED}
+[[sensors]]
+id = \"s1\"
+grid = \"c1\"
+location = [120.005, 30.005]
+
+[[sensors]]
+id = \"s2\"
+grid = \"c1\"
+location = [120.015, 30.005]
+"
+        );
+        let err = load_str(&text, "s.toml").unwrap_err();
+        let issues = err.issues();
+        assert_eq!(issues.len(), 1, "{err}");
+        assert_eq!(issues[0].field, "sensors[1].location");
+        assert_eq!(issues[0].line, Some(20));
+        assert!(issues[0].message.contains("outside grid `c1`"), "{err}");
+    }
+
+    #[test]
+    fn sections_of_a_file_that_does_not_parse_are_each_checked() {
+        let text = format!(
+            "{PLACED}
+[[sensors]]
+id = \"s1\"
+grid = \"c1\"
+location = \"here\"
+
+[[cameras]]
+id = \"cam\"
+url = \"rtsp://h/p\"
+location = [120.015, 30.005]
+
+[video]
+open_timeout_secs = 1.0
+"
+        );
+        let err = load_str(&text, "s.toml").unwrap_err();
+        let fields: Vec<_> = err.issues().iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(fields, vec!["sensors[0].location"], "{err}");
+        let fixed = text.replace("\"here\"", "[120.001, 30.001]");
+        let cfg = load_str(&fixed, "s.toml").expect("valid");
+        assert_eq!(cfg.cameras[0].grids, vec!["c2".to_string()]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ mod grids;
 mod spatial;
 #[cfg(test)]
 mod spatial_tests;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 use gridsight_proto::v1 as pb;
 use serde::{Deserialize, Serialize};

@@ -172,24 +172,8 @@ fn distances_and_centroids() {
 #[test]
 fn ten_thousand_grids_under_a_hundred_parents() {
     const N: usize = 100;
-    const STEP: f64 = 0.001;
-    let edge = |k: usize| (LON0 + k as f64 * STEP, LAT0 + k as f64 * STEP);
-    let mut grids = Vec::with_capacity(N * N + N);
-    for pr in 0..10 {
-        for pc in 0..10 {
-            let (w, s) = (edge(pc * 10).0, edge(pr * 10).1);
-            let (e, n) = (edge(pc * 10 + 10).0, edge(pr * 10 + 10).1);
-            grids.push(rect(&format!("p{pr}-{pc}"), None, [w, s, e, n]));
-        }
-    }
-    for r in 0..N {
-        for c in 0..N {
-            let parent = format!("p{}-{}", r / 10, c / 10);
-            let (w, s) = (edge(c).0, edge(r).1);
-            let (e, n) = (edge(c + 1).0, edge(r + 1).1);
-            grids.push(rect(&format!("c{r}-{c}"), Some(&parent), [w, s, e, n]));
-        }
-    }
+    let grids = super::testkit::square_tiling(10, 10, 0.001, [LON0, LAT0]);
+    assert_eq!(grids.len(), N * N + 100);
     let g = GridIndex::new(&grids);
     // King moves on an n×n board.
     let kings = |r: usize, c: usize, n: usize| {

@@ -7,6 +7,10 @@
 //! Idempotency: a key already stored returns the stored incident. Two concurrent reports
 //! with the same new key are serialised by an in-flight claim, so the second waits for the
 //! first to commit and then returns the same incident: one key never makes two incidents.
+//!
+//! A report with a `location` and no `grid_id` (a phone that knows where it is, not which
+//! grid) gets the grid its location lies in (`GridIndex::locate`: the deepest), before it
+//! is routed and stored.
 
 use std::{sync::Arc, time::Duration};
 
@@ -63,9 +67,9 @@ impl From<DeskError> for ApiError {
     }
 }
 
-/// Checks a report; returns the incident to create (id and time not yet set).
+/// Checks a report, and fills an empty `grid_id` from its `location`.
 pub fn validate_report(
-    r: &pb::ReportIncidentRequest,
+    r: &mut pb::ReportIncidentRequest,
     grids: &crate::domain::GridIndex,
 ) -> Result<(), ApiError> {
     if r.idempotency_key.is_empty() {
@@ -95,12 +99,6 @@ pub fn validate_report(
     if r.description.len() > 4000 {
         return Err(invalid("description", "at most 4000 bytes"));
     }
-    if r.grid_id.is_empty() {
-        return Err(invalid("grid_id", "required"));
-    }
-    if !grids.contains(&r.grid_id) {
-        return Err(invalid("grid_id", format!("unknown grid `{}`", r.grid_id)));
-    }
     if let Some(loc) = &r.location {
         if !loc.lat.is_finite() || !(-90.0..=90.0).contains(&loc.lat) {
             return Err(invalid("location.lat", "must be between -90 and 90"));
@@ -108,6 +106,26 @@ pub fn validate_report(
         if !loc.lon.is_finite() || !(-180.0..=180.0).contains(&loc.lon) {
             return Err(invalid("location.lon", "must be between -180 and 180"));
         }
+    }
+    if r.grid_id.is_empty() {
+        let Some(loc) = &r.location else {
+            return Err(invalid("grid_id", "required (or a location inside a grid)"));
+        };
+        match grids.locate(loc.lon, loc.lat) {
+            Some(g) => r.grid_id = g.to_string(),
+            None => {
+                return Err(invalid(
+                    "location",
+                    format!(
+                        "lat {}, lon {} lies in no grid; give grid_id",
+                        loc.lat, loc.lon
+                    ),
+                ))
+            }
+        }
+    }
+    if !grids.contains(&r.grid_id) {
+        return Err(invalid("grid_id", format!("unknown grid `{}`", r.grid_id)));
     }
     if !valid_id(&r.reporter_id) {
         return Err(invalid(
@@ -140,10 +158,10 @@ impl IncidentApi {
 
     async fn report(
         &self,
-        r: pb::ReportIncidentRequest,
+        mut r: pb::ReportIncidentRequest,
         actor: &str,
     ) -> Result<pb::ReportIncidentResponse, ApiError> {
-        validate_report(&r, self.router.grids())?;
+        validate_report(&mut r, self.router.grids())?;
         loop {
             if let Some(incident) = self.by_key(&r.idempotency_key).await? {
                 return Ok(pb::ReportIncidentResponse {
@@ -306,5 +324,71 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
             .inc();
         tracing::info!(incident = %incident.id, to = lifecycle::name(to), actor = %who.name, version = incident.version, "incident step");
         Ok(Response::new(incident))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::GridConfig, domain::GridIndex};
+
+    /// A town and its one community, the square 120.00-120.01 E, 30.00-30.01 N.
+    fn grids() -> GridIndex {
+        let square = |id: &str, parent: Option<&str>| GridConfig {
+            id: id.into(),
+            name: id.into(),
+            parent: parent.map(Into::into),
+            polygon: vec![
+                [120.0, 30.0],
+                [120.01, 30.0],
+                [120.01, 30.01],
+                [120.0, 30.01],
+            ],
+        };
+        GridIndex::new(&[square("town", None), square("c1", Some("town"))])
+    }
+
+    fn report(grid: &str, at: Option<(f64, f64)>) -> pb::ReportIncidentRequest {
+        pb::ReportIncidentRequest {
+            idempotency_key: "k".into(),
+            category: pb::IncidentCategory::SafetyHazard as i32,
+            item_code: "AQ-01".into(),
+            description: "Loose manhole cover".into(),
+            grid_id: grid.into(),
+            location: at.map(|(lat, lon)| pb::LatLon { lat, lon }),
+            reporter_id: "rep-1".into(),
+            photo_urls: vec![],
+        }
+    }
+
+    fn field(r: Result<(), ApiError>) -> String {
+        match r {
+            Err(ApiError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_location_alone_finds_the_deepest_grid() {
+        let mut r = report("", Some((30.005, 120.005)));
+        validate_report(&mut r, &grids()).unwrap();
+        assert_eq!(r.grid_id, "c1");
+    }
+
+    #[test]
+    fn a_location_in_no_grid_names_location() {
+        let mut r = report("", Some((31.0, 121.0)));
+        assert_eq!(field(validate_report(&mut r, &grids())), "location");
+        let mut r = report("", None);
+        assert_eq!(field(validate_report(&mut r, &grids())), "grid_id");
+        let mut r = report("", Some((95.0, 121.0)));
+        assert_eq!(field(validate_report(&mut r, &grids())), "location.lat");
+    }
+
+    #[test]
+    fn a_given_grid_is_kept() {
+        let mut r = report("town", Some((31.0, 121.0)));
+        validate_report(&mut r, &grids()).unwrap();
+        assert_eq!(r.grid_id, "town");
     }
 }

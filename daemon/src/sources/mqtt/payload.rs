@@ -3,14 +3,15 @@
 //! Pure and allocation-light: the default topic tree is split in place and the default
 //! JSON payload is read into borrowed fields. Vendor mappings ([`TopicMapping`]) take their
 //! fields from topic levels, JSON pointers or constants. Nothing here panics on input; the
-//! fuzz target `mqtt_payload` holds it to that.
+//! fuzz target `mqtt_payload` holds it to that. A sensor listed in `[[sensors]]` gets its
+//! configured location, when it reports in the grid it is listed in.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use serde::Deserialize;
 
 use crate::{
-    config::{valid_id, FieldSource, TimeFormat, TopicMapping},
+    config::{sensors, valid_id, FieldSource, SensorConfig, TimeFormat, TopicMapping},
     domain::{GridIndex, SensorEvent, SensorState},
 };
 
@@ -59,6 +60,8 @@ pub struct Parser {
     grids: Arc<GridIndex>,
     mappings: Vec<(Vec<String>, TopicMapping)>,
     max_payload: usize,
+    /// Listed sensors: id → (grid, `[lon, lat]`).
+    places: HashMap<String, (String, [f64; 2])>,
 }
 
 impl Parser {
@@ -71,7 +74,14 @@ impl Parser {
                 .map(|m| (m.topic.split('/').map(str::to_string).collect(), m.clone()))
                 .collect(),
             max_payload,
+            places: HashMap::new(),
         }
+    }
+
+    /// The same parser, placing the listed sensors at their configured locations.
+    pub fn with_sensors(mut self, listed: &[SensorConfig]) -> Self {
+        self.places = sensors::places(listed);
+        self
     }
 
     /// One message; `now_ms` is the receive time.
@@ -86,7 +96,7 @@ impl Parser {
                 ),
             ));
         }
-        let ev = if let Some(rest) = topic.strip_prefix(DEFAULT_PREFIX) {
+        let mut ev = if let Some(rest) = topic.strip_prefix(DEFAULT_PREFIX) {
             parse_default(rest, payload, now_ms)?
         } else if let Some((_, m)) = self.mappings.iter().find(|(f, _)| topic_matches(f, topic)) {
             parse_mapped(m, topic, payload, now_ms)?
@@ -101,6 +111,13 @@ impl Parser {
                 "unknown_grid",
                 format!("grid: unknown grid `{}`", ev.grid_id),
             ));
+        }
+        // A sensor reporting from another grid than it is listed in keeps no location: the
+        // configured point would contradict the grid its event is routed by.
+        if let Some((grid, location)) = self.places.get(&ev.sensor_id) {
+            if *grid == ev.grid_id {
+                ev.location = Some(*location);
+            }
         }
         Ok(ev)
     }

@@ -64,6 +64,25 @@ fn default_payload_parses() {
 }
 
 #[test]
+fn listed_sensors_get_their_location_in_their_grid_only() {
+    let listed = |id: &str, grid: &str| crate::config::SensorConfig {
+        id: id.into(),
+        grid: grid.into(),
+        kind: None,
+        name: None,
+        location: [119.68, 30.64],
+    };
+    let p = parser().with_sensors(&[listed("s-1", "g1"), listed("s-2", "elsewhere")]);
+    let body = br#"{"device_time": 1, "state": "alarm"}"#;
+    let ev = p.parse(T, body, 5).unwrap();
+    assert_eq!(ev.location, Some([119.68, 30.64]));
+    let moved = p.parse("gridsight/sensors/g1/smoke/s-2", body, 5).unwrap();
+    assert_eq!(moved.location, None, "listed in another grid");
+    let unlisted = p.parse("gridsight/sensors/g1/smoke/s-3", body, 5).unwrap();
+    assert_eq!(unlisted.location, None);
+}
+
+#[test]
 fn rejects_name_reason_and_field() {
     let p = parser();
     let cases: &[(&str, &[u8], &str, &str)] = &[
