@@ -25,7 +25,9 @@ pub use cameras::{CameraConfig, CameraTransport, TimestampPolicy, VideoConfig};
 pub use incidents::{DepartmentConfig, IncidentsConfig, StatsConfig};
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use mapping::{FieldSource, TimeFormat, TopicMapping};
-pub use noise::{AlertMatch, EscalationConfig, EscalationStep, FlapConfig, InhibitConfig};
+pub use noise::{
+    AlertMatch, EscalationConfig, EscalationStep, FlapConfig, GroupConfig, InhibitConfig,
+};
 pub use rules::{Condition, Label, Pattern, RuleAction, RuleConfig, Scope, Source};
 pub use sensors::SensorConfig;
 
@@ -229,6 +231,8 @@ pub struct CorrelationConfig {
     pub inhibit: Vec<InhibitConfig>,
     /// Escalation chains for alerts nobody acknowledges.
     pub escalation: Vec<EscalationConfig>,
+    /// Grouping: related alerts under one group alert.
+    pub groups: Vec<GroupConfig>,
     /// Severity of an alert opened by a sensor alarm, per sensor kind.
     pub sensor_severity: std::collections::BTreeMap<String, Severity>,
     /// Severity of an alert opened by a sensor alarm of a kind not listed above.
@@ -256,6 +260,7 @@ impl Default for CorrelationConfig {
             flap: FlapConfig::default(),
             inhibit: Vec::new(),
             escalation: Vec::new(),
+            groups: Vec::new(),
             sensor_severity,
             default_sensor_severity: Severity::Minor,
             incident_severity: Severity::Minor,
@@ -399,6 +404,10 @@ impl Config {
             &self.correlation.inhibit,
             &self.correlation.escalation,
             &rule_ids,
+        ));
+        errs.extend(noise::validate_groups(
+            &self.correlation.groups,
+            self.correlation.partition_tier,
         ));
         errs.extend(incidents::validate(
             &self.incidents,

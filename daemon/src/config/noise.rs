@@ -96,6 +96,66 @@ fn one() -> u8 {
     1
 }
 
+/// `[[correlation.groups]]`: related alerts under one group alert. Open alerts matching
+/// `alerts` whose grids share an ancestor at depth `tier` form a group; once
+/// `min_members` of them are open for `group_wait_secs`, a group alert opens on that
+/// ancestor (members get `parent_id`); later changes are summed up at most every
+/// `group_interval_secs`; it resolves when its last member does.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Which alerts.
+    pub alerts: AlertMatch,
+    /// Depth of the grid the group alert goes on (must be at or below
+    /// `correlation.partition_tier`, so a group never spans shards).
+    pub tier: usize,
+    /// Open members needed for a group alert.
+    #[serde(default = "two")]
+    pub min_members: u32,
+    /// Seconds the first members wait, so one group alert tells about many.
+    #[serde(default = "thirty")]
+    pub group_wait_secs: u64,
+    /// Seconds between two updates of a group alert.
+    #[serde(default = "five_minutes")]
+    pub group_interval_secs: u64,
+    /// Title; placeholders `{count}`, `{grid}`, `{grid_name}`.
+    pub title: String,
+}
+
+fn two() -> u32 {
+    2
+}
+fn thirty() -> u64 {
+    30
+}
+fn five_minutes() -> u64 {
+    300
+}
+
+/// Checks the groups against the partition tier. Returns (field, message).
+pub fn validate_groups(groups: &[GroupConfig], partition_tier: usize) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let at = format!("correlation.groups[{i}]");
+        if g.tier < partition_tier {
+            errs.push((
+                format!("{at}.tier"),
+                format!("must be at least correlation.partition_tier ({partition_tier})"),
+            ));
+        }
+        if g.min_members < 2 {
+            errs.push((format!("{at}.min_members"), "must be at least 2".into()));
+        }
+        if g.group_interval_secs == 0 {
+            errs.push((format!("{at}.group_interval_secs"), "must be at least 1".into()));
+        }
+        if g.title.trim().is_empty() {
+            errs.push((format!("{at}.title"), "must not be empty".into()));
+        }
+    }
+    errs
+}
+
 /// Checks the noise-control settings. Returns (field, message).
 pub fn validate(
     inhibit: &[InhibitConfig],

@@ -88,6 +88,7 @@ pub struct Engine {
     silences: Arc<SilenceSet>,
     rules: rules_layer::RuleState,
     noise: noise_layer::NoiseState,
+    groups: group_layer::Groups,
     last_tick: i64,
 }
 
@@ -122,6 +123,7 @@ impl Engine {
             silences: Arc::new(SilenceSet::default()),
             rules: rules_layer::RuleState::default(),
             noise: noise_layer::NoiseState::default(),
+            groups: group_layer::Groups::default(),
             last_tick: 0,
         }
     }
@@ -150,6 +152,7 @@ impl Engine {
     pub fn tick(&mut self, now: i64) -> Vec<pb::AlertChange> {
         let mut out = self.tick_rules(now);
         out.extend(self.tick_noise(now));
+        out.extend(self.tick_groups(now));
         self.last_tick = now;
         out
     }
@@ -637,6 +640,8 @@ fn evidence_camera(e: &pb::Evidence) -> Option<String> {
 mod camera;
 #[path = "engine_noise.rs"]
 pub mod noise_layer;
+#[path = "engine_group.rs"]
+mod group_layer;
 #[cfg(test)]
 #[path = "engine_noise_tests.rs"]
 mod noise_tests;

@@ -233,3 +233,47 @@ fn unacknowledged_alerts_escalate_up_the_tiers_and_acknowledged_ones_do_not() {
     );
     assert!(e.tick(900_000).is_empty(), "the chain has ended");
 }
+
+#[test]
+fn camera_alerts_of_a_town_are_grouped_after_the_wait_and_the_group_closes_with_them() {
+    use pb::CameraEventKind as K;
+    let mut e = engine(CorrelationConfig {
+        groups: vec![crate::config::GroupConfig {
+            alerts: AlertMatch {
+                dedup_key_prefix: Some("camera/".into()),
+                ..Default::default()
+            },
+            tier: 1,
+            min_members: 2,
+            group_wait_secs: 30,
+            group_interval_secs: 60,
+            title: "{count} cameras offline in {grid_name}".into(),
+        }],
+        ..Default::default()
+    });
+    let one = alerts(&e.on_camera(&rt::camera("cam-1", "a00", K::Offline, 0.0, 0), 0))[0].clone();
+    assert!(e.tick(40_000).is_empty(), "one alert is no group");
+    let two = alerts(&e.on_camera(&rt::camera("cam-2", "a11", K::Offline, 0.0, 41_000), 41_000))[0].clone();
+    // Different towns are different groups.
+    e.on_camera(&rt::camera("cam-3", "b00", K::Offline, 0.0, 41_000), 41_000);
+    let grouped = e.tick(42_000);
+    let group = grouped
+        .iter()
+        .find(|c| c.kind == pb::ChangeKind::Opened as i32)
+        .and_then(|c| c.alert.clone())
+        .expect("group alert opened");
+    assert_eq!(group.grid_id, "town-a");
+    let summary = alerts(&grouped).into_iter().rfind(|a| a.id == group.id).expect("summary");
+    assert_eq!(summary.group_size, 2);
+    assert_eq!(summary.title, "2 cameras offline in Town A");
+    assert_eq!(summary.severity, pb::Severity::Major as i32);
+    let members: Vec<_> = alerts(&grouped).into_iter().filter(|a| a.parent_id == group.id).collect();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().any(|a| a.id == one.id) && members.iter().any(|a| a.id == two.id));
+    // Both cameras back: the group closes on the next tick.
+    e.on_camera(&rt::camera("cam-1", "a00", K::Online, 0.0, 50_000), 50_000);
+    e.on_camera(&rt::camera("cam-2", "a11", K::Online, 0.0, 50_000), 50_000);
+    let closed = e.tick(51_000);
+    assert!(closed.iter().any(|c| c.kind == pb::ChangeKind::Resolved as i32
+        && c.alert.as_ref().is_some_and(|a| a.id == group.id)));
+}
