@@ -158,8 +158,11 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
             .unwrap_or_default()
     };
     let (farm, cameras) = start_cameras(&city, args.cameras).await?;
+    let shipped = shipped_rules().map_err(DemoError::Broker)?;
     let cfg = Config {
         cameras,
+        correlation: shipped.correlation,
+        rules: shipped.rules,
         store: StoreConfig {
             data_dir: data_dir.clone(),
             ..StoreConfig::default()
@@ -428,4 +431,12 @@ dynamic_filters = true
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The shipped rule set (`deploy/rules.toml`): the worked examples the demo runs with.
+pub const SHIPPED_RULES: &str = include_str!("../../deploy/rules.toml");
+
+/// The `[correlation]` and `[[rules]]` of [`SHIPPED_RULES`].
+pub fn shipped_rules() -> Result<Config, String> {
+    toml::from_str(SHIPPED_RULES).map_err(|e| format!("deploy/rules.toml: {e}"))
 }

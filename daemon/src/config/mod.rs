@@ -519,6 +519,39 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_rules_load_with_the_example_grids() {
+        let text = format!("{EXAMPLE}\n{}", include_str!("../../../deploy/rules.toml"));
+        // The example's own [correlation] is replaced by the shipped one.
+        let text = text.replacen("[correlation]", "[correlation_example]", 1);
+        let text = strip_table(&text, "[correlation_example]");
+        let cfg = load_str(&text, "example+rules.toml").expect("shipped rules are valid");
+        assert_eq!(cfg.rules.len(), 6);
+        assert_eq!(cfg.correlation.window_secs, 0);
+        assert_eq!(cfg.correlation.escalation[0].steps.len(), 2);
+        assert_eq!(cfg.correlation.groups[0].min_members, 3);
+    }
+
+    /// `text` without the table starting at the `header` line (up to the next header).
+    fn strip_table(text: &str, header: &str) -> String {
+        let mut out = String::new();
+        let mut skipping = false;
+        for line in text.lines() {
+            if line.trim() == header {
+                skipping = true;
+                continue;
+            }
+            if skipping && line.starts_with('[') && !line.starts_with("[correlation.") {
+                skipping = false;
+            }
+            if !skipping {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
     fn every_error_is_reported_with_line_and_field() {
         let text = r#"
 [store]

@@ -147,7 +147,10 @@ pub fn validate_groups(groups: &[GroupConfig], partition_tier: usize) -> Vec<(St
             errs.push((format!("{at}.min_members"), "must be at least 2".into()));
         }
         if g.group_interval_secs == 0 {
-            errs.push((format!("{at}.group_interval_secs"), "must be at least 1".into()));
+            errs.push((
+                format!("{at}.group_interval_secs"),
+                "must be at least 1".into(),
+            ));
         }
         if g.title.trim().is_empty() {
             errs.push((format!("{at}.title"), "must not be empty".into()));

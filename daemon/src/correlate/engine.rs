@@ -638,10 +638,10 @@ fn evidence_camera(e: &pb::Evidence) -> Option<String> {
 
 #[path = "engine_camera.rs"]
 mod camera;
-#[path = "engine_noise.rs"]
-pub mod noise_layer;
 #[path = "engine_group.rs"]
 mod group_layer;
+#[path = "engine_noise.rs"]
+pub mod noise_layer;
 #[cfg(test)]
 #[path = "engine_noise_tests.rs"]
 mod noise_tests;

@@ -253,7 +253,8 @@ fn camera_alerts_of_a_town_are_grouped_after_the_wait_and_the_group_closes_with_
     });
     let one = alerts(&e.on_camera(&rt::camera("cam-1", "a00", K::Offline, 0.0, 0), 0))[0].clone();
     assert!(e.tick(40_000).is_empty(), "one alert is no group");
-    let two = alerts(&e.on_camera(&rt::camera("cam-2", "a11", K::Offline, 0.0, 41_000), 41_000))[0].clone();
+    let two = alerts(&e.on_camera(&rt::camera("cam-2", "a11", K::Offline, 0.0, 41_000), 41_000))[0]
+        .clone();
     // Different towns are different groups.
     e.on_camera(&rt::camera("cam-3", "b00", K::Offline, 0.0, 41_000), 41_000);
     let grouped = e.tick(42_000);
@@ -263,17 +264,25 @@ fn camera_alerts_of_a_town_are_grouped_after_the_wait_and_the_group_closes_with_
         .and_then(|c| c.alert.clone())
         .expect("group alert opened");
     assert_eq!(group.grid_id, "town-a");
-    let summary = alerts(&grouped).into_iter().rfind(|a| a.id == group.id).expect("summary");
+    let summary = alerts(&grouped)
+        .into_iter()
+        .rfind(|a| a.id == group.id)
+        .expect("summary");
     assert_eq!(summary.group_size, 2);
     assert_eq!(summary.title, "2 cameras offline in Town A");
     assert_eq!(summary.severity, pb::Severity::Major as i32);
-    let members: Vec<_> = alerts(&grouped).into_iter().filter(|a| a.parent_id == group.id).collect();
+    let members: Vec<_> = alerts(&grouped)
+        .into_iter()
+        .filter(|a| a.parent_id == group.id)
+        .collect();
     assert_eq!(members.len(), 2);
     assert!(members.iter().any(|a| a.id == one.id) && members.iter().any(|a| a.id == two.id));
     // Both cameras back: the group closes on the next tick.
     e.on_camera(&rt::camera("cam-1", "a00", K::Online, 0.0, 50_000), 50_000);
     e.on_camera(&rt::camera("cam-2", "a11", K::Online, 0.0, 50_000), 50_000);
     let closed = e.tick(51_000);
-    assert!(closed.iter().any(|c| c.kind == pb::ChangeKind::Resolved as i32
-        && c.alert.as_ref().is_some_and(|a| a.id == group.id)));
+    assert!(closed
+        .iter()
+        .any(|c| c.kind == pb::ChangeKind::Resolved as i32
+            && c.alert.as_ref().is_some_and(|a| a.id == group.id)));
 }
