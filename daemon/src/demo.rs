@@ -229,54 +229,66 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
         };
     };
     let viewer = tok(Role::Viewer);
-    println!();
-    println!(
+    // The banner goes out in one write, and a closed stdout (a supervisor that stopped
+    // reading) never stops the demo.
+    let mut banner = String::new();
+    macro_rules! outln {
+        () => { banner.push('\n') };
+        ($($arg:tt)*) => {{ banner.push_str(&format!($($arg)*)); banner.push('\n'); }};
+    }
+    outln!();
+    outln!(
         "gridsight demo is running: {} grids, {} sensors, {} cameras",
         city.grids.len(),
         city.sensors.len(),
         farm.as_ref().map(|f| f.mounts().len()).unwrap_or(0)
     );
-    println!();
-    println!("  Dashboard:  http://{}/?token={viewer}", bound.http);
-    println!(
+    outln!();
+    outln!("  Dashboard:  http://{}/?token={viewer}", bound.http);
+    outln!(
         "  Metrics:    curl -H 'authorization: Bearer {viewer}' http://{}/metrics",
         bound.http
     );
-    println!(
+    outln!(
         "  gRPC:       {}  (gridsight.v1, with health and reflection)",
         bound.grpc
     );
-    println!(
+    outln!(
         "  Figures:    curl -H 'authorization: Bearer {viewer}' 'http://{}/api/stats?by_grid=true'",
         bound.http
     );
-    println!(
+    outln!(
         "  MQTT:       {}:{mqtt_port}  topic gridsight/sensors/{{grid}}/{{kind}}/{{sensor_id}}",
         args.listen
     );
-    println!("  Store:      {}", data_dir.display());
+    outln!("  Store:      {}", data_dir.display());
     if let Some(f) = &farm {
-        println!(
+        outln!(
             "  Cameras:    rtsp://{}/<camera>  (the farm: one busy now and then, one refusing, one frozen)",
             f.addr()
         );
-        println!(
+        outln!(
             "  Snapshot:   curl -o cam.jpg -H 'authorization: Bearer {viewer}' http://{}/snapshot/{}.jpg",
             bound.http,
             f.mounts().first().map(String::as_str).unwrap_or("cam")
         );
     }
-    println!();
-    println!("  Tokens (authorization: Bearer <token>):");
+    outln!();
+    outln!("  Tokens (authorization: Bearer <token>):");
     for t in &tokens {
-        println!("    {:<11} {:<11} {}", t.role.as_str(), t.name, t.token);
+        outln!("    {:<11} {:<11} {}", t.role.as_str(), t.name, t.token);
     }
-    println!();
-    println!("  Try: mosquitto_pub -p {mqtt_port} -t gridsight/sensors/{}/smoke/smk-test -m '{{\"device_time\": {}, \"state\": \"alarm\", \"reading\": 0.9}}'",
+    outln!();
+    outln!("  Try: mosquitto_pub -p {mqtt_port} -t gridsight/sensors/{}/smoke/smk-test -m '{{\"device_time\": {}, \"state\": \"alarm\", \"reading\": 0.9}}'",
         city.communities().next().map(|g| g.id.as_str()).unwrap_or("county"),
         crate::domain::now_ms());
-    println!("  Stop: Ctrl-C (drains and exits)");
-    println!();
+    outln!("  Stop: Ctrl-C (drains and exits)");
+    outln!();
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|_| out.flush());
+    }
 
     let sims = cancel.child_token();
     if args.sensor_rate > 0.0 {

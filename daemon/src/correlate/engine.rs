@@ -328,10 +328,10 @@ impl Engine {
         // The incident is evidence of the last alert that took it in (a rule's, if one fired).
         if let Some(a) = changes
             .iter()
+            .rev()
             .filter_map(|c| c.alert.as_ref())
             .filter(|a| a.merged_into.is_empty())
-            .filter(|a| a.incident_ids.contains(&inc.id))
-            .last()
+            .find(|a| a.incident_ids.contains(&inc.id))
         {
             inc.alert_id = a.id.clone();
         }

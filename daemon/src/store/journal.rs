@@ -11,8 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{read::decode, StoreError};
 use crate::domain::{SensorEvent, SensorState};
 
-/// One journaled event.
+/// One journaled event (read once at start-up and replayed: kept unboxed).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Journaled {
     /// A sensor reading with its id.
     Sensor(u64, SensorEvent),
