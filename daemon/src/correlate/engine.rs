@@ -159,7 +159,7 @@ impl Engine {
 
     /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
     pub fn raise(&mut self, r: RaiseAlert, now: i64) -> Vec<pb::AlertChange> {
-        if let Some(id) = self.by_key.get(&r.key).cloned() {
+        if let Some(id) = self.resolve_key(&r.key) {
             return self.fold(&id, r.evidence, now, None);
         }
         vec![self.open_alert(r.key, r.severity, r.title, &r.grid, r.evidence, now)]
@@ -281,7 +281,7 @@ impl Engine {
             time: Some(ts_from_millis(ev.device_ms)),
             item: Some(pb::evidence::Item::SensorEvent(ev.to_pb(event_id))),
         };
-        if let Some(id) = self.by_key.get(&key).cloned() {
+        if let Some(id) = self.resolve_key(&key) {
             return self.fold(&id, evidence, now, None);
         }
         if ev.state == SensorState::Alarm {
@@ -487,6 +487,41 @@ impl Engine {
             })
             .max_by_key(|a| a.last_seen.as_ref().map(gridsight_proto::millis_from_ts))
             .map(|a| a.id.clone())
+    }
+
+    /// The alert holding `key`: one of ours, or a rule alert of another shard that merged
+    /// ours (events fold into it there). A key left pointing at a closed foreign alert is
+    /// dropped.
+    pub(super) fn resolve_key(&mut self, key: &str) -> Option<String> {
+        let id = self.by_key.get(key)?;
+        if self.open.contains_key(id) || self.noise.inhibitors.rule_alerts.contains(id) {
+            return Some(id.clone());
+        }
+        self.by_key.remove(key);
+        None
+    }
+
+    /// Merges a single-source alert of ours, by key, into rule alert `into` of another
+    /// shard (asked by that shard when its rule fired on our alert's evidence).
+    pub fn merge_foreign(
+        &mut self,
+        key: &str,
+        into: &str,
+        rule: &str,
+        now: i64,
+    ) -> Vec<pb::AlertChange> {
+        let Some(bid) = self.by_key.get(key).cloned() else {
+            return Vec::new();
+        };
+        self.merge_into(&bid, into, rule, now)
+            .map(|(c, _, _)| vec![c])
+            .unwrap_or_default()
+    }
+
+    /// Merges this engine's rules asked of other shards: (grid of the alert, its key, the
+    /// rule alert, the rule).
+    pub fn take_foreign_merges(&mut self) -> Vec<(String, String, String, String)> {
+        std::mem::take(&mut self.rules.foreign_merges)
     }
 
     /// Marks `alert` silenced when a silence in force matches it.

@@ -96,7 +96,7 @@ impl Engine {
                 let Some(key) = camera_key(ev) else {
                     return Vec::new();
                 };
-                if let Some(id) = self.by_key.get(&key).cloned() {
+                if let Some(id) = self.resolve_key(&key) {
                     return self.fold(&id, evidence, now, None);
                 }
                 let (severity, title) = if kind == K::Offline {

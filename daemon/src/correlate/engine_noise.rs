@@ -33,12 +33,16 @@ use crate::{
     domain::{SensorEvent, SensorState, Severity},
 };
 
-/// Open alerts that inhibit others, shared by every shard.
+/// What shards share: the open alerts that inhibit others, and the open rule alerts (a
+/// rule alert may hold keys of single-source alerts that live on other shards). Touched
+/// only when such an alert opens or closes, never per event.
 #[derive(Debug, Default)]
 pub struct Inhibitors {
     pub(super) version: AtomicU64,
     /// (alert id, its grid, index of the `inhibit` entry it is a source for).
     pub(super) list: RwLock<Vec<(String, String, usize)>>,
+    /// Ids of the open rule alerts of every shard.
+    pub(super) rule_alerts: dashmap::DashSet<String>,
 }
 
 impl Inhibitors {
@@ -106,12 +110,22 @@ impl Engine {
         self.noise.silences_changed = true;
     }
 
-    /// Registers or withdraws `alert` as an inhibitor, after any change to it.
+    /// Registers or withdraws `alert` as an inhibitor (and as an open rule alert), after
+    /// any change to it.
     pub(super) fn track_inhibitor(&self, alert: &pb::Alert) {
+        let open = alert.status != pb::AlertStatus::Resolved as i32;
+        if !alert.rule_id.is_empty() {
+            if open {
+                if !self.noise.inhibitors.rule_alerts.contains(&alert.id) {
+                    self.noise.inhibitors.rule_alerts.insert(alert.id.clone());
+                }
+            } else {
+                self.noise.inhibitors.rule_alerts.remove(&alert.id);
+            }
+        }
         if self.cfg.inhibit.is_empty() {
             return;
         }
-        let open = alert.status != pb::AlertStatus::Resolved as i32;
         let entries: Vec<usize> = self
             .cfg
             .inhibit
@@ -183,8 +197,24 @@ impl Engine {
             return Vec::new();
         };
         // Only the sensor's own alert: a correlated alert it was merged into stays.
-        if self.open.get(&id).is_none_or(|a| a.dedup_key != key) || flapping {
+        if self.open.get(&id).is_none_or(|a| a.dedup_key != key) {
             return Vec::new();
+        }
+        if flapping {
+            // It stays open, marked, until the sensor is quiet (see `tick_flaps`).
+            return match self.open.get_mut(&id).filter(|a| !a.flapping) {
+                Some(a) => {
+                    a.flapping = true;
+                    a.version += 1;
+                    a.updated_at = Some(ts_from_millis(ev.receive_ms));
+                    vec![pb::AlertChange {
+                        seq: 0,
+                        kind: pb::ChangeKind::Updated as i32,
+                        alert: Some(a.clone()),
+                    }]
+                }
+                None => Vec::new(),
+            };
         }
         let evidence = pb::Evidence {
             time: Some(ts_from_millis(ev.device_ms)),

@@ -60,6 +60,8 @@ pub struct RuleState {
     pub(super) partition: Partition,
     /// Alerts the current event already folded into (base layer or an earlier rule).
     touched: Vec<String>,
+    /// Merges to ask of other shards: (grid, key, rule alert, rule).
+    pub(super) foreign_merges: Vec<(String, String, String, String)>,
     /// While replaying: when each rule key's last alert was resolved. Events up to then
     /// had been consumed by its firing or folded into it, so they are skipped.
     closed: HashMap<String, i64>,
@@ -265,6 +267,20 @@ impl Engine {
                 .filter(|bid| *bid != id)
                 .collect();
             merged.dedup();
+            // Evidence whose single-source alert lives on another shard: ask it.
+            for o in &evidence {
+                let (Some(k), Some(g)) = (evidence_key(&o.evidence), o.grids.first()) else {
+                    continue;
+                };
+                if !self.owns(g) && !self.by_key.contains_key(&k) {
+                    self.rules.foreign_merges.push((
+                        g.to_string(),
+                        k,
+                        id.clone(),
+                        rule.cfg.id.clone(),
+                    ));
+                }
+            }
             for bid in merged {
                 if let Some((c, count, seen)) = self.merge_into(&bid, &id, &rule.cfg.id, now) {
                     merged_count += count.saturating_sub(1);
@@ -305,7 +321,7 @@ impl Engine {
 
     /// Resolves single-source alert `bid` into `into`; its keys now lead to `into`.
     /// Returns the change, its count and first_seen.
-    fn merge_into(
+    pub(super) fn merge_into(
         &mut self,
         bid: &str,
         into: &str,

@@ -285,6 +285,11 @@ pub async fn start(
         senders.push(tx);
         receivers.push(rx);
     }
+    // Shard to shard (a rule alert merging a single-source alert of another shard): rare,
+    // so unbounded; a shard never waits on another, so shards cannot deadlock.
+    let (peer_tx, mut peer_rx): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| mpsc::unbounded_channel::<Control>()).unzip();
+    let peers = Arc::new(peer_tx);
     let router = Router {
         shards: Arc::new(senders),
         grids,
@@ -353,6 +358,10 @@ pub async fn start(
             let shard = Shard {
                 engine,
                 rx,
+                control: peer_rx.remove(0),
+                peers: peers.clone(),
+                grids: router.grids.clone(),
+                tier: cfg.partition_tier,
                 store: store.clone(),
                 metrics: metrics.clone(),
             };
@@ -369,9 +378,23 @@ pub async fn start(
     Ok((router, tasks))
 }
 
+/// A message from one shard to another.
+enum Control {
+    /// Merge your single-source alert holding `key` into rule alert `into`.
+    Merge {
+        key: String,
+        into: String,
+        rule: String,
+    },
+}
+
 struct Shard {
     engine: engine::Engine,
     rx: mpsc::Receiver<ShardMsg>,
+    control: mpsc::UnboundedReceiver<Control>,
+    peers: Arc<Vec<mpsc::UnboundedSender<Control>>>,
+    grids: Arc<GridIndex>,
+    tier: usize,
     store: Store,
     metrics: Arc<Metrics>,
 }
@@ -386,14 +409,36 @@ impl Shard {
                     Some(msg) => self.handle(msg).await,
                     None => break,
                 },
+                Some(ctl) = self.control.recv() => self.control(ctl).await,
                 _ = tick.tick() => self.tick().await,
             };
+            self.ask_peers();
             if let Err(e) = result {
                 tracing::warn!(error = %e, "shard stopped: store closed");
                 break;
             }
         }
         tracing::debug!(open = self.engine.open_count(), "shard drained");
+    }
+
+    async fn control(&mut self, ctl: Control) -> Result<(), StoreError> {
+        match ctl {
+            Control::Merge { key, into, rule } => {
+                let changes = self.engine.merge_foreign(&key, &into, &rule, now_ms());
+                self.write_changes(changes).await
+            }
+        }
+    }
+
+    /// Sends the merges the engine asks of other shards.
+    fn ask_peers(&mut self) {
+        let n = self.peers.len();
+        for (grid, key, into, rule) in self.engine.take_foreign_merges() {
+            let shard = engine::partition_shard(&self.grids, self.tier, n, &grid);
+            if let Some(peer) = self.peers.get(shard) {
+                let _ = peer.send(Control::Merge { key, into, rule });
+            }
+        }
     }
 
     async fn tick(&mut self) -> Result<(), StoreError> {
