@@ -12,57 +12,6 @@ use gridsight_proto::v1 as pb;
 const T: Duration = Duration::from_secs(25);
 const SECRET: &str = "s3cret-Pa55";
 
-/// Short supervision times, so faults show within seconds.
-const VIDEO: &str = r#"
-[video]
-open_timeout_secs = 2.0
-frame_timeout_secs = 2.0
-offline_after_secs = 3.0
-freeze_after_secs = 3.0
-rate_window_secs = 3.0
-reconnect_min_ms = 200
-reconnect_max_ms = 1000
-degraded_reconnects_per_hour = 3
-monitor_interval_ms = 100
-activity_threshold = 3.0
-"#;
-
-fn camera_toml(id: &str, url: &str, grid: &str) -> String {
-    format!(
-        "[[cameras]]\nid = \"{id}\"\nname = \"Camera {id}\"\nurl = \"{url}\"\ngrids = [\"{grid}\"]\nexpected_fps = 15.0\nlocation = [120.1, 30.2]\n"
-    )
-}
-
-async fn camera(d: &Daemon, id: &str) -> pb::Camera {
-    d.cameras()
-        .await
-        .get(req(pb::GetCameraRequest { id: id.into() }, VIEWER))
-        .await
-        .expect("get camera")
-        .into_inner()
-}
-
-fn status(c: &pb::Camera) -> pb::CameraStatus {
-    c.health
-        .as_ref()
-        .and_then(|h| pb::CameraStatus::try_from(h.status).ok())
-        .unwrap_or(pb::CameraStatus::Unspecified)
-}
-
-async fn wait_status(d: &Daemon, id: &str, want: pb::CameraStatus) -> pb::Camera {
-    wait_for(&format!("camera {id} to be {want:?}"), T, || async {
-        let c = d
-            .cameras()
-            .await
-            .get(req(pb::GetCameraRequest { id: id.into() }, VIEWER))
-            .await
-            .ok()?
-            .into_inner();
-        (status(&c) == want).then_some(c)
-    })
-    .await
-}
-
 async fn open_alert_titled(d: &Daemon, title: &str) -> Option<pb::Alert> {
     let list = d
         .alerts()

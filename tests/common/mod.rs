@@ -15,6 +15,8 @@ use gridsight_proto::v1 as pb;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tonic::transport::Channel;
 
+pub mod city;
+
 pub const VIEWER: &str = "viewer-token-0123456789";
 pub const OPERATOR: &str = "operator-token-0123456789";
 pub const REPORTER: &str = "reporter-token-0123456789";
@@ -127,6 +129,10 @@ pub struct DaemonOpts {
     pub window_secs: u64,
     pub heartbeat_secs: u64,
     pub extra_store: String,
+    /// Lines added to `[correlation]` (`sensor_clear_on_normal = true`...).
+    pub extra_correlation: String,
+    /// The `[[grids]]` of the config; [`GRIDS`] unless a test needs another map.
+    pub grids: String,
     /// Appended to the config: `[video]`, `[[cameras]]`...
     pub extra: String,
 }
@@ -140,6 +146,8 @@ impl DaemonOpts {
             window_secs: 120,
             heartbeat_secs: 1,
             extra_store: String::new(),
+            extra_correlation: String::new(),
+            grids: GRIDS.to_string(),
             extra: String::new(),
         }
     }
@@ -210,6 +218,7 @@ heartbeat_secs = {hb}
 [correlation]
 shards = 2
 window_secs = {window}
+{extra_correlation}
 
 [[tokens]]
 name = "wall"
@@ -227,9 +236,11 @@ role = "reporter"
 name = "city-brain"
 token = "{INTEGRATOR}"
 role = "integrator"
-{GRIDS}
+{grids}
 {extra}"#,
         extra = o.extra,
+        grids = o.grids,
+        extra_correlation = o.extra_correlation,
         data = dir.join("data").display(),
         extra_store = o.extra_store,
         hb = o.heartbeat_secs,
@@ -491,6 +502,20 @@ pub async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
     let _ = client.disconnect().await;
 }
 
+/// The next message of a subscription, waiting until `deadline`; on time-out panics with
+/// `what()`.
+pub async fn next_message(
+    stream: &mut tonic::Streaming<pb::SubscribeAlertsResponse>,
+    deadline: Instant,
+    what: impl FnOnce() -> String,
+) -> pb::SubscribeAlertsResponse {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, stream.message()).await {
+        Ok(msg) => msg.expect("stream status").expect("stream ended"),
+        Err(_) => panic!("{}", what()),
+    }
+}
+
 /// Reads a subscription until `pred` holds for a change, skipping heartbeats; returns
 /// every change read (snapshot ones included).
 pub async fn read_until(
@@ -501,12 +526,10 @@ pub async fn read_until(
     let mut seen = Vec::new();
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("timed out; changes so far: {seen:#?}"))
-            .expect("stream status")
-            .expect("stream ended");
+        let msg = next_message(stream, deadline, || {
+            format!("timed out; changes so far: {seen:#?}")
+        })
+        .await;
         if let Some(pb::subscribe_alerts_response::Event::Change(c)) = msg.event {
             let done = pred(&c);
             seen.push(c);
@@ -543,12 +566,7 @@ pub async fn read_snapshot(
     let mut alerts = Vec::new();
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, stream.message())
-            .await
-            .expect("timed out reading the snapshot")
-            .expect("stream status")
-            .expect("stream ended");
+        let msg = next_message(stream, deadline, || "timed out reading the snapshot".into()).await;
         match msg.event {
             Some(pb::subscribe_alerts_response::Event::Change(c)) => {
                 assert_eq!(
@@ -565,4 +583,66 @@ pub async fn read_snapshot(
             _ => {}
         }
     }
+}
+
+/// How long a camera may take to reach a status under [`VIDEO`]'s timings.
+pub const CAMERA_WAIT: Duration = Duration::from_secs(25);
+
+/// Short supervision times, so camera faults and activity show within seconds.
+pub const VIDEO: &str = r#"
+[video]
+open_timeout_secs = 2.0
+frame_timeout_secs = 2.0
+offline_after_secs = 3.0
+freeze_after_secs = 3.0
+rate_window_secs = 3.0
+reconnect_min_ms = 200
+reconnect_max_ms = 1000
+degraded_reconnects_per_hour = 3
+monitor_interval_ms = 100
+activity_threshold = 3.0
+"#;
+
+/// A `[[cameras]]` entry covering `grid`.
+pub fn camera_toml(id: &str, url: &str, grid: &str) -> String {
+    format!(
+        "[[cameras]]\nid = \"{id}\"\nname = \"Camera {id}\"\nurl = \"{url}\"\ngrids = [\"{grid}\"]\nexpected_fps = 15.0\nlocation = [120.1, 30.2]\n"
+    )
+}
+
+/// `CameraService.Get`.
+pub async fn camera(d: &Daemon, id: &str) -> pb::Camera {
+    d.cameras()
+        .await
+        .get(req(pb::GetCameraRequest { id: id.into() }, VIEWER))
+        .await
+        .expect("get camera")
+        .into_inner()
+}
+
+/// A camera's status as the API shows it.
+pub fn status(c: &pb::Camera) -> pb::CameraStatus {
+    c.health
+        .as_ref()
+        .and_then(|h| pb::CameraStatus::try_from(h.status).ok())
+        .unwrap_or(pb::CameraStatus::Unspecified)
+}
+
+/// Waits until camera `id` is in status `want`; returns it.
+pub async fn wait_status(d: &Daemon, id: &str, want: pb::CameraStatus) -> pb::Camera {
+    wait_for(
+        &format!("camera {id} to be {want:?}"),
+        CAMERA_WAIT,
+        || async {
+            let c = d
+                .cameras()
+                .await
+                .get(req(pb::GetCameraRequest { id: id.into() }, VIEWER))
+                .await
+                .ok()?
+                .into_inner();
+            (status(&c) == want).then_some(c)
+        },
+    )
+    .await
 }
