@@ -1,7 +1,7 @@
 //! End to end: noise control in `[correlation]` through the real binary, a real Mosquitto
 //! and real gRPC clients, on the tiled town of `common::city`: flap suppression with
-//! `sensor_clear_on_normal`, inhibition by a county-wide rule alert across shards, and
-//! escalation chains stopped by an acknowledgement. Each test asserts on what a dispatcher
+//! `sensor_clear_on_normal`, inhibition by a county-wide rule alert across shards,
+//! escalation chains stopped by an acknowledgement, and grouping by town. Each test asserts on what a dispatcher
 //! sees on a `Subscribe` stream and through `AlertService`.
 
 mod common;
@@ -235,4 +235,70 @@ async fn an_unacknowledged_alert_escalates_and_an_acknowledged_one_does_not() {
     assert_eq!(never.escalation_level, 0, "{never:?}");
     assert_eq!(never.severity, pb::Severity::Major as i32);
     assert!(never.escalated_to.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn related_alerts_of_a_town_are_grouped_after_the_wait_and_the_group_closes_with_them() {
+    let groups = "sensor_clear_on_normal = true\n[[correlation.groups]]\nalerts = { dedup_key_prefix = \"sensor/\" }\ntier = 1\nmin_members = 3\ngroup_wait_secs = 1\ngroup_interval_secs = 1\ntitle = \"{count} sensor alarms in {grid_name}\"\n";
+    let c = City::start(groups, "").await;
+    let mut s = c.subscribe().await;
+    // Two alarms in town-a and one in town-b: no group (town-b is another group).
+    c.readings(&[
+        ("a00", "water_level", "wl-1", "alarm"),
+        ("a11", "water_level", "wl-2", "alarm"),
+        ("b00", "water_level", "wl-3", "alarm"),
+    ])
+    .await;
+    // The third in town-a makes a group; its alert opens on the town after the wait.
+    c.alarm("a22", "gas", "gas-1").await;
+    let sent = Instant::now();
+    let (group, _) = until_change(&mut s, pb::ChangeKind::Opened, |a| {
+        a.dedup_key.starts_with("group/")
+    })
+    .await;
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "group_wait_secs = 1"
+    );
+    assert_eq!(group.grid_id, "town-a");
+    let (summary, _) = until_change(&mut s, pb::ChangeKind::Updated, |a| {
+        a.id == group.id && a.group_size == 3
+    })
+    .await;
+    assert_eq!(summary.title, "3 sensor alarms in Town A");
+    assert_eq!(
+        summary.severity,
+        pb::Severity::Major as i32,
+        "the gas alarm's"
+    );
+    let members: Vec<pb::Alert> = c
+        .alerts()
+        .await
+        .into_iter()
+        .filter(|a| a.parent_id == group.id)
+        .collect();
+    let mut keys: Vec<&str> = members.iter().map(|a| a.dedup_key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "sensor/gas-1/gas",
+            "sensor/wl-1/water_level",
+            "sensor/wl-2/water_level"
+        ]
+    );
+    let b = c.open_alert("sensor/wl-3/water_level").await;
+    assert!(
+        b.parent_id.is_empty(),
+        "town-b's alarm is in no group: {b:?}"
+    );
+    // Every member back to normal: the group alert is resolved by the daemon.
+    c.readings(&[
+        ("a00", "water_level", "wl-1", "normal"),
+        ("a11", "water_level", "wl-2", "normal"),
+        ("a22", "gas", "gas-1", "normal"),
+    ])
+    .await;
+    let (closed, _) = until_change(&mut s, pb::ChangeKind::Resolved, |a| a.id == group.id).await;
+    assert_eq!(closed.resolved_by, "gridsight");
 }
