@@ -79,6 +79,8 @@ pub struct Engine {
     ids: Arc<Ids>,
     open: HashMap<String, pb::Alert>,
     by_key: HashMap<String, String>,
+    /// The keys pointing at each alert (the inverse of `by_key`, possibly with stale ones).
+    keys_of: HashMap<String, Vec<String>>,
     by_grid: HashMap<String, Vec<String>>,
     last_reading: HashMap<String, (i64, SensorState, Option<u64>)>,
     /// Cameras covering each grid, in config order (for `camera_ids` and snapshots).
@@ -115,6 +117,7 @@ impl Engine {
             ids,
             open: HashMap::new(),
             by_key: HashMap::new(),
+            keys_of: HashMap::new(),
             by_grid: HashMap::new(),
             last_reading: HashMap::new(),
             cameras_by_grid: HashMap::new(),
@@ -178,15 +181,16 @@ impl Engine {
         for ev in alert.evidence.iter().filter(|_| rule_merges) {
             if let Some(key) = evidence_key(ev) {
                 if alert.rule_id.is_empty() {
-                    self.by_key.insert(key, alert.id.clone());
+                    self.bind_key(key, &alert.id);
                 } else {
-                    self.by_key.entry(key).or_insert_with(|| alert.id.clone());
+                    if !self.by_key.contains_key(&key) {
+                        self.bind_key(key, &alert.id);
+                    }
                 }
             }
         }
         if !alert.dedup_key.is_empty() {
-            self.by_key
-                .insert(alert.dedup_key.clone(), alert.id.clone());
+            self.bind_key(alert.dedup_key.clone(), &alert.id);
         }
         if !alert.rule_id.is_empty() {
             self.rules
@@ -286,7 +290,7 @@ impl Engine {
         }
         if ev.state == SensorState::Alarm {
             if let Some(id) = self.partner(&ev.grid_id, now, Source::Incident) {
-                self.by_key.insert(key, id.clone());
+                self.bind_key(key, &id);
                 return self.fold(&id, evidence, now, Some(severity));
             }
         }
@@ -309,7 +313,7 @@ impl Engine {
         };
         let changes = match self.partner(&inc.grid_id, now, Source::Sensor) {
             Some(id) => {
-                self.by_key.insert(key, id.clone());
+                self.bind_key(key, &id);
                 self.fold(&id, evidence, now, Some(severity))
             }
             None => {
@@ -417,7 +421,7 @@ impl Engine {
         self.attach_cameras(&mut alert, &own, now);
         link_incidents(&mut alert);
         self.mute(&mut alert, now);
-        self.by_key.insert(key, id.clone());
+        self.bind_key(key, &id);
         self.by_grid
             .entry(grid.to_string())
             .or_default()
@@ -489,6 +493,16 @@ impl Engine {
             .map(|a| a.id.clone())
     }
 
+    /// Points `key` at alert `id` (and remembers it among the alert's keys, so forgetting
+    /// the alert never scans every key).
+    pub(super) fn bind_key(&mut self, key: String, id: &str) {
+        self.keys_of
+            .entry(id.to_string())
+            .or_default()
+            .push(key.clone());
+        self.by_key.insert(key, id.to_string());
+    }
+
     /// The alert holding `key`: one of ours, or a rule alert of another shard that merged
     /// ours (events fold into it there). A key left pointing at a closed foreign alert is
     /// dropped.
@@ -497,7 +511,14 @@ impl Engine {
         if self.open.contains_key(id) || self.noise.inhibitors.rule_alerts.contains(id) {
             return Some(id.clone());
         }
+        let id = id.clone();
         self.by_key.remove(key);
+        if let Some(keys) = self.keys_of.get_mut(&id) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.keys_of.remove(&id);
+            }
+        }
         None
     }
 
@@ -537,7 +558,11 @@ impl Engine {
     fn forget(&mut self, id: &str) {
         if let Some(alert) = self.open.remove(id) {
             self.forget_rule_alert(&alert);
-            self.by_key.retain(|_, v| v != id);
+            for key in self.keys_of.remove(id).unwrap_or_default() {
+                if self.by_key.get(&key).is_some_and(|v| v == id) {
+                    self.by_key.remove(&key);
+                }
+            }
             if let Some(ids) = self.by_grid.get_mut(&alert.grid_id) {
                 ids.retain(|x| x != id);
                 if ids.is_empty() {

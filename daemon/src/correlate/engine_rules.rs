@@ -55,7 +55,7 @@ pub struct RuleState {
     /// Open rule alerts by (rule id, anchor grid).
     pub(super) by_anchor: HashMap<(String, String), Vec<String>>,
     /// (rule id, alert id) pairs already raised.
-    pub(super) raised: std::collections::HashSet<(String, String)>,
+    pub(super) raised: HashMap<String, Vec<String>>,
     pub(super) replaying: bool,
     pub(super) partition: Partition,
     /// Alerts the current event already folded into (base layer or an earlier rule).
@@ -175,7 +175,7 @@ impl Engine {
                 if replaying && self.rules.closed.get(&key).is_some_and(|t| obs.at <= *t) {
                     return Vec::new();
                 }
-                if let Some(id) = self.by_key.get(&key).cloned() {
+                if let Some(id) = self.resolve_key(&key) {
                     if replaying || self.rules.touched.contains(&id) {
                         return Vec::new();
                     }
@@ -346,14 +346,18 @@ impl Engine {
         let count = alert.count;
         let seen = alert.first_seen.as_ref().map(millis_from_ts).unwrap_or(now);
         let keys: Vec<String> = self
-            .by_key
-            .iter()
-            .filter(|(_, v)| v.as_str() == bid)
-            .map(|(k, _)| k.clone())
-            .collect();
+            .keys_of
+            .get(bid)
+            .map(|ks| {
+                ks.iter()
+                    .filter(|k| self.by_key.get(*k).is_some_and(|v| v == bid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         self.forget(bid);
         for k in keys {
-            self.by_key.insert(k, into.to_string());
+            self.bind_key(k, into);
         }
         Some((change, count, seen))
     }
@@ -405,7 +409,8 @@ impl Engine {
                 !self
                     .rules
                     .raised
-                    .contains(&(rule.cfg.id.clone(), a.id.clone()))
+                    .get(&a.id)
+                    .is_some_and(|rs| rs.contains(&rule.cfg.id))
             })
             .map(|a| a.id.clone())
             .collect();
@@ -458,7 +463,9 @@ impl Engine {
         }
         self.rules
             .raised
-            .insert((rule.cfg.id.clone(), id.to_string()));
+            .entry(id.to_string())
+            .or_default()
+            .push(rule.cfg.id.clone());
         vec![pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Updated as i32,
@@ -475,7 +482,7 @@ impl Engine {
                 continue;
             };
             let key = rule_key(rule, &anchor, &obs);
-            if let Some(id) = self.by_key.get(&key).cloned() {
+            if let Some(id) = self.resolve_key(&key) {
                 out.extend(self.fold(&id, obs.evidence.clone(), now, None));
             } else if self.alert_conditions_hold(rule, &anchor) {
                 out.extend(self.fire(rule, &anchor, key, vec![obs], now));
@@ -534,7 +541,7 @@ impl Engine {
                 self.rules.by_anchor.remove(&k);
             }
         }
-        self.rules.raised.retain(|(_, a)| a != &alert.id);
+        self.rules.raised.remove(&alert.id);
     }
 }
 

@@ -205,14 +205,22 @@ fn count(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>
     };
     // The newest item per distinct value, in order of first appearance.
     let mut by_value: Vec<(&str, Arc<Obs>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for i in items {
         let Some(v) = i.obs.label(label) else {
             continue;
         };
-        match by_value.iter_mut().find(|(k, _)| *k == v) {
-            Some(slot) => slot.1 = i.obs.clone(),
-            None => by_value.push((v, i.obs.clone())),
+        match index.get(v) {
+            Some(&slot) => by_value[slot].1 = i.obs.clone(),
+            None => {
+                index.insert(v, by_value.len());
+                by_value.push((v, i.obs.clone()));
+            }
         }
+    }
+    // Not enough values even before adjacency: no need to look further.
+    if by_value.len() < min {
+        return None;
     }
     if rule.cfg.adjacent && label == Label::Grid {
         let component = largest_component(&by_value, grids);
