@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot bench-engine clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -39,6 +39,11 @@ bench-cameras:
 ## Snapshot benchmark: keyframe -> JPEG through the warm pool vs a fresh pipeline, throughput.
 bench-snapshot: deps
 	$(CARGO) bench -p gridsight --bench snapshot
+
+## Engine benchmark: events/s through one correlation engine on a synthetic county (10,000
+## grids and cameras), the 50 bench rules vs none, same events, median of 5 rounds.
+bench-engine: deps
+	$(CARGO) bench -p gridsight --bench engine
 
 clean:
 	$(CARGO) clean
