@@ -1,8 +1,10 @@
 # gridsight: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+# Where cargo puts its builds (honours CARGO_TARGET_DIR).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot bench-engine clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-engine clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -28,6 +30,12 @@ lint:
 bench-mqtt: deps
 	$(CARGO) build --release -p gridsight -p gridsight-sim
 	./target/release/bench-mqtt --daemon target/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
+
+## MQTT drain with the 50 bench rules on vs off: QoS 1 daemon phases alternating, median
+## ratio rules ÷ no rules. `make bench-mqtt-rules BENCH_ARGS="--messages 100000 --rounds 5"`.
+bench-mqtt-rules: deps
+	$(CARGO) build --release -p gridsight -p gridsight-sim
+	$(TARGET_DIR)/release/bench-mqtt --daemon $(TARGET_DIR)/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl --rules-file deploy/bench/rules-50.toml --compare-rules $(BENCH_ARGS)
 
 ## Camera benchmark: the daemon on 2,000 RTSP cameras (camera farm) vs a bare retina client,
 ## and per camera vs one ffmpeg per camera. `make bench-cameras BENCH_ARGS="--secs 600"`.
