@@ -1,8 +1,10 @@
 # gridsight: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+# Where cargo puts its builds (honours CARGO_TARGET_DIR).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-cameras bench-snapshot bench-spatial clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-spatial bench-engine clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -29,6 +31,12 @@ bench-mqtt: deps
 	$(CARGO) build --release -p gridsight -p gridsight-sim
 	./target/release/bench-mqtt --daemon target/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
 
+## MQTT drain with the 50 bench rules on vs off: QoS 1 daemon phases alternating, median
+## ratio rules ÷ no rules. `make bench-mqtt-rules BENCH_ARGS="--messages 100000 --rounds 5"`.
+bench-mqtt-rules: deps
+	$(CARGO) build --release -p gridsight -p gridsight-sim
+	$(TARGET_DIR)/release/bench-mqtt --daemon $(TARGET_DIR)/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl --rules-file deploy/bench/rules-50.toml --compare-rules $(BENCH_ARGS)
+
 ## Camera benchmark: the daemon on 2,000 RTSP cameras (camera farm) vs a bare retina client,
 ## and per camera vs one ffmpeg per camera. `make bench-cameras BENCH_ARGS="--secs 600"`.
 bench-cameras:
@@ -43,6 +51,11 @@ bench-snapshot: deps
 ## Spatial benchmark: GridIndex::new for 10,000 grids, and one locate / grids_within / neighbours call.
 bench-spatial: deps
 	$(CARGO) bench -p gridsight --bench spatial
+
+## Engine benchmark: events/s through one correlation engine on a synthetic county (10,000
+## grids and cameras), the 50 bench rules vs none, same events, median of 5 rounds.
+bench-engine: deps
+	$(CARGO) bench -p gridsight --bench engine
 
 clean:
 	$(CARGO) clean

@@ -482,6 +482,19 @@ min_activity = 3.0
     }
 
     #[test]
+    fn the_bench_rule_set_validates() {
+        #[derive(Deserialize)]
+        struct File {
+            rules: Vec<RuleConfig>,
+        }
+        let text = include_str!("../../../deploy/bench/rules-50.toml");
+        let file: File = toml::from_str(text).expect("deploy/bench/rules-50.toml parses");
+        assert_eq!(file.rules.len(), 50);
+        let errs = validate(&file.rules, 2);
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
     fn patterns_check_their_shape() {
         let mut r = rule(
             r#"

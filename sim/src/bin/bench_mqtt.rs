@@ -6,11 +6,17 @@
 //! subscriber connects and drains its queue. The bare subscriber is a rumqttc client; the
 //! daemon is `gridsight run --config FILE`, timed from spawn until its Prometheus counter
 //! reaches N. Run `bench-mqtt --help` for the options.
+//!
+//! With `--rules-file FILE` its `[[rules]]` are appended to the daemon config; with
+//! `--compare-rules` as well, the bench instead alternates QoS 1 daemon phases without and
+//! with the rules and reports the ratio of their drain rates (see `bench_mqtt/rules.rs`).
 
 #[path = "bench_mqtt/daemon.rs"]
 mod daemon;
 #[path = "bench_mqtt/report.rs"]
 mod report;
+#[path = "bench_mqtt/rules.rs"]
+mod rules;
 
 use std::{
     net::SocketAddr,
@@ -113,6 +119,14 @@ struct Args {
     /// Keep the temporary directory (configs, daemon data and logs) and print its path.
     #[arg(long)]
     keep_temp: bool,
+    /// A file of `[[rules]]` tables appended to the daemon config (e.g.
+    /// deploy/bench/rules-50.toml).
+    #[arg(long)]
+    rules_file: Option<PathBuf>,
+    /// With --rules-file: per round, a QoS 1 daemon without the rules and one with them
+    /// (no bare subscriber, no latency phase); prints the median ratio rules ÷ no rules.
+    #[arg(long, requires = "rules_file", conflicts_with = "only_baseline")]
+    compare_rules: bool,
 }
 
 #[tokio::main]
@@ -172,6 +186,19 @@ async fn bench(args: &Args) -> Result<()> {
         args.publishers
     );
 
+    if args.compare_rules {
+        if let Some(path) = &args.rules_file {
+            let with = rules::with_rules(&template, path)?;
+            rules::compare(args, &broker, &template, &with, &city, &dir, &messages).await?;
+        }
+        broker.stop().await?;
+        return Ok(());
+    }
+    let template = match &args.rules_file {
+        Some(path) if !args.only_baseline => rules::with_rules(&template, path)?,
+        _ => template,
+    };
+
     let limit = Duration::from_secs(args.timeout_secs);
     // QoS 1 last: its daemon stays up for the latency phase and must not see other phases.
     let mut levels = args.qos.clone();
@@ -190,9 +217,17 @@ async fn bench(args: &Args) -> Result<()> {
             );
             let mut daemon = None;
             if !args.only_baseline {
-                let (run, d, grpc, http) =
-                    daemon_phase(args, &broker, &template, &city, &dir, qos, messages.clone())
-                        .await?;
+                let (run, d, grpc, http) = daemon_phase(
+                    args,
+                    &broker,
+                    &template,
+                    &city,
+                    &dir,
+                    qos,
+                    messages.clone(),
+                    "",
+                )
+                .await?;
                 println!(
                 "qos {qos} round {round}: daemon drained {} in {:.3} s from spawn (first count at {:.3} s, {} metrics polls)",
                 args.messages,
@@ -323,7 +358,8 @@ async fn baseline(
 
 /// Phase (b): the daemon creates its session, stops, N are published, then it is timed from
 /// a fresh spawn until its counter reaches N. Returns the still-running daemon and its gRPC
-/// port.
+/// and HTTP ports. A non-empty `tag` names its config, log and data directory (which are
+/// otherwise per QoS, kept from round to round).
 #[allow(clippy::too_many_arguments)]
 async fn daemon_phase(
     args: &Args,
@@ -333,13 +369,19 @@ async fn daemon_phase(
     dir: &Path,
     qos: u8,
     msgs: Messages,
+    tag: &str,
 ) -> Result<(CounterRun, Daemon, u16, u16)> {
     let limit = Duration::from_secs(args.timeout_secs);
     let (host, port) = (broker.host(), broker.port());
     let id = client_id("daemon", qos);
     load::clear_session(host, port, &id, limit).await?;
     let (grpc, http_port) = (free_port()?, free_port()?);
-    let data_dir = dir.join(format!("data-qos{qos}"));
+    let name = if tag.is_empty() {
+        format!("qos{qos}")
+    } else {
+        format!("qos{qos}-{tag}")
+    };
+    let data_dir = dir.join(format!("data-{name}"));
     std::fs::create_dir_all(&data_dir)?;
     let text = daemon::render_config(
         template,
@@ -353,9 +395,9 @@ async fn daemon_phase(
             grids_toml: &city.grids_toml(),
         },
     )?;
-    let config = dir.join(format!("daemon-qos{qos}.toml"));
+    let config = dir.join(format!("daemon-{name}.toml"));
     std::fs::write(&config, text)?;
-    let log = dir.join(format!("daemon-qos{qos}.log"));
+    let log = dir.join(format!("daemon-{name}.log"));
     let http = SocketAddr::from(([127, 0, 0, 1], http_port));
 
     let mut first = Daemon::spawn(&args.daemon, &config, &log)?;

@@ -1,0 +1,364 @@
+//! Engine benchmark: in-process correlation throughput on a synthetic county (10,000
+//! communities, 10,000 cameras, 40,000 sensors) with the 50 rules of
+//! `deploy/bench/rules-50.toml`, against the same events through an engine without rules
+//! (the base layer alone), in the same process, rounds alternating.
+//!
+//! `make bench-engine` (or `cargo bench -p gridsight --bench engine`). Events are generated
+//! before the timed loop; each run builds a fresh engine, then feeds every event the way a
+//! shard does (`is_repeat`, `on_sensor` / `on_camera` / `on_incident`, `note`) on one
+//! thread, and calls `tick` once per simulated second. Lines starting with `RESULT` are the
+//! ones to grep. `ENGINE_BENCH_EVENTS` (default 200,000: 10 s of simulated time, which
+//! keeps the whole bench near a minute at today's speed) and `ENGINE_BENCH_ROUNDS` (default
+//! 5) scale it; `ENGINE_BENCH_BREAKDOWN=0` skips the last pass, which times every call and
+//! counts its allocations by kind of event (a counting global allocator wraps the system
+//! one in every pass). `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration
+//! alone, for a profiler.
+
+#[path = "engine/county.rs"]
+mod county;
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use gridsight::{
+    config::{CorrelationConfig, RuleConfig},
+    correlate::{engine::Engine, rules::RuleSet},
+    store::Ids,
+};
+use gridsight_proto::v1 as pb;
+
+use county::{County, Event, Kind, Timed, RATE, T0};
+
+/// The system allocator, counting allocations (one relaxed add each: a few ns next to the
+/// allocation itself, and the same in both configurations).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// The rule set of both benches.
+const RULES: &str = include_str!("../../deploy/bench/rules-50.toml");
+/// The target of the issue: events per second on one core, with the rules.
+const TARGET: f64 = 1_000_000.0;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn load_rules() -> Vec<RuleConfig> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        rules: Vec<RuleConfig>,
+    }
+    let file: File = toml::from_str(RULES).expect("deploy/bench/rules-50.toml parses");
+    let errs = gridsight::config::rules::validate(&file.rules, 2);
+    assert!(errs.is_empty(), "deploy/bench/rules-50.toml: {errs:?}");
+    file.rules
+}
+
+/// Resident set size of this process, MiB (from /proc; 0 where there is none).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// What one run measured.
+#[derive(Debug, Default, Clone)]
+struct Run {
+    elapsed: Duration,
+    /// Allocations (and reallocations) during the timed loop.
+    allocs: u64,
+    opened: u64,
+    rule_opened: u64,
+    changes: u64,
+    open_at_end: usize,
+    rss_before: f64,
+    rss_after: f64,
+    /// Per [`Kind`] (then ticks): time spent, calls and allocations, when timed per event.
+    per_kind: Vec<(Duration, u64, u64)>,
+}
+
+impl Run {
+    fn rate(&self, n: usize) -> f64 {
+        n as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn tally(&mut self, changes: &[pb::AlertChange]) {
+        self.changes += changes.len() as u64;
+        for a in changes
+            .iter()
+            .filter(|c| c.kind == pb::ChangeKind::Opened as i32)
+            .filter_map(|c| c.alert.as_ref())
+        {
+            self.opened += 1;
+            self.rule_opened += u64::from(!a.rule_id.is_empty());
+        }
+    }
+}
+
+/// Feeds every event to a fresh engine; with `per_kind`, times each call (the clock's own
+/// cost, ~25 ns a reading, is then included).
+fn run(county: &County, rules: &Arc<RuleSet>, events: &[Timed], per_kind: bool) -> Run {
+    let mut e = Engine::new(CorrelationConfig::default(), Arc::new(Ids::default()));
+    e.set_grids(county.grids.clone());
+    e.set_rules(rules.clone());
+    e.set_cameras(county.cameras.clone());
+    let mut out = Run {
+        rss_before: rss_mib(),
+        per_kind: vec![(Duration::ZERO, 0, 0); Kind::ALL.len() + 1],
+        ..Run::default()
+    };
+    let mut next_tick = T0 + 1000;
+    let allocs = allocations();
+    let started = Instant::now();
+    for ev in events {
+        if ev.at >= next_tick {
+            let t = per_kind.then(|| (Instant::now(), allocations()));
+            let changes = e.tick(next_tick);
+            e.note(&changes);
+            out.tally(&changes);
+            drop(changes);
+            if let Some((t, a)) = t {
+                let slot = &mut out.per_kind[Kind::ALL.len()];
+                slot.0 += t.elapsed();
+                slot.1 += 1;
+                slot.2 += allocations() - a;
+            }
+            next_tick += 1000;
+        }
+        let t = per_kind.then(|| (Instant::now(), allocations()));
+        let changes = match &ev.event {
+            Event::Sensor(id, reading) => {
+                if e.is_repeat(reading) {
+                    Vec::new()
+                } else {
+                    e.on_sensor(*id, reading)
+                }
+            }
+            Event::Camera(c) => e.on_camera(c, ev.at),
+            Event::Report(inc) => e.on_incident(inc.clone(), ev.at).1,
+        };
+        e.note(&changes);
+        out.tally(&changes);
+        drop(changes);
+        if let Some((t, a)) = t {
+            let slot = &mut out.per_kind[ev.kind as usize];
+            slot.0 += t.elapsed();
+            slot.1 += 1;
+            slot.2 += allocations() - a;
+        }
+    }
+    out.elapsed = started.elapsed();
+    out.allocs = allocations() - allocs;
+    out.open_at_end = e.open_count();
+    out.rss_after = rss_mib();
+    drop(e);
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), x| {
+        (lo.min(*x), hi.max(*x))
+    })
+}
+
+fn print_run(label: &str, round: usize, n: usize, r: &Run) {
+    println!(
+        "round {round} {label:<8} {:>7.3} s {:>10.0} events/s {:>6.1} allocs/event  opened {:>6} (rules {:>5})  changes {:>7}  open at end {:>6}  RSS {:.0} → {:.0} MiB",
+        r.elapsed.as_secs_f64(),
+        r.rate(n),
+        r.allocs as f64 / n as f64,
+        r.opened,
+        r.rule_opened,
+        r.changes,
+        r.open_at_end,
+        r.rss_before,
+        r.rss_after
+    );
+}
+
+fn print_breakdown(label: &str, r: &Run) {
+    let total: Duration = r.per_kind.iter().map(|(d, ..)| *d).sum();
+    for (i, (d, calls, allocs)) in r.per_kind.iter().enumerate() {
+        let name = Kind::ALL.get(i).map_or("tick (1/s)", |k| k.name());
+        let per = (*calls).max(1) as f64;
+        let ns = d.as_nanos() as f64 / per;
+        let share = d.as_secs_f64() / total.as_secs_f64().max(1e-9) * 100.0;
+        println!(
+            "RESULT breakdown {label} kind=\"{name}\" calls={calls} ns_per_call={ns:.0} allocs_per_call={:.1} share_pct={share:.1}",
+            *allocs as f64 / per
+        );
+    }
+}
+
+fn main() {
+    let n = env_or("ENGINE_BENCH_EVENTS", 200_000).max(1);
+    let rounds = env_or("ENGINE_BENCH_ROUNDS", 5).max(1);
+    let breakdown = env_or("ENGINE_BENCH_BREAKDOWN", 1) != 0;
+    let only = std::env::var("ENGINE_BENCH_ONLY").unwrap_or_default();
+    let rss_start = rss_mib();
+    let built = Instant::now();
+    let county = County::build();
+    let rule_cfgs = load_rules();
+    let with_rules = Arc::new(RuleSet::new(&rule_cfgs));
+    let no_rules = Arc::new(RuleSet::new(&[]));
+    let events = county::events(&county, n, 7);
+    let mut mix = [0usize; Kind::ALL.len()];
+    for ev in &events {
+        mix[ev.kind as usize] += 1;
+    }
+    let mix: Vec<String> = Kind::ALL
+        .iter()
+        .map(|k| {
+            let share = mix[*k as usize] as f64 / n as f64 * 100.0;
+            format!("{} {share:.1}%", k.name())
+        })
+        .collect();
+    println!(
+        "engine bench: {} grids (1 county, 100 towns, 10,000 communities), {} cameras, {} sensors, {} rules; built in {:.1} s",
+        county.grids.len(),
+        county.cameras.by_grid.len(),
+        county.sensor_count(),
+        with_rules.rules.len(),
+        built.elapsed().as_secs_f64()
+    );
+    println!(
+        "events: {n} over {:.1} s of simulated time ({RATE}/s), tick once a simulated second; {}",
+        n as f64 / RATE as f64,
+        mix.join(", ")
+    );
+    println!(
+        "RSS: {rss_start:.0} MiB at start, {:.0} MiB with the county and the events",
+        rss_mib()
+    );
+    println!("peak rule window size: not measured (the engine exposes no accessor for it)");
+
+    let mut base_runs = Vec::new();
+    let mut rule_runs = Vec::new();
+    for round in 1..=rounds {
+        // Alternate the order, so that neither always runs on a warmer (or colder) machine.
+        let order = if round % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for rules_on in order {
+            if !only.is_empty() && only != ["baseline", "rules"][usize::from(rules_on)] {
+                continue;
+            }
+            let (label, set) = if rules_on {
+                ("rules", &with_rules)
+            } else {
+                ("baseline", &no_rules)
+            };
+            let r = run(&county, set, &events, false);
+            print_run(label, round, n, &r);
+            if rules_on {
+                rule_runs.push(r);
+            } else {
+                base_runs.push(r);
+            }
+        }
+    }
+
+    report(n, &base_runs, &rule_runs);
+    if breakdown {
+        // One more run of each, timing every call: where the time goes, by kind of event.
+        if only != "rules" {
+            print_breakdown("baseline", &run(&county, &no_rules, &events, true));
+        }
+        if only != "baseline" {
+            print_breakdown("rules", &run(&county, &with_rules, &events, true));
+        }
+    }
+}
+
+/// The `RESULT` lines of the rounds: medians, the ratio, alerts, memory and the target.
+fn report(n: usize, base_runs: &[Run], rule_runs: &[Run]) {
+    let rates = |runs: &[Run]| runs.iter().map(|r| r.rate(n)).collect::<Vec<f64>>();
+    let (base, rules) = (rates(base_runs), rates(rule_runs));
+    for (label, v, runs) in [("baseline", &base, base_runs), ("rules", &rules, rule_runs)] {
+        let Some(first) = runs.first() else {
+            continue;
+        };
+        let (lo, hi) = min_max(v);
+        println!(
+            "RESULT engine {label} events_per_s={:.0} min={lo:.0} max={hi:.0} allocs_per_event={:.1} rounds={} events={n}",
+            median(v.clone()),
+            first.allocs as f64 / n as f64,
+            runs.len()
+        );
+    }
+    let (Some(b0), Some(r0)) = (base_runs.first(), rule_runs.first()) else {
+        return;
+    };
+    let ratios: Vec<f64> = rules.iter().zip(&base).map(|(r, b)| r / b).collect();
+    let (lo, hi) = min_max(&ratios);
+    println!(
+        "RESULT engine ratio rules/baseline={:.3} min={lo:.3} max={hi:.3} (per round, same events)",
+        median(ratios.clone())
+    );
+    println!(
+        "RESULT engine alerts baseline_opened={} rules_opened={} rule_alerts_opened={} baseline_changes={} rules_changes={} open_at_end_baseline={} open_at_end_rules={}",
+        b0.opened, r0.opened, r0.rule_opened, b0.changes, r0.changes, b0.open_at_end, r0.open_at_end
+    );
+    let peak = |runs: &[Run]| runs.iter().map(|r| r.rss_after).fold(0.0, f64::max);
+    println!(
+        "RESULT engine rss_mib events_loaded={:.0} baseline_after_max={:.0} rules_after_max={:.0}",
+        b0.rss_before,
+        peak(base_runs),
+        peak(rule_runs)
+    );
+    let rate = median(rules);
+    println!(
+        "RESULT target >= 1M events/s per core with 50 rules: {} ({rate:.0} events/s, {:.0} ns/event)",
+        if rate >= TARGET { "met" } else { "MISSED" },
+        1e9 / rate
+    );
+}
