@@ -79,7 +79,8 @@ impl Kind {
     }
 }
 
-/// One pre-generated event.
+/// One pre-generated event (generated once, before timing: kept unboxed).
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A reading with its stored id.
     Sensor(u64, SensorEvent),
