@@ -161,11 +161,20 @@ impl Engine {
     /// Flap bookkeeping for a reading; returns whether the sensor is flapping now.
     pub(super) fn note_flap(&mut self, ev: &SensorEvent) -> bool {
         let cfg = &self.cfg.flap;
-        if cfg.changes == 0 || ev.state == SensorState::Fault {
+        // Flapping only changes how normals close alerts: nothing to track otherwise.
+        if cfg.changes == 0 || !self.cfg.sensor_clear_on_normal || ev.state == SensorState::Fault {
             return false;
         }
         let window = cfg.window_secs as i64 * 1000;
-        let f = self.noise.flaps.entry(ev.sensor_id.clone()).or_default();
+        // No key allocated per reading: only a sensor seen for the first time gets one.
+        if !self.noise.flaps.contains_key(&ev.sensor_id) {
+            self.noise
+                .flaps
+                .insert(ev.sensor_id.clone(), Flap::default());
+        }
+        let Some(f) = self.noise.flaps.get_mut(&ev.sensor_id) else {
+            return false;
+        };
         if f.last.is_some_and(|s| s != ev.state) {
             f.changes.push_back(ev.receive_ms);
         }

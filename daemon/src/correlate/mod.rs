@@ -113,7 +113,11 @@ impl Router {
         if self.shards.len() <= 1 {
             return Vec::new();
         }
-        let set = self.rules.load();
+        self.shards_for(&self.rules.load(), obs, primary)
+    }
+
+    /// The shards other than `primary` owning an anchor of `obs` under `set`.
+    fn shards_for(&self, set: &rules::RuleSet, obs: &rules::Obs, primary: usize) -> Vec<usize> {
         let mut out: Vec<usize> = set
             .anchors_of(obs, &self.grids)
             .iter()
@@ -133,11 +137,15 @@ impl Router {
         ev: &SensorEvent,
         primary: usize,
     ) -> Vec<(usize, Arc<rules::Obs>)> {
-        if self.shards.len() <= 1 || !self.rules.load().wants_sensor(&ev.kind, ev.state) {
+        if self.shards.len() <= 1 {
+            return Vec::new();
+        }
+        let set = self.rules.load();
+        if !set.wants_sensor(&ev.kind, ev.state) {
             return Vec::new();
         }
         let obs = rules::Obs::sensor(id, ev);
-        let shards = self.echo_shards(&obs, primary);
+        let shards = self.shards_for(&set, &obs, primary);
         if shards.is_empty() {
             return Vec::new();
         }
