@@ -271,21 +271,27 @@ async fn resume_after_seq_gets_exactly_the_missed_changes() {
     ));
     publish_all(broker.port, msgs).await;
     let mut client = d.alerts().await;
-    wait_for("6 alert changes", T, || async {
-        (d.metric("gridsight_alert_changes_total") >= 6.0).then_some(())
+    wait_for("the 3 new alerts", T, || async {
+        (d.metric("gridsight_alerts_opened_total") >= 4.0).then_some(())
     })
     .await;
-    let first = client
-        .get(req(
-            pb::GetAlertRequest {
-                id: seen.last().unwrap().alert.as_ref().unwrap().id.clone(),
-            },
-            VIEWER,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    client
+    let first_id = seen.last().unwrap().alert.as_ref().unwrap().id.clone();
+    // Both repeats folded (their updates are coalesced: one or two changes, depending on
+    // when they arrive within update_interval_ms).
+    let first = wait_for("the two repeats folded and stored", T, || {
+        let mut client = client.clone();
+        let id = first_id.clone();
+        async move {
+            let a = client
+                .get(req(pb::GetAlertRequest { id }, VIEWER))
+                .await
+                .ok()?
+                .into_inner();
+            (a.count == 3).then_some(a)
+        }
+    })
+    .await;
+    let acked = client
         .acknowledge(req(
             pb::AcknowledgeAlertRequest {
                 id: first.id.clone(),
@@ -295,8 +301,13 @@ async fn resume_after_seq_gets_exactly_the_missed_changes() {
             OPERATOR,
         ))
         .await
-        .unwrap();
-    let last_seq = cursor + 6;
+        .unwrap()
+        .into_inner();
+    let last_seq = acked.seq;
+    assert!(
+        last_seq >= cursor + 5,
+        "3 opens, ≥ 1 update, the acknowledge"
+    );
 
     let mut s = subscribe(
         &d,
@@ -316,6 +327,19 @@ async fn resume_after_seq_gets_exactly_the_missed_changes() {
     assert_eq!(
         missed.last().unwrap().kind,
         pb::ChangeKind::Acknowledged as i32
+    );
+    let kinds = |k: pb::ChangeKind| missed.iter().filter(|c| c.kind == k as i32).count();
+    assert_eq!(kinds(pb::ChangeKind::Opened), 3, "{missed:#?}");
+    let updated: Vec<u64> = missed
+        .iter()
+        .filter(|c| c.kind == pb::ChangeKind::Updated as i32)
+        .filter_map(|c| c.alert.as_ref())
+        .map(|a| a.count)
+        .collect();
+    assert_eq!(
+        updated.last(),
+        Some(&3),
+        "the repeats reached the stream: {missed:#?}"
     );
     assert_eq!(
         missed

@@ -9,10 +9,11 @@
 //! thread, and calls `tick` once per simulated second. Lines starting with `RESULT` are the
 //! ones to grep. `ENGINE_BENCH_EVENTS` (default 200,000: 10 s of simulated time, which
 //! keeps the whole bench near a minute at today's speed) and `ENGINE_BENCH_ROUNDS` (default
-//! 5) scale it; `ENGINE_BENCH_BREAKDOWN=0` skips the last pass, which times every call and
+//! 5) scale it; `ENGINE_BENCH_BATCH` (default 64) is the most readings one batch holds; `ENGINE_BENCH_BREAKDOWN=0` skips the last pass, which times every call and
 //! counts its allocations by kind of event (a counting global allocator wraps the system
 //! one in every pass). `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration
-//! alone, for a profiler.
+//! alone, for a profiler; `ENGINE_BENCH_PER_RULE=1` then runs each rule alone and prints
+//! what it adds to the baseline, costliest first.
 
 #[path = "engine/county.rs"]
 mod county;
@@ -137,57 +138,90 @@ impl Run {
     }
 }
 
+/// Slots of [`Run::per_kind`] after the kinds of event.
+const TICK_SLOT: usize = Kind::ALL.len();
+const BATCH_END_SLOT: usize = Kind::ALL.len() + 1;
+
 /// Feeds every event to a fresh engine; with `per_kind`, times each call (the clock's own
-/// cost, ~25 ns a reading, is then included).
-fn run(county: &County, rules: &Arc<RuleSet>, events: &[Timed], per_kind: bool) -> Run {
+/// cost, ~25 ns a reading, is then included). Consecutive readings go in batches of up to
+/// `batch`, as a shard gets them from the MQTT ingest (one batch per socket read); a camera
+/// event, a report or a tick ends the batch, as a separate shard message would.
+fn run(
+    county: &County,
+    rules: &Arc<RuleSet>,
+    events: &[Timed],
+    per_kind: bool,
+    batch: usize,
+) -> Run {
     let mut e = Engine::new(CorrelationConfig::default(), Arc::new(Ids::default()));
     e.set_grids(county.grids.clone());
     e.set_rules(rules.clone());
     e.set_cameras(county.cameras.clone());
     let mut out = Run {
         rss_before: rss_mib(),
-        per_kind: vec![(Duration::ZERO, 0, 0); Kind::ALL.len() + 1],
+        per_kind: vec![(Duration::ZERO, 0, 0); BATCH_END_SLOT + 1],
         ..Run::default()
     };
     let mut next_tick = T0 + 1000;
+    let mut in_batch = 0usize;
+    let mut last_at = T0;
     let allocs = allocations();
     let started = Instant::now();
-    for ev in events {
-        if ev.at >= next_tick {
-            let t = per_kind.then(|| (Instant::now(), allocations()));
-            let changes = e.tick(next_tick);
-            e.note(&changes);
-            out.tally(&changes);
-            drop(changes);
-            if let Some((t, a)) = t {
-                let slot = &mut out.per_kind[Kind::ALL.len()];
-                slot.0 += t.elapsed();
-                slot.1 += 1;
-                slot.2 += allocations() - a;
-            }
-            next_tick += 1000;
-        }
+    // Runs `f` on the engine, tallies its changes, and times it into `slot`.
+    let step = |e: &mut Engine,
+                out: &mut Run,
+                slot: usize,
+                f: &mut dyn FnMut(&mut Engine) -> Vec<pb::AlertChange>| {
         let t = per_kind.then(|| (Instant::now(), allocations()));
-        let changes = match &ev.event {
-            Event::Sensor(id, reading) => {
-                if e.is_repeat(reading) {
-                    Vec::new()
-                } else {
-                    e.on_sensor(*id, reading)
-                }
-            }
-            Event::Camera(c) => e.on_camera(c, ev.at),
-            Event::Report(inc) => e.on_incident(inc.clone(), ev.at).1,
-        };
+        let changes = f(e);
         e.note(&changes);
         out.tally(&changes);
         drop(changes);
         if let Some((t, a)) = t {
-            let slot = &mut out.per_kind[ev.kind as usize];
+            let slot = &mut out.per_kind[slot];
             slot.0 += t.elapsed();
             slot.1 += 1;
             slot.2 += allocations() - a;
         }
+    };
+    for ev in events {
+        let is_reading = matches!(ev.event, Event::Sensor(..));
+        if in_batch > 0 && (!is_reading || in_batch >= batch || ev.at >= next_tick) {
+            step(&mut e, &mut out, BATCH_END_SLOT, &mut |e| {
+                e.end_batch(last_at)
+            });
+            in_batch = 0;
+        }
+        if ev.at >= next_tick {
+            step(&mut e, &mut out, TICK_SLOT, &mut |e| e.tick(next_tick));
+            next_tick += 1000;
+        }
+        if is_reading && in_batch == 0 {
+            e.begin_batch();
+        }
+        in_batch += usize::from(is_reading);
+        step(
+            &mut e,
+            &mut out,
+            ev.kind as usize,
+            &mut |e| match &ev.event {
+                Event::Sensor(id, reading) => {
+                    if e.is_repeat(reading) {
+                        Vec::new()
+                    } else {
+                        e.on_sensor(*id, reading)
+                    }
+                }
+                Event::Camera(c) => e.on_camera(c, ev.at),
+                Event::Report(inc) => e.on_incident(inc.clone(), ev.at).1,
+            },
+        );
+        last_at = ev.at;
+    }
+    if in_batch > 0 {
+        step(&mut e, &mut out, BATCH_END_SLOT, &mut |e| {
+            e.end_batch(last_at)
+        });
     }
     out.elapsed = started.elapsed();
     out.allocs = allocations() - allocs;
@@ -226,7 +260,11 @@ fn print_run(label: &str, round: usize, n: usize, r: &Run) {
 fn print_breakdown(label: &str, r: &Run) {
     let total: Duration = r.per_kind.iter().map(|(d, ..)| *d).sum();
     for (i, (d, calls, allocs)) in r.per_kind.iter().enumerate() {
-        let name = Kind::ALL.get(i).map_or("tick (1/s)", |k| k.name());
+        let name = match Kind::ALL.get(i) {
+            Some(k) => k.name(),
+            None if i == TICK_SLOT => "tick (1/s)",
+            None => "batch end (held-back updates)",
+        };
         let per = (*calls).max(1) as f64;
         let ns = d.as_nanos() as f64 / per;
         let share = d.as_secs_f64() / total.as_secs_f64().max(1e-9) * 100.0;
@@ -242,6 +280,7 @@ fn main() {
     let rounds = env_or("ENGINE_BENCH_ROUNDS", 5).max(1);
     let breakdown = env_or("ENGINE_BENCH_BREAKDOWN", 1) != 0;
     let only = std::env::var("ENGINE_BENCH_ONLY").unwrap_or_default();
+    let batch = env_or("ENGINE_BENCH_BATCH", 64).max(1);
     let rss_start = rss_mib();
     let built = Instant::now();
     let county = County::build();
@@ -269,7 +308,7 @@ fn main() {
         built.elapsed().as_secs_f64()
     );
     println!(
-        "events: {n} over {:.1} s of simulated time ({RATE}/s), tick once a simulated second; {}",
+        "events: {n} over {:.1} s of simulated time ({RATE}/s), readings in batches of up to {batch}, tick once a simulated second; {}",
         n as f64 / RATE as f64,
         mix.join(", ")
     );
@@ -297,7 +336,7 @@ fn main() {
             } else {
                 ("baseline", &no_rules)
             };
-            let r = run(&county, set, &events, false);
+            let r = run(&county, set, &events, false, batch);
             print_run(label, round, n, &r);
             if rules_on {
                 rule_runs.push(r);
@@ -308,14 +347,42 @@ fn main() {
     }
 
     report(n, &base_runs, &rule_runs);
+    if env_or("ENGINE_BENCH_PER_RULE", 0) != 0 {
+        per_rule(&county, &rule_cfgs, &events, batch, &base_runs);
+    }
     if breakdown {
         // One more run of each, timing every call: where the time goes, by kind of event.
         if only != "rules" {
-            print_breakdown("baseline", &run(&county, &no_rules, &events, true));
+            print_breakdown("baseline", &run(&county, &no_rules, &events, true, batch));
         }
         if only != "baseline" {
-            print_breakdown("rules", &run(&county, &with_rules, &events, true));
+            print_breakdown("rules", &run(&county, &with_rules, &events, true, batch));
         }
+    }
+}
+
+/// Each rule alone over the same events: what it adds to the base layer, costliest first.
+fn per_rule(county: &County, cfgs: &[RuleConfig], events: &[Timed], batch: usize, base: &[Run]) {
+    let base_s = median(base.iter().map(|r| r.elapsed.as_secs_f64()).collect());
+    let mut costs: Vec<(f64, &str, u64)> = cfgs
+        .iter()
+        .map(|cfg| {
+            let set = Arc::new(RuleSet::new(std::slice::from_ref(cfg)));
+            let r = run(county, &set, events, false, batch);
+            (
+                r.elapsed.as_secs_f64() - base_s,
+                cfg.id.as_str(),
+                r.rule_opened,
+            )
+        })
+        .collect();
+    costs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let n = events.len() as f64;
+    for (extra, id, opened) in costs {
+        println!(
+            "RESULT per_rule rule={id} extra_ns_per_event={:.0} rule_alerts_opened={opened}",
+            extra * 1e9 / n
+        );
     }
 }
 

@@ -225,6 +225,11 @@ pub struct CorrelationConfig {
     pub window_secs: u64,
     /// A sensor alarm's alert is resolved (by `gridsight`) when the sensor reports normal.
     pub sensor_clear_on_normal: bool,
+    /// Repeats that only fold into an open alert (count, last_seen, evidence) send its
+    /// update at most once per this many ms; the update sent holds every fold made before
+    /// it. Opening, resolving, raising and every other change go out at once (0 = send
+    /// every repeat).
+    pub update_interval_ms: u64,
     /// Flap suppression for sensors that toggle.
     pub flap: FlapConfig,
     /// Inhibition: open alerts that mute the alerts they explain.
@@ -257,6 +262,7 @@ impl Default for CorrelationConfig {
             shard_queue: 4096,
             window_secs: 120,
             sensor_clear_on_normal: false,
+            update_interval_ms: 1000,
             flap: FlapConfig::default(),
             inhibit: Vec::new(),
             escalation: Vec::new(),

@@ -13,10 +13,10 @@
 //! replaces this module behind the same inputs and outputs ([`Engine::on_sensor`],
 //! [`Engine::on_incident`], [`Engine::command`]).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
-use gridsight_proto::{ts_from_millis, v1 as pb};
+use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
 use super::{rules::Obs, silence::SilenceSet};
 use crate::{
@@ -92,6 +92,10 @@ pub struct Engine {
     noise: noise_layer::NoiseState,
     groups: group_layer::Groups,
     last_tick: i64,
+    /// Open alerts folded into whose update is held back (see [`Engine::flush_folds`]).
+    held: super::held::Held,
+    /// Inside [`Engine::begin_batch`] / [`Engine::end_batch`].
+    batching: bool,
 }
 
 /// An alert raised from outside the sources (e.g. supervision of an overdue incident).
@@ -128,12 +132,15 @@ impl Engine {
             noise: noise_layer::NoiseState::default(),
             groups: group_layer::Groups::default(),
             last_tick: 0,
+            held: super::held::Held::default(),
+            batching: false,
         }
     }
 
     /// Sets the grid tree (at start and on reload).
     pub fn set_grids(&mut self, grids: Arc<GridIndex>) {
         self.grids = grids;
+        self.rules.near.clear();
     }
 
     /// Sets the silences in force (whenever one is created or expired). Open alerts are
@@ -141,6 +148,68 @@ impl Engine {
     pub fn set_silences(&mut self, silences: Arc<SilenceSet>) {
         self.silences = silences;
         self.silences_changed();
+    }
+
+    /// Starts a batch: until [`Engine::end_batch`], calls send no held-back updates (see
+    /// [`Engine::flush_folds`]); the batch's end sends those that are due. A shard wraps
+    /// each batch of readings in one.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch at `now` (ms): the held-back updates that are due.
+    pub fn end_batch(&mut self, now: i64) -> Vec<pb::AlertChange> {
+        self.batching = false;
+        self.flush_folds(now)
+    }
+
+    /// Repeats that only fold into an open alert do not send it each time: the alert is
+    /// held back (see [`super::held`]), and sent once `correlation.update_interval_ms` has
+    /// passed since its last change went out, in its latest state (so a county-wide alert
+    /// that a thousand alarms a second fold into costs one update a second, not a
+    /// thousand). Returns the `Updated` changes due at `now`, in the order they fell due.
+    fn flush_folds(&mut self, now: i64) -> Vec<pb::AlertChange> {
+        if !self.held.any_due(now) {
+            return Vec::new();
+        }
+        let due = self.held.take_due(now, self.cfg.update_interval_ms as i64);
+        self.send_held(due)
+    }
+
+    /// The `Updated` changes of held alerts that are still open at the version held.
+    fn send_held(&mut self, held: Vec<(String, u64)>) -> Vec<pb::AlertChange> {
+        let mut out = Vec::with_capacity(held.len());
+        for (id, version) in held {
+            let Some(alert) = self.open.get_mut(&id).filter(|a| a.version == version) else {
+                continue;
+            };
+            alert.version += 1;
+            out.push(pb::AlertChange {
+                seq: 0,
+                kind: pb::ChangeKind::Updated as i32,
+                alert: Some(alert.clone()),
+            });
+        }
+        out
+    }
+
+    /// Every held-back update, due or not (when the shard stops, so that nothing folded is
+    /// lost from the store).
+    pub fn drain(&mut self) -> Vec<pb::AlertChange> {
+        let all = self.held.take_all();
+        self.send_held(all)
+    }
+
+    /// Ends a public call at `now`: outside a batch, appends the held-back updates due.
+    pub(super) fn finish(
+        &mut self,
+        mut out: Vec<pb::AlertChange>,
+        now: i64,
+    ) -> Vec<pb::AlertChange> {
+        if !self.batching {
+            out.extend(self.flush_folds(now));
+        }
+        out
     }
 
     /// Registers (or withdraws) the changed alerts as inhibitors; call with every batch of
@@ -157,13 +226,14 @@ impl Engine {
         out.extend(self.tick_noise(now));
         out.extend(self.tick_groups(now));
         self.last_tick = now;
-        out
+        self.finish(out, now)
     }
 
     /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
     pub fn raise(&mut self, r: RaiseAlert, now: i64) -> Vec<pb::AlertChange> {
         if let Some(id) = self.resolve_key(&r.key) {
-            return self.fold(&id, r.evidence, now, None);
+            let out = self.fold(&id, r.evidence, now, None);
+            return self.finish(out, now);
         }
         vec![self.open_alert(r.key, r.severity, r.title, &r.grid, r.evidence, now)]
     }
@@ -241,7 +311,7 @@ impl Engine {
             let rules = self.observe_after(Obs::sensor(event_id, ev), ev.receive_ms, &out);
             out.extend(rules);
         }
-        out
+        self.finish(out, ev.receive_ms)
     }
 
     fn on_sensor_base(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
@@ -329,6 +399,7 @@ impl Engine {
         let mut changes = changes;
         let rules = self.observe_after(Obs::incident(&shown_for_rules(&inc), now), now, &changes);
         changes.extend(rules);
+        let changes = self.finish(changes, now);
         // The incident is evidence of the last alert that took it in (a rule's, if one fired).
         if let Some(a) = changes
             .iter()
@@ -457,17 +528,31 @@ impl Engine {
                 alert.title = format!("{} + {}", alert.title, joined_title(&ev));
             }
         }
-        add_evidence(alert, ev);
-        link_incidents(alert);
-        if alert.silenced_by.is_empty() {
-            if let Some(s) = self.silences.matching(alert, &self.grids, now) {
-                alert.silenced_by = s.to_string();
+        if let Some(pb::evidence::Item::Incident(i)) = &ev.item {
+            if !alert.incident_ids.contains(&i.id) {
+                alert.incident_ids.push(i.id.clone());
             }
         }
+        add_evidence(alert, ev);
+        let silenced = alert.silenced_by.is_empty()
+            && match self.silences.matching(alert, &self.grids, now) {
+                Some(s) => {
+                    alert.silenced_by = s.to_string();
+                    true
+                }
+                None => false,
+            };
         alert.count += 1;
-        alert.version += 1;
+        let sent = alert.updated_at.as_ref().map_or(now, millis_from_ts);
         alert.last_seen = Some(ts_from_millis(now));
         alert.updated_at = alert.last_seen;
+        if joining.is_none() && !silenced {
+            // A repeat: held back (see `flush_folds`).
+            let interval = self.cfg.update_interval_ms as i64;
+            self.held.hold(id, alert.version, sent, interval);
+            return Vec::new();
+        }
+        alert.version += 1;
         vec![pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Updated as i32,
@@ -534,9 +619,11 @@ impl Engine {
         let Some(bid) = self.by_key.get(key).cloned() else {
             return Vec::new();
         };
-        self.merge_into(&bid, into, rule, now)
+        let out = self
+            .merge_into(&bid, into, rule, now)
             .map(|(c, _, _)| vec![c])
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.finish(out, now)
     }
 
     /// Merges this engine's rules asked of other shards: (grid of the alert, its key, the
@@ -636,16 +723,16 @@ fn link_incidents(alert: &mut pb::Alert) {
 
 /// Keeps the first and the latest item of each source, at most [`MAX_EVIDENCE`] in all.
 fn add_evidence(alert: &mut pb::Alert, ev: pb::Evidence) {
-    let src = source_id(&ev).map(str::to_string);
-    let same: Vec<usize> = alert
-        .evidence
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| source_id(e) == src.as_deref())
-        .map(|(i, _)| i)
-        .collect();
-    if same.len() >= 2 {
-        alert.evidence[same[same.len() - 1]] = ev;
+    let (mut same, mut last) = (0usize, 0usize);
+    let src = source_id(&ev);
+    for (i, e) in alert.evidence.iter().enumerate() {
+        if source_id(e) == src {
+            same += 1;
+            last = i;
+        }
+    }
+    if same >= 2 {
+        alert.evidence[last] = ev;
     } else if alert.evidence.len() < MAX_EVIDENCE {
         alert.evidence.push(ev);
     }

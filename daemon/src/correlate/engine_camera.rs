@@ -11,8 +11,6 @@
 //! [`MAX_ALERT_CAMERAS`] covering its grid) and one snapshot reference per camera, whose
 //! picture the daemon takes as the alert opens.
 
-use std::collections::HashMap;
-
 use gridsight_proto::{ts_from_millis, v1 as pb};
 
 use super::{has, Engine, Source};
@@ -26,7 +24,7 @@ pub const MAX_ALERT_CAMERAS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct CameraRules {
     /// Camera ids covering each grid, in config order.
-    pub by_grid: HashMap<String, Vec<String>>,
+    pub by_grid: std::collections::HashMap<String, Vec<String>>,
     /// Severity of a camera-offline alert.
     pub offline_severity: Severity,
     /// Severity of a frozen-picture alert.
@@ -36,7 +34,7 @@ pub struct CameraRules {
 impl Default for CameraRules {
     fn default() -> Self {
         Self {
-            by_grid: HashMap::new(),
+            by_grid: std::collections::HashMap::new(),
             offline_severity: Severity::Major,
             freeze_severity: Severity::Minor,
         }
@@ -61,7 +59,7 @@ pub(super) fn camera_key(c: &pb::CameraEvent) -> Option<String> {
 impl Engine {
     /// Sets who covers which grid (at start and on reload); open alerts keep their lists.
     pub fn set_cameras(&mut self, rules: CameraRules) {
-        self.cameras_by_grid = rules.by_grid.clone();
+        self.cameras_by_grid = rules.by_grid.clone().into_iter().collect();
         self.camera_rules = rules;
     }
 
@@ -78,7 +76,7 @@ impl Engine {
             let rules = self.observe_after(super::Obs::camera(ev, now), now, &out);
             out.extend(rules);
         }
-        out
+        self.finish(out, now)
     }
 
     fn on_camera_base(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
@@ -209,7 +207,7 @@ mod tests {
 
     fn engine() -> Engine {
         let mut e = Engine::new(CorrelationConfig::default(), Arc::new(Default::default()));
-        let mut by_grid = HashMap::new();
+        let mut by_grid = std::collections::HashMap::new();
         by_grid.insert("g1".to_string(), vec!["cam-a".to_string(), "cam-b".into()]);
         e.set_cameras(CameraRules {
             by_grid,

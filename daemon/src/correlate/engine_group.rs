@@ -10,7 +10,8 @@
 //! resolved by `gridsight` when its last member closes. Members stay alerts of their
 //! own: acknowledging or resolving them works as before.
 
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 

@@ -18,12 +18,14 @@
 //!   goes out. Acknowledging stops it.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{
         atomic::{AtomicU64, Ordering},
         RwLock,
     },
 };
+
+use foldhash::HashMap;
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 

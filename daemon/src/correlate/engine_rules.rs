@@ -15,12 +15,14 @@
 //! key has one writer; while replaying the journal after a restart, windows are rebuilt
 //! but nothing is emitted.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
 use super::{evidence_key, Engine};
-use crate::correlate::rules::{window::Windows, Obs, Rule, RuleSet};
+use crate::correlate::rules::{window::Windows, NearCache, Obs, Rule, RuleSet};
 use crate::{
     config::{RuleAction, Scope},
     domain::Severity,
@@ -60,6 +62,10 @@ pub struct RuleState {
     pub(super) partition: Partition,
     /// Alerts the current event already folded into (base layer or an earlier rule).
     touched: Vec<String>,
+    /// Answers of `within_m` lookups.
+    pub(super) near: NearCache,
+    /// The buffer rule keys are written into.
+    key_buf: String,
     /// Merges to ask of other shards: (grid, key, rule alert, rule).
     pub(super) foreign_merges: Vec<(String, String, String, String)>,
     /// While replaying: when each rule key's last alert was resolved. Events up to then
@@ -115,7 +121,8 @@ impl Engine {
 
     /// Offers an event to the rules; returns the alert changes.
     pub fn observe(&mut self, obs: Obs, now: i64) -> Vec<pb::AlertChange> {
-        self.observe_after(obs, now, &[])
+        let out = self.observe_after(obs, now, &[]);
+        self.finish(out, now)
     }
 
     /// Offers an event the base layer already turned into `base` changes: an alert it
@@ -143,7 +150,8 @@ impl Engine {
             if mask == 0 && !clears {
                 continue;
             }
-            for anchor in rule.anchors(&obs, &self.grids) {
+            let anchors = rule.anchors_near(&obs, &self.grids, Some(&mut self.rules.near));
+            for anchor in anchors {
                 if !self.owns(&anchor) {
                     continue;
                 }
@@ -171,33 +179,13 @@ impl Engine {
         let replaying = self.rules.replaying;
         match rule.cfg.action {
             RuleAction::Open => {
-                let key = rule_key(rule, anchor, obs);
-                if replaying && self.rules.closed.get(&key).is_some_and(|t| obs.at <= *t) {
-                    return Vec::new();
-                }
-                if let Some(id) = self.resolve_key(&key) {
-                    if replaying || self.rules.touched.contains(&id) {
-                        return Vec::new();
-                    }
-                    self.rules.touched.push(id.clone());
-                    return self.fold(&id, obs.evidence.clone(), now, None);
-                }
-                let ok = own_anchor(rule, anchor, obs) && self.alert_conditions_hold(rule, anchor);
-                let fired =
-                    self.rules
-                        .windows
-                        .observe(rule, ri, anchor, mask, obs, &self.grids, ok);
-                match fired {
-                    Some(evidence) => {
-                        self.rules.windows.consume(ri, anchor);
-                        if replaying {
-                            Vec::new()
-                        } else {
-                            self.fire(rule, anchor, key, evidence, now)
-                        }
-                    }
-                    None => Vec::new(),
-                }
+                // The key is written into a buffer kept between calls: no allocation
+                // unless the rule fires.
+                let mut key = std::mem::take(&mut self.rules.key_buf);
+                write_rule_key(&mut key, rule, anchor, obs);
+                let out = self.offer_open(rule, ri, anchor, mask, obs, now, &key);
+                self.rules.key_buf = key;
+                out
             }
             RuleAction::Raise => {
                 let targets = if own_anchor(rule, anchor, obs) {
@@ -222,6 +210,47 @@ impl Engine {
                     .flat_map(|id| self.raise_one(rule, &id, obs, now))
                     .collect()
             }
+        }
+    }
+
+    /// [`Engine::offer`] for an `open` rule whose key at `anchor` is `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn offer_open(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        anchor: &Arc<str>,
+        mask: u32,
+        obs: &Arc<Obs>,
+        now: i64,
+        key: &str,
+    ) -> Vec<pb::AlertChange> {
+        let replaying = self.rules.replaying;
+        if replaying && self.rules.closed.get(key).is_some_and(|t| obs.at <= *t) {
+            return Vec::new();
+        }
+        if let Some(id) = self.resolve_key(key) {
+            if replaying || self.rules.touched.contains(&id) {
+                return Vec::new();
+            }
+            self.rules.touched.push(id.clone());
+            return self.fold(&id, obs.evidence.clone(), now, None);
+        }
+        let ok = own_anchor(rule, anchor, obs) && self.alert_conditions_hold(rule, anchor);
+        let fired = self
+            .rules
+            .windows
+            .observe(rule, ri, anchor, mask, obs, &self.grids, ok);
+        match fired {
+            Some(evidence) => {
+                self.rules.windows.consume(ri, anchor);
+                if replaying {
+                    Vec::new()
+                } else {
+                    self.fire(rule, anchor, key.to_string(), evidence, now)
+                }
+            }
+            None => Vec::new(),
         }
     }
 
@@ -574,14 +603,23 @@ fn own_anchor(rule: &Rule, anchor: &str, obs: &Obs) -> bool {
 
 /// `rule/{id}/{anchor}` plus `/{label}={value}` for each of the rule's labels.
 pub fn rule_key(rule: &Rule, anchor: &str, obs: &Obs) -> String {
-    let mut key = format!("rule/{}/{}", rule.cfg.id, anchor);
+    let mut key = String::new();
+    write_rule_key(&mut key, rule, anchor, obs);
+    key
+}
+
+/// [`rule_key`], written into `key` (emptied first).
+fn write_rule_key(key: &mut String, rule: &Rule, anchor: &str, obs: &Obs) {
+    key.clear();
+    for part in ["rule/", &rule.cfg.id, "/", anchor] {
+        key.push_str(part);
+    }
     for l in &rule.cfg.labels {
         key.push('/');
         key.push_str(l.as_str());
         key.push('=');
         key.push_str(obs.label(*l).unwrap_or(""));
     }
-    key
 }
 
 fn render_title(

@@ -50,6 +50,59 @@ fn repeats_fold_into_one_alert() {
 }
 
 #[test]
+fn repeats_within_the_update_interval_go_out_once_with_every_fold() {
+    let mut e = engine();
+    let opened = e.on_sensor(1, &alarm("s1", "g1", 1_000));
+    let id = opened[0].alert.as_ref().unwrap().id.clone();
+    // Three repeats within a second of the open: nothing goes out yet.
+    for (i, at) in [1_100, 1_200, 1_300].into_iter().enumerate() {
+        assert!(e.on_sensor(2 + i as u64, &alarm("s1", "g1", at)).is_empty());
+    }
+    // The next call a second after the open sends one update holding all three.
+    let c = e.tick(2_000);
+    assert_eq!(c.len(), 1);
+    let a = c[0].alert.as_ref().unwrap();
+    assert_eq!(c[0].kind, pb::ChangeKind::Updated as i32);
+    assert_eq!((a.id.as_str(), a.count, a.version), (id.as_str(), 4, 2));
+    assert!(e.tick(3_000).is_empty(), "sent once");
+
+    // In a batch, nothing goes out before its end; the end sends what is due.
+    e.begin_batch();
+    assert!(e.on_sensor(5, &alarm("s1", "g1", 3_100)).is_empty());
+    assert!(e.on_sensor(6, &alarm("s1", "g1", 3_200)).is_empty());
+    let c = e.end_batch(3_200);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].alert.as_ref().unwrap().count, 6);
+
+    // A change other than a fold goes out at once and carries the held folds; the held
+    // update is then dropped.
+    assert!(e.on_sensor(7, &alarm("s1", "g1", 3_300)).is_empty());
+    let resolved = e
+        .command(
+            &Command {
+                alert_id: id.clone(),
+                action: Action::Resolve,
+                expected_version: 3,
+                actor: "op".into(),
+                note: String::new(),
+            },
+            3_400,
+        )
+        .unwrap();
+    let a = resolved.alert.as_ref().unwrap();
+    assert_eq!((a.count, a.version), (7, 4));
+    assert!(e.tick(10_000).is_empty());
+
+    // Stopping sends what is still held, due or not.
+    let c = e.on_sensor(8, &alarm("s2", "g1", 20_000));
+    assert_eq!(c[0].kind, pb::ChangeKind::Opened as i32);
+    assert!(e.on_sensor(9, &alarm("s2", "g1", 20_001)).is_empty());
+    let c = e.drain();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].alert.as_ref().unwrap().count, 2);
+}
+
+#[test]
 fn alarm_and_incident_in_a_grid_become_one_raised_alert() {
     let mut e = engine();
     let c = e.on_sensor(1, &alarm("s1", "g1", 1_000));

@@ -22,6 +22,7 @@
 //! replaying the journal of the longest rule window.
 
 pub mod engine;
+mod held;
 pub mod rules;
 pub mod silence;
 
@@ -426,6 +427,11 @@ impl Shard {
                 break;
             }
         }
+        // Updates still held back (repeats within `update_interval_ms`) go to the store.
+        let held = self.engine.drain();
+        if let Err(e) = self.write_changes(held).await {
+            tracing::warn!(error = %e, "held-back alert updates not stored");
+        }
         tracing::debug!(open = self.engine.open_count(), "shard drained");
     }
 
@@ -472,6 +478,8 @@ impl Shard {
             ShardMsg::Sensors(batch) => {
                 let mut records = Vec::with_capacity(batch.len() + 4);
                 let mut acks = Vec::with_capacity(batch.len());
+                // Repeats of one alert within the batch go out once, at its end.
+                self.engine.begin_batch();
                 for SensorIn { id, event, ack } in batch {
                     if self.engine.is_repeat(&event) {
                         self.metrics.mqtt_duplicates.inc();
@@ -483,6 +491,9 @@ impl Shard {
                     records.push(Record::SensorEvent { id, event });
                     acks.extend(ack);
                 }
+                let updates = self.engine.end_batch(now_ms());
+                self.engine.note(&updates);
+                records.extend(updates.into_iter().map(Record::AlertChange));
                 self.store
                     .write(WriteItem {
                         records,

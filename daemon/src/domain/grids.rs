@@ -10,7 +10,9 @@
 //! a validated config there is no cycle; built from anything else (tests), a cycle is
 //! cut at the number of grids rather than looping.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use super::spatial::Geometry;
 use crate::config::GridConfig;
@@ -103,8 +105,18 @@ impl GridIndex {
             .unwrap_or(grid)
     }
 
+    /// The shared id of `grid` (no allocation), when known.
+    pub fn shared(&self, grid: &str) -> Option<&Arc<str>> {
+        self.names.get(self.index_of(grid)?)
+    }
+
     /// The enclosing grid; `None` for a root or an unknown grid.
     pub fn parent(&self, grid: &str) -> Option<&str> {
+        self.parent_shared(grid).map(|p| &**p)
+    }
+
+    /// [`GridIndex::parent`], as a shared id.
+    pub fn parent_shared(&self, grid: &str) -> Option<&Arc<str>> {
         let p = self.parents[self.index_of(grid)?]?;
         Some(&self.names[p])
     }
@@ -112,6 +124,11 @@ impl GridIndex {
     /// The ancestor of `grid` at exactly `depth` (the grid itself when that is its own
     /// depth); `None` when the grid is shallower than `depth` or unknown.
     pub fn ancestor_at(&self, grid: &str, depth: usize) -> Option<&str> {
+        self.ancestor_shared(grid, depth).map(|a| &**a)
+    }
+
+    /// [`GridIndex::ancestor_at`], as a shared id.
+    pub fn ancestor_shared(&self, grid: &str, depth: usize) -> Option<&Arc<str>> {
         let mut g = self.index_of(grid)?;
         let own = self.depths[g];
         if depth > own {

@@ -187,6 +187,27 @@ impl GridIndex {
     /// Grids (only those at `depth`, when given) whose polygon lies within `metres` of
     /// `point` (`[lon, lat]`; 0 for a polygon that holds it), nearest first, then by id.
     pub fn grids_within(&self, point: [f64; 2], metres: f64, depth: Option<usize>) -> Vec<&str> {
+        self.within(point, metres, depth)
+            .into_iter()
+            .map(|i| &*self.names[i])
+            .collect()
+    }
+
+    /// [`GridIndex::grids_within`], as shared ids (no allocation per grid).
+    pub fn grids_within_shared(
+        &self,
+        point: [f64; 2],
+        metres: f64,
+        depth: Option<usize>,
+    ) -> Vec<Arc<str>> {
+        self.within(point, metres, depth)
+            .into_iter()
+            .map(|i| self.names[i].clone())
+            .collect()
+    }
+
+    /// Indices of the grids of [`GridIndex::grids_within`], in its order.
+    fn within(&self, point: [f64; 2], metres: f64, depth: Option<usize>) -> Vec<usize> {
         let [lon, lat] = point;
         if !(lon.is_finite() && lat.is_finite() && metres.is_finite() && metres >= 0.0) {
             return Vec::new();
@@ -200,7 +221,7 @@ impl GridIndex {
         };
         let envelope = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
         let from = Point::new(lon, lat);
-        let mut found: Vec<(f64, &str)> = self
+        let mut found: Vec<(f64, usize)> = self
             .geometry
             .tree
             .locate_in_envelope_intersecting(&envelope)
@@ -209,11 +230,14 @@ impl GridIndex {
             .filter_map(|i| {
                 let polygon = self.geometry.polygons[i].as_ref()?;
                 let m = metres_to(polygon, from);
-                (m <= metres).then(|| (m, &*self.names[i]))
+                (m <= metres).then_some((m, i))
             })
             .collect();
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        found.into_iter().map(|(_, id)| id).collect()
+        found.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then_with(|| self.names[a.1].cmp(&self.names[b.1]))
+        });
+        found.into_iter().map(|(_, i)| i).collect()
     }
 
     /// Great-circle distance in metres between two `[lon, lat]` points (haversine, on the

@@ -251,10 +251,20 @@ impl Rule {
 
     /// The anchor grids the event counts for under this rule.
     pub fn anchors(&self, o: &Obs, grids: &GridIndex) -> Vec<Arc<str>> {
+        self.anchors_near(o, grids, None)
+    }
+
+    /// [`Rule::anchors`], with `within_m` answered from `near` when given.
+    pub fn anchors_near(
+        &self,
+        o: &Obs,
+        grids: &GridIndex,
+        mut near: Option<&mut NearCache>,
+    ) -> Vec<Arc<str>> {
         let mut out: Vec<Arc<str>> = Vec::new();
-        let mut push = |g: &str| {
-            if !out.iter().any(|x| &**x == g) {
-                out.push(Arc::from(g));
+        let mut push = |g: &Arc<str>| {
+            if !out.iter().any(|x| x == g) {
+                out.push(g.clone());
             }
         };
         for g in &o.grids {
@@ -267,12 +277,12 @@ impl Rule {
                     }
                 }
                 Scope::Parent => {
-                    if let Some(p) = grids.parent(g) {
+                    if let Some(p) = grids.parent_shared(g) {
                         push(p);
                     }
                 }
                 Scope::Tier => {
-                    if let Some(a) = grids.ancestor_at(g, self.cfg.tier.unwrap_or(0)) {
+                    if let Some(a) = grids.ancestor_shared(g, self.cfg.tier.unwrap_or(0)) {
                         push(a);
                     }
                 }
@@ -280,13 +290,64 @@ impl Rule {
             if let (Some(m), Some(at)) = (self.cfg.within_m, o.place(grids)) {
                 if matches!(self.cfg.scope, Scope::Grid | Scope::Neighbours) {
                     let depth = grids.depth(g);
-                    for near in grids.grids_within(at, m, depth) {
-                        push(near);
+                    let found = match near.as_deref_mut() {
+                        Some(cache) => cache.grids_within(grids, at, m, depth),
+                        None => grids.grids_within_shared(at, m, depth).into(),
+                    };
+                    for n in found.iter() {
+                        push(n);
                     }
                 }
             }
         }
         out
+    }
+}
+
+/// Grids within some metres of a point, remembered per (point, metres, depth): sensors
+/// and cameras do not move, so an engine asks about the same points again and again.
+/// Belongs to one engine (no lock); bounded: emptied when it holds [`NearCache::MAX`]
+/// answers, and whenever the grids change.
+#[derive(Debug, Default)]
+pub struct NearCache {
+    answers: foldhash::HashMap<NearKey, Arc<[Arc<str>]>>,
+}
+
+/// (lon bits, lat bits, metres bits, depth or `usize::MAX`).
+type NearKey = (u64, u64, u64, usize);
+
+impl NearCache {
+    /// Most answers kept.
+    pub const MAX: usize = 100_000;
+
+    /// [`GridIndex::grids_within_shared`], remembered.
+    pub fn grids_within(
+        &mut self,
+        grids: &GridIndex,
+        at: [f64; 2],
+        metres: f64,
+        depth: Option<usize>,
+    ) -> Arc<[Arc<str>]> {
+        let key = (
+            at[0].to_bits(),
+            at[1].to_bits(),
+            metres.to_bits(),
+            depth.unwrap_or(usize::MAX),
+        );
+        if let Some(found) = self.answers.get(&key) {
+            return found.clone();
+        }
+        if self.answers.len() >= Self::MAX {
+            self.answers.clear();
+        }
+        let found: Arc<[Arc<str>]> = grids.grids_within_shared(at, metres, depth).into();
+        self.answers.insert(key, found.clone());
+        found
+    }
+
+    /// Forgets every answer (the grids changed).
+    pub fn clear(&mut self) {
+        self.answers.clear();
     }
 }
 

@@ -550,8 +550,13 @@ fn model(steps: &[Step]) -> [(u32, u32); 3] {
     out
 }
 
+/// (alerts opened, events folded into them) per grid, as the changes show them: the
+/// folds are what an alert's `count` grew by after it opened (repeats are coalesced, so
+/// one update may carry several).
 fn tally(changes: &[pb::AlertChange]) -> [(u32, u32); 3] {
     let mut out = [(0, 0); 3];
+    // Per alert: its grid, its count when opened, the highest count seen.
+    let mut counts: std::collections::BTreeMap<String, (usize, u64, u64)> = Default::default();
     for c in changes {
         let Some(a) = c.alert.as_ref().filter(|a| a.rule_id == "pair") else {
             continue;
@@ -562,9 +567,13 @@ fn tally(changes: &[pb::AlertChange]) -> [(u32, u32); 3] {
             .expect("known grid");
         if c.kind == pb::ChangeKind::Opened as i32 {
             out[g].0 += 1;
-        } else if c.kind == pb::ChangeKind::Updated as i32 {
-            out[g].1 += 1;
+            counts.insert(a.id.clone(), (g, a.count, a.count));
+        } else if let Some(entry) = counts.get_mut(&a.id) {
+            entry.2 = entry.2.max(a.count);
         }
+    }
+    for (g, opened, last) in counts.into_values() {
+        out[g].1 += (last - opened) as u32;
     }
     out
 }
@@ -647,6 +656,8 @@ fn run_from(e: &mut Engine, steps: &[Step], from: usize, now: i64) -> (Vec<pb::A
         out.extend(c);
         now = n;
     }
+    // What a shard sends when it stops: the updates still held back.
+    out.extend(e.drain());
     (out, now)
 }
 

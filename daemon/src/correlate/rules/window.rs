@@ -5,10 +5,9 @@
 //! pending first-condition events with their deadlines. When a rule fires, its group is
 //! consumed (emptied), so a later alert needs fresh evidence.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::{Obs, Rule};
 use crate::{
@@ -22,6 +21,8 @@ pub const MAX_GROUP_ITEMS: usize = 4096;
 /// One matching observation in a window.
 #[derive(Debug, Clone)]
 struct Item {
+    /// `obs.at`, kept here so that trimming the window reads no observation.
+    at: i64,
     mask: u32,
     obs: Arc<Obs>,
 }
@@ -60,7 +61,7 @@ impl Windows {
     ) -> Option<Vec<Arc<Obs>>> {
         let group = self.groups.entry((ri, anchor.clone())).or_default();
         let horizon = obs.at - rule.window_ms;
-        while group.items.front().is_some_and(|i| i.obs.at < horizon) {
+        while group.items.front().is_some_and(|i| i.at < horizon) {
             group.items.pop_front();
         }
         if rule.cfg.pattern == Pattern::Absence {
@@ -77,21 +78,30 @@ impl Windows {
             group.items.pop_front();
         }
         group.items.push_back(Item {
+            at: obs.at,
             mask,
             obs: obs.clone(),
         });
         if !evaluate {
             return None;
         }
-        let items: Vec<&Item> = group
-            .items
-            .iter()
-            .filter(|i| near(rule, &i.obs, obs, grids))
-            .collect();
+        // Without `within_m` every item counts: the group itself, without a copy.
+        let near_items: Vec<Item>;
+        let items: &[Item] = if rule.cfg.within_m.is_some() {
+            near_items = group
+                .items
+                .iter()
+                .filter(|i| near(rule, &i.obs, obs, grids))
+                .cloned()
+                .collect();
+            &near_items
+        } else {
+            group.items.make_contiguous()
+        };
         match rule.cfg.pattern {
-            Pattern::All => all(rule, &items),
-            Pattern::Count => count(rule, &items, grids),
-            Pattern::Sequence => sequence(rule, &items),
+            Pattern::All => all(rule, items),
+            Pattern::Count => count(rule, items, grids),
+            Pattern::Sequence => sequence(rule, items),
             Pattern::Absence => None,
         }
     }
@@ -127,7 +137,7 @@ impl Windows {
                 return false;
             };
             let horizon = now - rule.window_ms;
-            while g.items.front().is_some_and(|i| i.obs.at < horizon) {
+            while g.items.front().is_some_and(|i| i.at < horizon) {
                 g.items.pop_front();
             }
             !g.items.is_empty() || !g.pending.is_empty()
@@ -171,7 +181,7 @@ fn near(rule: &Rule, o: &Obs, newest: &Obs, grids: &GridIndex) -> bool {
 }
 
 /// `all`: the newest item of every event condition.
-fn all(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
+fn all(rule: &Rule, items: &[Item]) -> Option<Vec<Arc<Obs>>> {
     let need = rule.event_mask();
     let mut out: Vec<Arc<Obs>> = Vec::new();
     let mut got = 0u32;
@@ -192,7 +202,7 @@ fn all(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
 }
 
 /// `count`: `min_count` items, or distinct label values (adjacent grids when asked).
-fn count(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
+fn count(rule: &Rule, items: &[Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
     let min = rule.cfg.min_count as usize;
     let Some(label) = rule.cfg.distinct else {
         if items.len() < min {
@@ -265,7 +275,7 @@ fn largest_component<'a>(by_grid: &[(&'a str, Arc<Obs>)], grids: &GridIndex) -> 
 }
 
 /// `sequence`: the conditions in order, earliest match of each after the previous one.
-fn sequence(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
+fn sequence(rule: &Rule, items: &[Item]) -> Option<Vec<Arc<Obs>>> {
     let n = rule.when.len();
     let mut chain = Vec::with_capacity(n);
     for i in items {
