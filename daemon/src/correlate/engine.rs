@@ -263,11 +263,7 @@ impl Engine {
             self.bind_key(alert.dedup_key.clone(), &alert.id);
         }
         if !alert.rule_id.is_empty() {
-            self.rules
-                .by_anchor
-                .entry((alert.rule_id.clone(), alert.grid_id.clone()))
-                .or_default()
-                .push(alert.id.clone());
+            self.index_rule_alert(&alert.rule_id, &alert.grid_id, alert.id.clone());
         }
         self.by_grid
             .entry(alert.grid_id.clone())
@@ -307,7 +303,7 @@ impl Engine {
     /// single-source alert first, then what the rules make of it.
     pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
         let mut out = self.on_sensor_base(event_id, ev);
-        if self.rules.set.wants_sensor(&ev.kind, ev.state) {
+        if self.rules_want_sensor(&ev.kind, ev.state) {
             let rules = self.observe_after(Obs::sensor(event_id, ev), ev.receive_ms, &out);
             out.extend(rules);
         }
@@ -725,8 +721,15 @@ fn link_incidents(alert: &mut pb::Alert) {
 fn add_evidence(alert: &mut pb::Alert, ev: pb::Evidence) {
     let (mut same, mut last) = (0usize, 0usize);
     let src = source_id(&ev);
+    // Ids of one kind tend to share their length and prefix: the last byte first.
+    let same_id = |e: Option<&str>| match (e, src) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+        }
+        (a, b) => a == b,
+    };
     for (i, e) in alert.evidence.iter().enumerate() {
-        if source_id(e) == src {
+        if same_id(source_id(e)) {
             same += 1;
             last = i;
         }

@@ -66,6 +66,8 @@ pub struct RuleState {
     pub(super) near: NearCache,
     /// The buffer rule keys are written into.
     key_buf: String,
+    /// How many alerts of each rule are in `by_anchor` (absent: none).
+    pub(super) open_of_rule: HashMap<String, usize>,
     /// Merges to ask of other shards: (grid, key, rule alert, rule).
     pub(super) foreign_merges: Vec<(String, String, String, String)>,
     /// While replaying: when each rule key's last alert was resolved. Events up to then
@@ -338,11 +340,7 @@ impl Engine {
             self.open.insert(id.clone(), a.clone());
             change.alert = Some(a);
         }
-        self.rules
-            .by_anchor
-            .entry((rule.cfg.id.clone(), anchor.to_string()))
-            .or_default()
-            .push(id);
+        self.index_rule_alert(&rule.cfg.id, anchor, id);
         let mut out = vec![change];
         out.extend(merged_changes);
         out
@@ -399,11 +397,15 @@ impl Engine {
         obs: &Obs,
         now: i64,
     ) -> Vec<pb::AlertChange> {
+        if !self.rules.open_of_rule.contains_key(&rule.cfg.id) {
+            return Vec::new();
+        }
         let ids = self
             .rules
             .by_anchor
             .remove(&(rule.cfg.id.clone(), anchor.to_string()))
             .unwrap_or_default();
+        self.unindex_rule_alerts(&rule.cfg.id, ids.len());
         let detail = format!("cleared: {} {} {}", obs.kind, obs.id, state_name(obs));
         ids.into_iter()
             .flat_map(|id| self.auto_resolve(&id, obs.evidence.clone(), detail.trim(), now))
@@ -564,13 +566,51 @@ impl Engine {
             return;
         }
         let k = (alert.rule_id.clone(), alert.grid_id.clone());
+        let mut gone = 0;
         if let Some(ids) = self.rules.by_anchor.get_mut(&k) {
+            let before = ids.len();
             ids.retain(|x| x != &alert.id);
+            gone = before - ids.len();
             if ids.is_empty() {
                 self.rules.by_anchor.remove(&k);
             }
         }
+        self.unindex_rule_alerts(&alert.rule_id, gone);
         self.rules.raised.remove(&alert.id);
+    }
+
+    /// Records open rule alert `id` of `rule` at `anchor`.
+    pub(super) fn index_rule_alert(&mut self, rule: &str, anchor: &str, id: String) {
+        self.rules
+            .by_anchor
+            .entry((rule.to_string(), anchor.to_string()))
+            .or_default()
+            .push(id);
+        *self.rules.open_of_rule.entry(rule.to_string()).or_default() += 1;
+    }
+
+    /// `n` open alerts of `rule` are no longer in `by_anchor`.
+    fn unindex_rule_alerts(&mut self, rule: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Some(c) = self.rules.open_of_rule.get_mut(rule) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.rules.open_of_rule.remove(rule);
+            }
+        }
+    }
+
+    /// Whether a sensor reading of `kind` in `state` may matter to the rules: a `when`
+    /// condition asks for it, or a `clear` condition does and its rule has an alert open
+    /// here (most normal readings then cost nothing: no observation is built).
+    pub(super) fn rules_want_sensor(&self, kind: &str, state: crate::domain::SensorState) -> bool {
+        let set = &self.rules.set;
+        set.sensor_when_wants(kind, state)
+            || set
+                .sensor_clearing_rules(kind, state)
+                .any(|ri| self.rules.open_of_rule.contains_key(&set.rules[ri].cfg.id))
     }
 }
 

@@ -362,6 +362,10 @@ pub struct RuleSet {
     pub max_window_ms: i64,
     /// (kind, state) pairs some sensor condition asks for (`None` kind = any).
     sensor_interest: Vec<(Option<String>, SensorState)>,
+    /// The same, of `when` conditions only.
+    sensor_when: Vec<(Option<String>, SensorState)>,
+    /// (kind, state, rule index) of sensor `clear` conditions.
+    sensor_clear: Vec<(Option<String>, SensorState, usize)>,
 }
 
 impl RuleSet {
@@ -401,11 +405,26 @@ impl RuleSet {
             .max()
             .unwrap_or(0);
         let mut sensor_interest = Vec::new();
-        for c in rules.iter().flat_map(|r| r.when.iter().chain(&r.clear)) {
-            if let Some(state) = c.state {
+        let mut sensor_when = Vec::new();
+        let mut sensor_clear = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            for (c, is_clear) in r
+                .when
+                .iter()
+                .map(|c| (c, false))
+                .chain(r.clear.iter().map(|c| (c, true)))
+            {
+                let Some(state) = c.state else {
+                    continue;
+                };
                 let want = (c.cfg.kind.clone(), state);
                 if !sensor_interest.contains(&want) {
-                    sensor_interest.push(want);
+                    sensor_interest.push(want.clone());
+                }
+                if is_clear {
+                    sensor_clear.push((want.0, want.1, i));
+                } else if !sensor_when.contains(&want) {
+                    sensor_when.push(want);
                 }
             }
         }
@@ -414,6 +433,8 @@ impl RuleSet {
             by_source,
             max_window_ms,
             sensor_interest,
+            sensor_when,
+            sensor_clear,
         }
     }
 
@@ -423,6 +444,25 @@ impl RuleSet {
         self.sensor_interest
             .iter()
             .any(|(k, s)| *s == state && k.as_deref().is_none_or(|k| k == kind))
+    }
+
+    /// Whether some `when` condition may match a sensor reading of this kind and state.
+    pub fn sensor_when_wants(&self, kind: &str, state: SensorState) -> bool {
+        self.sensor_when
+            .iter()
+            .any(|(k, s)| *s == state && k.as_deref().is_none_or(|k| k == kind))
+    }
+
+    /// Indices of the rules a sensor reading of this kind and state may clear.
+    pub fn sensor_clearing_rules<'a>(
+        &'a self,
+        kind: &'a str,
+        state: SensorState,
+    ) -> impl Iterator<Item = usize> + 'a {
+        self.sensor_clear
+            .iter()
+            .filter(move |(k, s, _)| *s == state && k.as_deref().is_none_or(|k| k == kind))
+            .map(|(_, _, i)| *i)
     }
 
     /// Indices of the rules that may concern an event of `source`.
