@@ -132,11 +132,13 @@ impl Router {
 
     /// Copies for other shards of a sensor reading bound for `primary`, if any rule needs
     /// them: (shard, copy).
+    /// `near` is the caller's own cache of `within_m` answers (an ingest task keeps one).
     pub fn sensor_echoes(
         &self,
         id: u64,
         ev: &SensorEvent,
         primary: usize,
+        near: &mut rules::NearCache,
     ) -> Vec<(usize, Arc<rules::Obs>)> {
         if self.shards.len() <= 1 {
             return Vec::new();
@@ -145,8 +147,21 @@ impl Router {
         if !set.wants_sensor(&ev.kind, ev.state) {
             return Vec::new();
         }
+        // Most readings (a normal one that only a town-level clear wants) stay in their
+        // partition: no observation built, no anchors computed.
+        let depth = self.grids.depth(&ev.grid_id).unwrap_or(0);
+        if !set.sensor_may_cross(&ev.kind, ev.state, depth, self.tier) {
+            return Vec::new();
+        }
         let obs = rules::Obs::sensor(id, ev);
-        let shards = self.shards_for(&set, &obs, primary);
+        let mut shards: Vec<usize> = set
+            .anchors_of_near(&obs, &self.grids, Some(near))
+            .iter()
+            .map(|a| self.shard_of(a))
+            .filter(|s| *s != primary)
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
         if shards.is_empty() {
             return Vec::new();
         }

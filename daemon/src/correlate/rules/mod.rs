@@ -366,6 +366,35 @@ pub struct RuleSet {
     sensor_when: Vec<(Option<String>, SensorState)>,
     /// (kind, state, rule index) of sensor `clear` conditions.
     sensor_clear: Vec<(Option<String>, SensorState, usize)>,
+    /// (kind, state, reach) of every sensor condition, once each.
+    sensor_reach: Vec<(Option<String>, SensorState, Reach)>,
+}
+
+/// How far from its own grid a rule anchors an event (for routing copies to shards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Its own grid.
+    Local,
+    /// Around it (`neighbours`, `within_m`).
+    Spread,
+    /// Its parent.
+    Parent,
+    /// Its ancestor at this depth.
+    Tier(usize),
+}
+
+impl Reach {
+    fn of(r: &RuleConfig) -> Reach {
+        if r.within_m.is_some() {
+            return Reach::Spread;
+        }
+        match r.scope {
+            Scope::Grid => Reach::Local,
+            Scope::Neighbours => Reach::Spread,
+            Scope::Parent => Reach::Parent,
+            Scope::Tier => Reach::Tier(r.tier.unwrap_or(0)),
+        }
+    }
 }
 
 impl RuleSet {
@@ -407,6 +436,7 @@ impl RuleSet {
         let mut sensor_interest = Vec::new();
         let mut sensor_when = Vec::new();
         let mut sensor_clear = Vec::new();
+        let mut sensor_reach = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             for (c, is_clear) in r
                 .when
@@ -420,6 +450,10 @@ impl RuleSet {
                 let want = (c.cfg.kind.clone(), state);
                 if !sensor_interest.contains(&want) {
                     sensor_interest.push(want.clone());
+                }
+                let reach = (want.0.clone(), state, Reach::of(&r.cfg));
+                if !sensor_reach.contains(&reach) {
+                    sensor_reach.push(reach);
                 }
                 if is_clear {
                     sensor_clear.push((want.0, want.1, i));
@@ -435,6 +469,7 @@ impl RuleSet {
             sensor_interest,
             sensor_when,
             sensor_clear,
+            sensor_reach,
         }
     }
 
@@ -485,13 +520,47 @@ impl RuleSet {
         self.rules.iter().position(|r| r.cfg.id == id)
     }
 
+    /// Whether a sensor reading of `kind` and `state` in a grid at `depth` may count for
+    /// an anchor in another partition (grids partitioned by their ancestor at `tier`): some
+    /// rule with a sensor condition on it spreads (`neighbours`, `within_m`) or anchors
+    /// above the partition tier. A cheap test before building an [`Obs`] for routing;
+    /// conservative (ids and readings are not looked at).
+    pub fn sensor_may_cross(
+        &self,
+        kind: &str,
+        state: SensorState,
+        depth: usize,
+        tier: usize,
+    ) -> bool {
+        self.sensor_reach.iter().any(|(k, s, reach)| {
+            *s == state
+                && k.as_deref().is_none_or(|k| k == kind)
+                && match *reach {
+                    Reach::Local => false,
+                    Reach::Spread => true,
+                    Reach::Parent => depth == 0 || depth - 1 < tier,
+                    Reach::Tier(t) => t < tier,
+                }
+        })
+    }
+
     /// Every anchor grid the event counts for under some rule (for routing copies).
     pub fn anchors_of(&self, o: &Obs, grids: &GridIndex) -> Vec<Arc<str>> {
+        self.anchors_of_near(o, grids, None)
+    }
+
+    /// [`RuleSet::anchors_of`], with `within_m` answered from `near` when given.
+    pub fn anchors_of_near(
+        &self,
+        o: &Obs,
+        grids: &GridIndex,
+        mut near: Option<&mut NearCache>,
+    ) -> Vec<Arc<str>> {
         let mut out: Vec<Arc<str>> = Vec::new();
         for &i in self.candidates(o.source) {
             let r = &self.rules[i];
             if r.mask(o) != 0 || r.clears(o) {
-                for a in r.anchors(o, grids) {
+                for a in r.anchors_near(o, grids, near.as_deref_mut()) {
                     if !out.contains(&a) {
                         out.push(a);
                     }

@@ -715,3 +715,57 @@ fn run_one(
     };
     (out, now)
 }
+
+/// Routing copies: only readings some rule may anchor in another partition need one.
+#[test]
+fn a_reading_crosses_partitions_only_when_some_rule_reaches_past_its_own() {
+    let set = RuleSet::new(&rules(
+        r#"
+[[rules]]
+id = "smoke-here"
+title = "t"
+severity = "major"
+window_secs = 60
+[[rules.when]]
+source = "sensor"
+kind = "smoke"
+[[rules.when]]
+source = "incident"
+
+[[rules]]
+id = "water-town"
+title = "t"
+severity = "major"
+window_secs = 60
+pattern = "count"
+min_count = 3
+scope = "parent"
+[[rules.when]]
+source = "sensor"
+kind = "water_level"
+[[rules.clear]]
+source = "sensor"
+kind = "water_level"
+state = "normal"
+
+[[rules]]
+id = "gas-near"
+title = "t"
+severity = "major"
+window_secs = 60
+pattern = "count"
+min_count = 2
+scope = "neighbours"
+[[rules.when]]
+source = "sensor"
+kind = "gas"
+"#,
+    ));
+    use SensorState::{Alarm, Normal};
+    // Partitions are towns (tier 1); communities are at depth 2.
+    assert!(!set.sensor_may_cross("smoke", Alarm, 2, 1), "grid scope");
+    assert!(!set.sensor_may_cross("water_level", Normal, 2, 1), "the parent is the town");
+    assert!(set.sensor_may_cross("water_level", Normal, 1, 1), "a town's parent is above");
+    assert!(set.sensor_may_cross("gas", Alarm, 2, 1), "neighbours may be in another town");
+    assert!(!set.sensor_may_cross("gas", Normal, 2, 1), "no rule wants a normal gas reading");
+}

@@ -140,6 +140,8 @@ impl MqttIngest {
         cancel: &CancellationToken,
     ) -> End {
         let mut order = AckOrder::new(epoch);
+        // `within_m` answers for routing copies of readings (sensors do not move).
+        let mut near = crate::correlate::rules::NearCache::default();
         let mut arrived = 0u64;
         let mut in_flight = 0u64;
         let mut packets = Vec::with_capacity(256);
@@ -176,7 +178,7 @@ impl MqttIngest {
                                         MqttAck { epoch, order: arrived - 1, pkid: p.pkid }
                                     });
                                     if let Some((shard, reading)) = self.accept(&p, ack, log_limit).await {
-                                        echoes.extend(self.router.sensor_echoes(reading.id, &reading.event, shard));
+                                        echoes.extend(self.router.sensor_echoes(reading.id, &reading.event, shard, &mut near));
                                         batches[shard].push(reading);
                                     }
                                 }
