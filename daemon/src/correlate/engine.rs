@@ -1,7 +1,8 @@
 //! The first, built-in correlation: pure state, no I/O, no clock of its own.
 //!
 //! - A sensor in alarm opens an alert keyed by (sensor, kind); repeats fold into it
-//!   (`count`, `last_seen`, latest evidence), never a second open alert for the key.
+//!   (`count`, `last_seen`, latest evidence), never a second open alert for the key. An
+//!   alert that only repeats is sent at most once per `update_interval_ms` (`correlate/held.rs`).
 //! - A sensor in fault opens a WARNING alert keyed by the sensor.
 //! - An incident opens an alert, unless a sensor-alarm alert in the same grid was seen
 //!   within the window: then it joins that alert, and a sensor alarm likewise joins an
@@ -151,7 +152,7 @@ impl Engine {
     }
 
     /// Starts a batch: until [`Engine::end_batch`], calls send no held-back updates (see
-    /// [`Engine::flush_folds`]); the batch's end sends those that are due. A shard wraps
+    /// `correlation.update_interval_ms`); the batch's end sends those that are due. A shard wraps
     /// each batch of readings in one.
     pub fn begin_batch(&mut self) {
         self.batching = true;

@@ -764,8 +764,20 @@ kind = "gas"
     use SensorState::{Alarm, Normal};
     // Partitions are towns (tier 1); communities are at depth 2.
     assert!(!set.sensor_may_cross("smoke", Alarm, 2, 1), "grid scope");
-    assert!(!set.sensor_may_cross("water_level", Normal, 2, 1), "the parent is the town");
-    assert!(set.sensor_may_cross("water_level", Normal, 1, 1), "a town's parent is above");
-    assert!(set.sensor_may_cross("gas", Alarm, 2, 1), "neighbours may be in another town");
-    assert!(!set.sensor_may_cross("gas", Normal, 2, 1), "no rule wants a normal gas reading");
+    assert!(
+        !set.sensor_may_cross("water_level", Normal, 2, 1),
+        "the parent is the town"
+    );
+    assert!(
+        set.sensor_may_cross("water_level", Normal, 1, 1),
+        "a town's parent is above"
+    );
+    assert!(
+        set.sensor_may_cross("gas", Alarm, 2, 1),
+        "neighbours may be in another town"
+    );
+    assert!(
+        !set.sensor_may_cross("gas", Normal, 2, 1),
+        "no rule wants a normal gas reading"
+    );
 }
