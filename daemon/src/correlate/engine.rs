@@ -304,7 +304,7 @@ impl Engine {
     /// single-source alert first, then what the rules make of it.
     pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
         let mut out = self.on_sensor_base(event_id, ev);
-        if self.rules_want_sensor(&ev.kind, ev.state) {
+        if self.rules_want_sensor(ev) {
             let rules = self.observe_after(Obs::sensor(event_id, ev), ev.receive_ms, &out);
             out.extend(rules);
         }
@@ -798,6 +798,8 @@ pub mod noise_layer;
 mod noise_tests;
 #[path = "engine_rules.rs"]
 pub mod rules_layer;
+#[path = "engine_spread.rs"]
+mod spread_layer;
 pub use camera::{snapshot_url, CameraRules, MAX_ALERT_CAMERAS};
 pub use noise_layer::Inhibitors;
 pub use rules_layer::{partition_shard, rule_key, Partition};

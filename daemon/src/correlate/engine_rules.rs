@@ -22,6 +22,7 @@ use foldhash::{HashMap, HashMapExt};
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
 use super::{evidence_key, Engine};
+use crate::correlate::rule_alerts::RuleAlerts;
 use crate::correlate::rules::{window::Windows, NearCache, Obs, Rule, RuleSet};
 use crate::{
     config::{RuleAction, Scope},
@@ -54,25 +55,23 @@ impl Default for Partition {
 pub struct RuleState {
     pub(super) set: Arc<RuleSet>,
     pub(super) windows: Windows,
-    /// Open rule alerts by (rule id, anchor grid).
-    pub(super) by_anchor: HashMap<(String, String), Vec<String>>,
+    /// Open rule alerts by (rule, anchor grid).
+    pub(super) alerts: RuleAlerts,
     /// (rule id, alert id) pairs already raised.
     pub(super) raised: HashMap<String, Vec<String>>,
     pub(super) replaying: bool,
     pub(super) partition: Partition,
     /// Alerts the current event already folded into (base layer or an earlier rule).
-    touched: Vec<String>,
+    pub(super) touched: Vec<String>,
     /// Answers of `within_m` lookups.
     pub(super) near: NearCache,
     /// The buffer rule keys are written into.
-    key_buf: String,
-    /// How many alerts of each rule are in `by_anchor` (absent: none).
-    pub(super) open_of_rule: HashMap<String, usize>,
+    pub(super) key_buf: String,
     /// Merges to ask of other shards: (grid, key, rule alert, rule).
     pub(super) foreign_merges: Vec<(String, String, String, String)>,
     /// While replaying: when each rule key's last alert was resolved. Events up to then
     /// had been consumed by its firing or folded into it, so they are skipped.
-    closed: HashMap<String, i64>,
+    pub(super) closed: HashMap<String, i64>,
 }
 
 impl Engine {
@@ -86,6 +85,7 @@ impl Engine {
             .map(|r| set.rules.iter().position(|n| n.cfg == r.cfg))
             .collect();
         self.rules.windows.renumber(&map);
+        self.rules.alerts.rebuild(&set, self.open.values());
         self.rules.set = set;
     }
 
@@ -152,13 +152,17 @@ impl Engine {
             if mask == 0 && !clears {
                 continue;
             }
+            if super::spread_layer::gathers(rule) {
+                out.extend(self.offer_spread(rule, ri, &obs, mask, clears, now));
+                continue;
+            }
             let anchors = rule.anchors_near(&obs, &self.grids, Some(&mut self.rules.near));
             for anchor in anchors {
                 if !self.owns(&anchor) {
                     continue;
                 }
                 if clears && !self.rules.replaying {
-                    out.extend(self.clear_rule(rule, &anchor, &obs, now));
+                    out.extend(self.clear_rule(ri, &anchor, &obs, now));
                 }
                 if mask != 0 {
                     out.extend(self.offer(rule, ri, &anchor, mask, &obs, now));
@@ -180,15 +184,7 @@ impl Engine {
     ) -> Vec<pb::AlertChange> {
         let replaying = self.rules.replaying;
         match rule.cfg.action {
-            RuleAction::Open => {
-                // The key is written into a buffer kept between calls: no allocation
-                // unless the rule fires.
-                let mut key = std::mem::take(&mut self.rules.key_buf);
-                write_rule_key(&mut key, rule, anchor, obs);
-                let out = self.offer_open(rule, ri, anchor, mask, obs, now, &key);
-                self.rules.key_buf = key;
-                out
-            }
+            RuleAction::Open => self.offer_open(rule, ri, anchor, mask, obs, now),
             RuleAction::Raise => {
                 let targets = if own_anchor(rule, anchor, obs) {
                     self.raise_targets(rule, anchor, obs)
@@ -215,8 +211,9 @@ impl Engine {
         }
     }
 
-    /// [`Engine::offer`] for an `open` rule whose key at `anchor` is `key`.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Engine::offer`] for an `open` rule. Its key at `anchor` is looked at only when the
+    /// rule has an alert open there (and then not even built for a rule without labels),
+    /// when replaying, or when it fires: most offers go to the window without a key.
     fn offer_open(
         &mut self,
         rule: &Rule,
@@ -225,18 +222,12 @@ impl Engine {
         mask: u32,
         obs: &Arc<Obs>,
         now: i64,
-        key: &str,
     ) -> Vec<pb::AlertChange> {
         let replaying = self.rules.replaying;
-        if replaying && self.rules.closed.get(key).is_some_and(|t| obs.at <= *t) {
-            return Vec::new();
-        }
-        if let Some(id) = self.resolve_key(key) {
-            if replaying || self.rules.touched.contains(&id) {
-                return Vec::new();
+        if replaying || self.rules.alerts.has(ri, anchor) {
+            if let Some(changes) = self.fold_rule_key(rule, ri, anchor, obs, now) {
+                return changes;
             }
-            self.rules.touched.push(id.clone());
-            return self.fold(&id, obs.evidence.clone(), now, None);
         }
         let ok = own_anchor(rule, anchor, obs) && self.alert_conditions_hold(rule, anchor);
         let fired = self
@@ -249,7 +240,7 @@ impl Engine {
                 if replaying {
                     Vec::new()
                 } else {
-                    self.fire(rule, anchor, key.to_string(), evidence, now)
+                    self.fire(rule, anchor, rule_key(rule, anchor, obs), evidence, now)
                 }
             }
             None => Vec::new(),
@@ -257,7 +248,7 @@ impl Engine {
     }
 
     /// Opens the rule's alert on `anchor` with `evidence`, merging single-source alerts.
-    fn fire(
+    pub(super) fn fire(
         &mut self,
         rule: &Rule,
         anchor: &Arc<str>,
@@ -390,22 +381,17 @@ impl Engine {
     }
 
     /// Resolves the rule's open alerts at `anchor` (a `clear` event came).
-    fn clear_rule(
+    pub(super) fn clear_rule(
         &mut self,
-        rule: &Rule,
+        ri: usize,
         anchor: &str,
         obs: &Obs,
         now: i64,
     ) -> Vec<pb::AlertChange> {
-        if !self.rules.open_of_rule.contains_key(&rule.cfg.id) {
+        if !self.rules.alerts.has(ri, anchor) {
             return Vec::new();
         }
-        let ids = self
-            .rules
-            .by_anchor
-            .remove(&(rule.cfg.id.clone(), anchor.to_string()))
-            .unwrap_or_default();
-        self.unindex_rule_alerts(&rule.cfg.id, ids.len());
+        let ids = self.rules.alerts.take(ri, anchor);
         let detail = format!("cleared: {} {} {}", obs.kind, obs.id, state_name(obs));
         ids.into_iter()
             .flat_map(|id| self.auto_resolve(&id, obs.evidence.clone(), detail.trim(), now))
@@ -413,7 +399,7 @@ impl Engine {
     }
 
     /// Whether the rule's `source = "alert"` conditions hold at `anchor`.
-    fn alert_conditions_hold(&self, rule: &Rule, anchor: &str) -> bool {
+    pub(super) fn alert_conditions_hold(&self, rule: &Rule, anchor: &str) -> bool {
         rule.when
             .iter()
             .filter(|c| c.cfg.source == crate::config::Source::Alert)
@@ -520,24 +506,17 @@ impl Engine {
             }
         }
         let mut quiet = Vec::new();
-        for ((rule, _), ids) in &self.rules.by_anchor {
-            let Some(q) = set
-                .rules
-                .iter()
-                .find(|r| r.cfg.id == *rule)
-                .and_then(|r| r.cfg.clear_quiet_secs)
-            else {
+        for (ri, id) in self.rules.alerts.iter() {
+            let Some(q) = set.rules.get(ri).and_then(|r| r.cfg.clear_quiet_secs) else {
                 continue;
             };
-            for id in ids {
-                let last = self
-                    .open
-                    .get(id)
-                    .and_then(|a| a.last_seen.as_ref())
-                    .map(millis_from_ts);
-                if last.is_some_and(|t| now - t >= q as i64 * 1000) {
-                    quiet.push(id.clone());
-                }
+            let last = self
+                .open
+                .get(id)
+                .and_then(|a| a.last_seen.as_ref())
+                .map(millis_from_ts);
+            if last.is_some_and(|t| now - t >= q as i64 * 1000) {
+                quiet.push(id.clone());
             }
         }
         for id in quiet {
@@ -565,52 +544,50 @@ impl Engine {
         if alert.rule_id.is_empty() {
             return;
         }
-        let k = (alert.rule_id.clone(), alert.grid_id.clone());
-        let mut gone = 0;
-        if let Some(ids) = self.rules.by_anchor.get_mut(&k) {
-            let before = ids.len();
-            ids.retain(|x| x != &alert.id);
-            gone = before - ids.len();
-            if ids.is_empty() {
-                self.rules.by_anchor.remove(&k);
-            }
+        if let Some(ri) = self.rules.set.position(&alert.rule_id) {
+            self.rules.alerts.remove(ri, &alert.grid_id, &alert.id);
         }
-        self.unindex_rule_alerts(&alert.rule_id, gone);
         self.rules.raised.remove(&alert.id);
     }
 
     /// Records open rule alert `id` of `rule` at `anchor`.
     pub(super) fn index_rule_alert(&mut self, rule: &str, anchor: &str, id: String) {
-        self.rules
-            .by_anchor
-            .entry((rule.to_string(), anchor.to_string()))
-            .or_default()
-            .push(id);
-        *self.rules.open_of_rule.entry(rule.to_string()).or_default() += 1;
-    }
-
-    /// `n` open alerts of `rule` are no longer in `by_anchor`.
-    fn unindex_rule_alerts(&mut self, rule: &str, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if let Some(c) = self.rules.open_of_rule.get_mut(rule) {
-            *c = c.saturating_sub(n);
-            if *c == 0 {
-                self.rules.open_of_rule.remove(rule);
-            }
+        if let Some(ri) = self.rules.set.position(rule) {
+            self.rules.alerts.add(ri, anchor, id);
         }
     }
 
-    /// Whether a sensor reading of `kind` in `state` may matter to the rules: a `when`
-    /// condition asks for it, or a `clear` condition does and its rule has an alert open
-    /// here (most normal readings then cost nothing: no observation is built).
-    pub(super) fn rules_want_sensor(&self, kind: &str, state: crate::domain::SensorState) -> bool {
+    /// Whether a sensor reading may matter to the rules: a `when` condition asks for its
+    /// kind and state, or a `clear` condition does and its rule has an alert open at one of
+    /// the reading's anchors (most normal readings then cost nothing: no observation is
+    /// built). Anchors are found from the grid alone; a `within_m` rule is assumed to care.
+    pub(super) fn rules_want_sensor(&self, ev: &crate::domain::SensorEvent) -> bool {
         let set = &self.rules.set;
-        set.sensor_when_wants(kind, state)
-            || set
-                .sensor_clearing_rules(kind, state)
-                .any(|ri| self.rules.open_of_rule.contains_key(&set.rules[ri].cfg.id))
+        if set.sensor_when_wants(&ev.kind, ev.state) {
+            return true;
+        }
+        let alerts = &self.rules.alerts;
+        let g = ev.grid_id.as_str();
+        set.sensor_clearing_rules(&ev.kind, ev.state)
+            .filter(|&ri| alerts.any(ri))
+            .any(|ri| {
+                let rule = &set.rules[ri].cfg;
+                if rule.within_m.is_some() {
+                    return true;
+                }
+                match rule.scope {
+                    Scope::Grid => alerts.has(ri, g),
+                    Scope::Neighbours => {
+                        alerts.has(ri, g)
+                            || self.grids.neighbours(g).iter().any(|n| alerts.has(ri, n))
+                    }
+                    Scope::Parent => self.grids.parent(g).is_some_and(|p| alerts.has(ri, p)),
+                    Scope::Tier => self
+                        .grids
+                        .ancestor_shared(g, rule.tier.unwrap_or(0))
+                        .is_some_and(|a| alerts.has(ri, a)),
+                }
+            })
     }
 }
 
@@ -638,7 +615,12 @@ pub fn partition_shard(
 /// but the rule is evaluated only at the event's own grid: one situation, one alert.
 fn own_anchor(rule: &Rule, anchor: &str, obs: &Obs) -> bool {
     let spread = rule.cfg.scope == Scope::Neighbours || rule.cfg.within_m.is_some();
-    !spread || obs.grids.iter().any(|g| &**g == anchor)
+    !spread || own_grid(anchor, obs)
+}
+
+/// Whether `grid` is one of the event's own grids.
+pub(super) fn own_grid(grid: &str, obs: &Obs) -> bool {
+    obs.grids.iter().any(|g| &**g == grid)
 }
 
 /// `rule/{id}/{anchor}` plus `/{label}={value}` for each of the rule's labels.
@@ -649,7 +631,7 @@ pub fn rule_key(rule: &Rule, anchor: &str, obs: &Obs) -> String {
 }
 
 /// [`rule_key`], written into `key` (emptied first).
-fn write_rule_key(key: &mut String, rule: &Rule, anchor: &str, obs: &Obs) {
+pub(super) fn write_rule_key(key: &mut String, rule: &Rule, anchor: &str, obs: &Obs) {
     key.clear();
     for part in ["rule/", &rule.cfg.id, "/", anchor] {
         key.push_str(part);

@@ -4,6 +4,13 @@
 //! [`MAX_GROUP_ITEMS`]: under a flood the oldest go first) and, for `absence` rules, the
 //! pending first-condition events with their deadlines. When a rule fires, its group is
 //! consumed (emptied), so a later alert needs fresh evidence.
+//!
+//! Rules that look around an anchor (`neighbours`, `within_m`) and open alerts keep each
+//! event once, at its own grid ([`Windows::record`]); evaluating at an anchor gathers the
+//! groups of the grids in reach ([`Windows::gather`]), in arrival order (every item carries
+//! a sequence number, the same for the copies of one event kept at several grids), and a
+//! firing consumes the items it gathered, wherever they are kept: one cluster of events
+//! makes one alert, not one per grid around it.
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -23,6 +30,8 @@ pub const MAX_GROUP_ITEMS: usize = 4096;
 struct Item {
     /// `obs.at`, kept here so that trimming the window reads no observation.
     at: i64,
+    /// Arrival order across groups.
+    seq: u64,
     mask: u32,
     obs: Arc<Obs>,
 }
@@ -35,10 +44,35 @@ struct Group {
     pending: Vec<(i64, Arc<Obs>)>,
 }
 
+impl Group {
+    /// Drops the items before `horizon`.
+    fn trim(&mut self, horizon: i64) {
+        while self.items.front().is_some_and(|i| i.at < horizon) {
+            self.items.pop_front();
+        }
+    }
+
+    /// Appends an item (the oldest goes when the group is full).
+    fn push(&mut self, seq: u64, mask: u32, obs: &Arc<Obs>) {
+        if self.items.len() >= MAX_GROUP_ITEMS {
+            self.items.pop_front();
+        }
+        self.items.push_back(Item {
+            at: obs.at,
+            seq,
+            mask,
+            obs: obs.clone(),
+        });
+    }
+}
+
 /// Every group of one shard.
 #[derive(Debug, Default)]
 pub struct Windows {
-    groups: HashMap<(usize, Arc<str>), Group>,
+    /// Per rule index: anchor (or own grid, for rules that gather) → group.
+    groups: Vec<HashMap<Arc<str>, Group>>,
+    /// The next item's sequence number.
+    next_seq: u64,
 }
 
 impl Windows {
@@ -59,11 +93,10 @@ impl Windows {
         grids: &GridIndex,
         evaluate: bool,
     ) -> Option<Vec<Arc<Obs>>> {
-        let group = self.groups.entry((ri, anchor.clone())).or_default();
-        let horizon = obs.at - rule.window_ms;
-        while group.items.front().is_some_and(|i| i.at < horizon) {
-            group.items.pop_front();
-        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let group = self.group_mut(ri, anchor);
+        group.trim(obs.at - rule.window_ms);
         if rule.cfg.pattern == Pattern::Absence {
             if mask & 0b10 != 0 {
                 let near = |o: &Obs| near(rule, o, obs, grids);
@@ -74,41 +107,78 @@ impl Windows {
             }
             return None;
         }
-        if group.items.len() >= MAX_GROUP_ITEMS {
-            group.items.pop_front();
-        }
-        group.items.push_back(Item {
-            at: obs.at,
-            mask,
-            obs: obs.clone(),
-        });
+        group.push(seq, mask, obs);
         if !evaluate {
             return None;
         }
-        // Without `within_m` every item counts: the group itself, without a copy.
-        let near_items: Vec<Item>;
-        let items: &[Item] = if rule.cfg.within_m.is_some() {
-            near_items = group
-                .items
-                .iter()
-                .filter(|i| near(rule, &i.obs, obs, grids))
-                .cloned()
-                .collect();
-            &near_items
-        } else {
-            group.items.make_contiguous()
-        };
-        match rule.cfg.pattern {
-            Pattern::All => all(rule, items),
-            Pattern::Count => count(rule, items, grids),
-            Pattern::Sequence => sequence(rule, items),
-            Pattern::Absence => None,
+        let items: Vec<&Item> = group
+            .items
+            .iter()
+            .filter(|i| near(rule, &i.obs, obs, grids))
+            .collect();
+        evaluate_pattern(rule, &items, grids)
+    }
+
+    /// Keeps `obs` (matching `mask` of rule `ri`) at each of `at` (its own grids), with one
+    /// sequence number: for rules that gather ([`Windows::gather`]).
+    pub fn record<'a>(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        at: impl Iterator<Item = &'a Arc<str>>,
+        mask: u32,
+        obs: &Arc<Obs>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        for g in at {
+            let group = self.group_mut(ri, g);
+            group.trim(obs.at - rule.window_ms);
+            group.push(seq, mask, obs);
         }
+    }
+
+    /// Evaluates rule `ri` for the event `newest` over the items kept at the grids `read`
+    /// that are in its window and near it (`within_m`); when the pattern holds, consumes
+    /// those items from every group read and returns the evidence.
+    pub fn gather(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        read: &[&Arc<str>],
+        newest: &Obs,
+        grids: &GridIndex,
+    ) -> Option<Vec<Arc<Obs>>> {
+        let horizon = newest.at - rule.window_ms;
+        let groups = self.groups.get_mut(ri)?;
+        let mut items: Vec<&Item> = Vec::new();
+        for g in read {
+            let Some(group) = groups.get(&***g) else {
+                continue;
+            };
+            items.extend(
+                group
+                    .items
+                    .iter()
+                    .filter(|i| i.at >= horizon && near(rule, &i.obs, newest, grids)),
+            );
+        }
+        items.sort_unstable_by_key(|i| i.seq);
+        items.dedup_by_key(|i| i.seq);
+        let fired = evaluate_pattern(rule, &items, grids)?;
+        let mut used: Vec<u64> = items.iter().map(|i| i.seq).collect();
+        used.sort_unstable();
+        for g in read {
+            if let Some(group) = groups.get_mut(&***g) {
+                group.items.retain(|i| used.binary_search(&i.seq).is_err());
+            }
+        }
+        Some(fired)
     }
 
     /// Empties the group (after the rule fired there).
     pub fn consume(&mut self, ri: usize, anchor: &Arc<str>) {
-        if let Some(g) = self.groups.get_mut(&(ri, anchor.clone())) {
+        if let Some(g) = self.groups.get_mut(ri).and_then(|m| m.get_mut(&**anchor)) {
             g.items.clear();
         }
     }
@@ -116,10 +186,11 @@ impl Windows {
     /// `absence` events whose deadline passed at `now`: (rule index, anchor, event).
     pub fn due(&mut self, now: i64) -> Vec<(usize, Arc<str>, Arc<Obs>)> {
         let mut out = Vec::new();
-        for ((ri, anchor), g) in &mut self.groups {
+        let all = self.groups.iter_mut().enumerate();
+        for (ri, (anchor, g)) in all.flat_map(|(ri, m)| m.iter_mut().map(move |e| (ri, e))) {
             g.pending.retain(|(deadline, obs)| {
                 if *deadline <= now {
-                    out.push((*ri, anchor.clone(), obs.clone()));
+                    out.push((ri, anchor.clone(), obs.clone()));
                     false
                 } else {
                     true
@@ -132,33 +203,43 @@ impl Windows {
 
     /// Drops observations older than their rule's window, and empty groups.
     pub fn sweep(&mut self, now: i64, rules: &[Rule]) {
-        self.groups.retain(|(ri, _), g| {
-            let Some(rule) = rules.get(*ri) else {
-                return false;
-            };
+        self.groups.truncate(rules.len());
+        for (rule, groups) in rules.iter().zip(&mut self.groups) {
             let horizon = now - rule.window_ms;
-            while g.items.front().is_some_and(|i| i.at < horizon) {
-                g.items.pop_front();
-            }
-            !g.items.is_empty() || !g.pending.is_empty()
-        });
+            groups.retain(|_, g| {
+                g.trim(horizon);
+                !g.items.is_empty() || !g.pending.is_empty()
+            });
+        }
     }
 
     /// Keeps the groups of rules that survive a reload, renumbered by `map` (old index →
     /// new index, `None` for a rule removed or changed).
     pub fn renumber(&mut self, map: &[Option<usize>]) {
         let old = std::mem::take(&mut self.groups);
-        for ((ri, anchor), g) in old {
+        for (ri, groups) in old.into_iter().enumerate() {
             if let Some(Some(new)) = map.get(ri) {
-                self.groups.insert((*new, anchor), g);
+                if self.groups.len() <= *new {
+                    self.groups.resize_with(*new + 1, HashMap::default);
+                }
+                self.groups[*new] = groups;
             }
         }
+    }
+
+    /// The group of rule `ri` at `grid`, made when missing.
+    fn group_mut(&mut self, ri: usize, grid: &Arc<str>) -> &mut Group {
+        if self.groups.len() <= ri {
+            self.groups.resize_with(ri + 1, HashMap::default);
+        }
+        self.groups[ri].entry(grid.clone()).or_default()
     }
 
     /// Observations and pending deadlines held (for metrics and tests).
     pub fn len(&self) -> usize {
         self.groups
-            .values()
+            .iter()
+            .flat_map(|m| m.values())
             .map(|g| g.items.len() + g.pending.len())
             .sum()
     }
@@ -180,8 +261,18 @@ fn near(rule: &Rule, o: &Obs, newest: &Obs, grids: &GridIndex) -> bool {
     }
 }
 
+/// The rule's pattern over `items` (in arrival order): the evidence when it holds.
+fn evaluate_pattern(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
+    match rule.cfg.pattern {
+        Pattern::All => all(rule, items),
+        Pattern::Count => count(rule, items, grids),
+        Pattern::Sequence => sequence(rule, items),
+        Pattern::Absence => None,
+    }
+}
+
 /// `all`: the newest item of every event condition.
-fn all(rule: &Rule, items: &[Item]) -> Option<Vec<Arc<Obs>>> {
+fn all(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
     let need = rule.event_mask();
     let mut out: Vec<Arc<Obs>> = Vec::new();
     let mut got = 0u32;
@@ -202,7 +293,7 @@ fn all(rule: &Rule, items: &[Item]) -> Option<Vec<Arc<Obs>>> {
 }
 
 /// `count`: `min_count` items, or distinct label values (adjacent grids when asked).
-fn count(rule: &Rule, items: &[Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
+fn count(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
     let min = rule.cfg.min_count as usize;
     let Some(label) = rule.cfg.distinct else {
         if items.len() < min {
@@ -275,7 +366,7 @@ fn largest_component<'a>(by_grid: &[(&'a str, Arc<Obs>)], grids: &GridIndex) -> 
 }
 
 /// `sequence`: the conditions in order, earliest match of each after the previous one.
-fn sequence(rule: &Rule, items: &[Item]) -> Option<Vec<Arc<Obs>>> {
+fn sequence(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
     let n = rule.when.len();
     let mut chain = Vec::with_capacity(n);
     for i in items {

@@ -1,0 +1,173 @@
+//! The rules that look around an anchor and open alerts (`neighbours`, or `within_m` on
+//! `grid` / `neighbours` scope, with an `all`, `count` or `sequence` pattern).
+//!
+//! An event is offered to them once, not once per grid around it:
+//! - it folds into (or, with a `clear` match, resolves) the rule's alerts open at every
+//!   anchor in its reach, as for any rule;
+//! - it is kept once, at its own grid (unless it folded into the alert of its own grid);
+//! - the rule is evaluated at the event's own grid, over the events kept at the grids in
+//!   reach of it that are near enough ([`Windows::gather`]); a firing consumes what it
+//!   gathered, so one cluster of events opens one alert and not one per grid around it.
+//!
+//! Invariant: only the shard owning an anchor evaluates or folds there; a shard keeps the
+//! copies of events routed to it (they reach an anchor it owns) at their own grids.
+//!
+//! [`Windows::gather`]: crate::correlate::rules::window::Windows::gather
+
+use std::sync::Arc;
+
+use gridsight_proto::v1 as pb;
+
+use super::rules_layer::{own_grid, write_rule_key};
+use super::Engine;
+use crate::{
+    config::{Pattern, RuleAction, Scope},
+    correlate::rules::{Obs, Rule},
+};
+
+/// Whether rule `rule` is offered events through [`Engine::offer_spread`].
+pub(super) fn gathers(rule: &Rule) -> bool {
+    let c = &rule.cfg;
+    c.action == RuleAction::Open
+        && c.pattern != Pattern::Absence
+        && (c.scope == Scope::Neighbours || (c.within_m.is_some() && c.scope == Scope::Grid))
+}
+
+impl Engine {
+    /// Offers `obs` (matching `mask` of rule `ri`; `clears` when it matches a `clear`
+    /// condition) to a rule that [`gathers`].
+    pub(super) fn offer_spread(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        obs: &Arc<Obs>,
+        mask: u32,
+        clears: bool,
+        now: i64,
+    ) -> Vec<pb::AlertChange> {
+        let mut out = Vec::new();
+        let replaying = self.rules.replaying;
+        // Own grids where the event folded into the rule's alert (or, replaying, was
+        // already accounted for): it is neither kept nor evaluated there.
+        let mut done: Vec<Arc<str>> = Vec::new();
+        if self.rules.alerts.any(ri) {
+            let reach = self.reach(rule, obs, None);
+            for anchor in &reach {
+                if !self.rules.alerts.has(ri, anchor) || !self.owns(anchor) {
+                    continue;
+                }
+                if clears && !replaying {
+                    out.extend(self.clear_rule(ri, anchor, obs, now));
+                }
+                if mask == 0 || !self.rules.alerts.has(ri, anchor) {
+                    continue;
+                }
+                if let Some(changes) = self.fold_rule_key(rule, ri, anchor, obs, now) {
+                    out.extend(changes);
+                    if own_grid(anchor, obs) {
+                        done.push(anchor.clone());
+                    }
+                }
+            }
+        }
+        if mask == 0 {
+            return out;
+        }
+        if replaying {
+            for g in &obs.grids {
+                let mut key = std::mem::take(&mut self.rules.key_buf);
+                write_rule_key(&mut key, rule, g, obs);
+                if self.rules.closed.get(&key).is_some_and(|t| obs.at <= *t) {
+                    done.push(g.clone());
+                }
+                self.rules.key_buf = key;
+            }
+        }
+        let keep = obs.grids.iter().filter(|g| !done.contains(g));
+        self.rules.windows.record(rule, ri, keep, mask, obs);
+        for g in &obs.grids {
+            if done.contains(g) || !self.owns(g) || !self.alert_conditions_hold(rule, g) {
+                continue;
+            }
+            let read = self.reach(rule, obs, Some(g));
+            let read: Vec<&Arc<str>> = read.iter().collect();
+            let Some(evidence) = self.rules.windows.gather(rule, ri, &read, obs, &self.grids)
+            else {
+                continue;
+            };
+            if !replaying {
+                let mut key = String::new();
+                write_rule_key(&mut key, rule, g, obs);
+                out.extend(self.fire(rule, g, key, evidence, now));
+            }
+        }
+        out
+    }
+
+    /// The grids in reach of `obs` under `rule`: around each of its grids (or only `at`),
+    /// its neighbours (`neighbours`) and the grids of the same depth within `within_m` of
+    /// where it happened. Not de-duplicated.
+    fn reach(&mut self, rule: &Rule, obs: &Obs, at: Option<&Arc<str>>) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        let place = rule
+            .cfg
+            .within_m
+            .and_then(|m| Some((m, obs.place(&self.grids)?)));
+        for g in at
+            .into_iter()
+            .chain(obs.grids.iter().filter(|_| at.is_none()))
+        {
+            out.push(g.clone());
+            if rule.cfg.scope == Scope::Neighbours {
+                out.extend(self.grids.neighbours(g).iter().cloned());
+            }
+            if let Some((m, point)) = place {
+                let depth = self.grids.depth(g);
+                let found = self.rules.near.grids_within(&self.grids, point, m, depth);
+                out.extend(found.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Folds `obs` into the rule's alert at `anchor` for the event's key, if one is open
+    /// (`Some` then, with the changes: none when replaying or when the event already
+    /// folded into that alert).
+    pub(super) fn fold_rule_key(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        anchor: &Arc<str>,
+        obs: &Arc<Obs>,
+        now: i64,
+    ) -> Option<Vec<pb::AlertChange>> {
+        let replaying = self.rules.replaying;
+        if !replaying && rule.cfg.labels.is_empty() {
+            // The one key of the rule here: its listed alert, without building the key.
+            let id = self.rules.alerts.first(ri, anchor)?.clone();
+            if self.rules.touched.contains(&id) {
+                return Some(Vec::new());
+            }
+            self.rules.touched.push(id.clone());
+            return Some(self.fold(&id, obs.evidence.clone(), now, None));
+        }
+        let mut key = std::mem::take(&mut self.rules.key_buf);
+        write_rule_key(&mut key, rule, anchor, obs);
+        let closed = replaying && self.rules.closed.get(&key).is_some_and(|t| obs.at <= *t);
+        let found = if closed { None } else { self.resolve_key(&key) };
+        self.rules.key_buf = key;
+        if closed {
+            return Some(Vec::new());
+        }
+        let id = found?;
+        if replaying || self.rules.touched.contains(&id) {
+            return Some(Vec::new());
+        }
+        self.rules.touched.push(id.clone());
+        Some(self.fold(&id, obs.evidence.clone(), now, None))
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_spread_tests.rs"]
+mod tests;

@@ -1,0 +1,197 @@
+//! The open rule alerts of one engine, by rule (its index in the current [`RuleSet`]) and
+//! anchor grid: what a `clear` event resolves, what a quiet rule times out, and the cheap
+//! test the hot path makes before it builds a rule key ("has this rule an alert open at
+//! this anchor?").
+//!
+//! Invariant: an alert is listed under (rule, anchor) exactly while it is open in the
+//! engine with that `rule_id` and `grid_id`, its rule is in the current set, and its
+//! de-duplication key is one the rule makes there (for a rule without labels, the alert
+//! listed is the one its key leads to). Rule indices change on reload, so
+//! [`RuleAlerts::rebuild`] lists the open alerts again against the new set (alerts of a
+//! removed rule are listed again if the rule comes back; those of a rule whose labels
+//! changed are not).
+//!
+//! [`RuleSet`]: super::rules::RuleSet
+
+use std::sync::Arc;
+
+use foldhash::HashMap;
+
+use gridsight_proto::v1 as pb;
+
+use super::rules::RuleSet;
+
+/// Open rule alerts by (rule index, anchor).
+#[derive(Debug, Default)]
+pub struct RuleAlerts {
+    /// Per rule index: anchor → ids of its open alerts there (one per de-duplication key).
+    by_rule: Vec<HashMap<Arc<str>, Vec<String>>>,
+    /// Per rule index: how many alerts are listed.
+    counts: Vec<usize>,
+}
+
+impl RuleAlerts {
+    /// Lists the open rule alerts of `open` against `set` (at start and on reload).
+    pub fn rebuild<'a>(&mut self, set: &RuleSet, open: impl Iterator<Item = &'a pb::Alert>) {
+        self.by_rule = vec![HashMap::default(); set.rules.len()];
+        self.counts = vec![0; set.rules.len()];
+        let mut listed: Vec<&pb::Alert> = open.filter(|a| !a.rule_id.is_empty()).collect();
+        // In a stable order (by id).
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        for a in listed {
+            let Some(ri) = set.position(&a.rule_id) else {
+                continue;
+            };
+            let plain = format!("rule/{}/{}", a.rule_id, a.grid_id);
+            let fits = match set.rules[ri].cfg.labels.is_empty() {
+                true => a.dedup_key == plain,
+                false => a
+                    .dedup_key
+                    .strip_prefix(&plain)
+                    .is_some_and(|rest| rest.starts_with('/')),
+            };
+            if fits {
+                self.add(ri, &a.grid_id, a.id.clone());
+            }
+        }
+    }
+
+    /// Lists alert `id` of rule `ri` at `anchor`.
+    pub fn add(&mut self, ri: usize, anchor: &str, id: String) {
+        let (Some(map), Some(count)) = (self.by_rule.get_mut(ri), self.counts.get_mut(ri)) else {
+            return;
+        };
+        match map.get_mut(anchor) {
+            Some(ids) => ids.push(id),
+            None => {
+                map.insert(Arc::from(anchor), vec![id]);
+            }
+        }
+        *count += 1;
+    }
+
+    /// Unlists alert `id` of rule `ri` at `anchor`; whether it was listed.
+    pub fn remove(&mut self, ri: usize, anchor: &str, id: &str) -> bool {
+        let Some(map) = self.by_rule.get_mut(ri) else {
+            return false;
+        };
+        let Some(ids) = map.get_mut(anchor) else {
+            return false;
+        };
+        let before = ids.len();
+        ids.retain(|x| x != id);
+        let gone = before - ids.len();
+        if ids.is_empty() {
+            map.remove(anchor);
+        }
+        if let Some(c) = self.counts.get_mut(ri) {
+            *c = c.saturating_sub(gone);
+        }
+        gone > 0
+    }
+
+    /// Unlists and returns every alert of rule `ri` at `anchor`.
+    pub fn take(&mut self, ri: usize, anchor: &str) -> Vec<String> {
+        let ids = self
+            .by_rule
+            .get_mut(ri)
+            .and_then(|m| m.remove(anchor))
+            .unwrap_or_default();
+        if let Some(c) = self.counts.get_mut(ri) {
+            *c = c.saturating_sub(ids.len());
+        }
+        ids
+    }
+
+    /// The alerts of rule `ri` open at `anchor`.
+    #[cfg(test)]
+    pub fn at(&self, ri: usize, anchor: &str) -> &[String] {
+        self.by_rule
+            .get(ri)
+            .and_then(|m| m.get(anchor))
+            .map_or(&[], |ids| ids.as_slice())
+    }
+
+    /// The first alert of rule `ri` open at `anchor` (for a rule without labels, the
+    /// only one).
+    pub fn first(&self, ri: usize, anchor: &str) -> Option<&String> {
+        self.by_rule.get(ri)?.get(anchor)?.first()
+    }
+
+    /// Whether rule `ri` has an alert open at `anchor`.
+    pub fn has(&self, ri: usize, anchor: &str) -> bool {
+        self.counts.get(ri).is_some_and(|c| *c > 0)
+            && self.by_rule.get(ri).is_some_and(|m| m.contains_key(anchor))
+    }
+
+    /// Whether rule `ri` has any alert open.
+    pub fn any(&self, ri: usize) -> bool {
+        self.counts.get(ri).is_some_and(|c| *c > 0)
+    }
+
+    /// Every listed alert: (rule index, alert id).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &String)> + '_ {
+        self.by_rule
+            .iter()
+            .enumerate()
+            .flat_map(|(ri, m)| m.values().flatten().map(move |id| (ri, id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RuleConfig;
+
+    fn set(ids: &[&str]) -> RuleSet {
+        let cfgs: Vec<RuleConfig> = ids
+            .iter()
+            .map(|id| {
+                toml::from_str(&format!(
+                    "id = \"{id}\"\ntitle = \"t\"\nseverity = \"major\"\nwindow_secs = 60\n[[when]]\nsource = \"sensor\"\nkind = \"smoke\"\n"
+                ))
+                .expect("rule parses")
+            })
+            .collect();
+        RuleSet::new(&cfgs)
+    }
+
+    fn alert(id: &str, rule: &str, grid: &str) -> pb::Alert {
+        pb::Alert {
+            id: id.into(),
+            rule_id: rule.into(),
+            grid_id: grid.into(),
+            dedup_key: format!("rule/{rule}/{grid}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn alerts_are_listed_by_rule_and_anchor_and_relisted_on_reload() {
+        let mut r = RuleAlerts::default();
+        let open = [
+            alert("A-1", "b", "G1"),
+            alert("A-2", "b", "G1"),
+            alert("A-3", "a", "G2"),
+            alert("A-4", "", "G1"),
+            // Made when rule "b" had labels: not what it makes now.
+            pb::Alert {
+                dedup_key: "rule/b/G1/camera=c1".into(),
+                ..alert("A-5", "b", "G1")
+            },
+        ];
+        r.rebuild(&set(&["a", "b"]), open.iter());
+        assert_eq!(r.at(1, "G1"), ["A-1", "A-2"]);
+        assert!(r.has(0, "G2") && !r.has(0, "G1") && !r.has(1, "G2"));
+        assert!(r.remove(1, "G1", "A-1"));
+        assert!(!r.remove(1, "G1", "A-1"));
+        assert_eq!(r.take(1, "G1"), ["A-2"]);
+        assert!(!r.any(1) && r.any(0));
+        // Rule "a" removed, then back: its alert is found again.
+        r.rebuild(&set(&["b"]), open.iter());
+        assert!(!r.has(0, "G2"));
+        r.rebuild(&set(&["b", "a"]), open.iter());
+        assert_eq!(r.at(1, "G2"), ["A-3"]);
+        assert_eq!(r.iter().count(), 3);
+    }
+}
