@@ -42,20 +42,58 @@ struct Group {
     items: VecDeque<Item>,
     /// `absence`: (deadline, first-condition event).
     pending: Vec<(i64, Arc<Obs>)>,
+    /// `count` with `distinct`, evaluated here (not gathered): how many items hold each
+    /// value of the label. Its size bounds the distinct values of any subset, so most
+    /// evaluations end without looking at the items.
+    distinct: Option<(Label, HashMap<Box<str>, u32>)>,
 }
 
 impl Group {
     /// Drops the items before `horizon`.
     fn trim(&mut self, horizon: i64) {
         while self.items.front().is_some_and(|i| i.at < horizon) {
-            self.items.pop_front();
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        let Some(gone) = self.items.pop_front() else {
+            return;
+        };
+        if let Some((label, values)) = &mut self.distinct {
+            if let Some(v) = gone.obs.label(*label) {
+                if let Some(n) = values.get_mut(v) {
+                    *n -= 1;
+                    if *n == 0 {
+                        values.remove(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Empties the group's items.
+    fn clear(&mut self) {
+        self.items.clear();
+        if let Some((_, values)) = &mut self.distinct {
+            values.clear();
         }
     }
 
     /// Appends an item (the oldest goes when the group is full).
     fn push(&mut self, seq: u64, mask: u32, obs: &Arc<Obs>) {
         if self.items.len() >= MAX_GROUP_ITEMS {
-            self.items.pop_front();
+            self.pop_front();
+        }
+        if let Some((label, values)) = &mut self.distinct {
+            if let Some(v) = obs.label(*label) {
+                match values.get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        values.insert(v.into(), 1);
+                    }
+                }
+            }
         }
         self.items.push_back(Item {
             at: obs.at,
@@ -96,6 +134,13 @@ impl Windows {
         let seq = self.next_seq;
         self.next_seq += 1;
         let group = self.group_mut(ri, anchor);
+        if let (Some(label), None, Pattern::Count) =
+            (rule.cfg.distinct, &group.distinct, rule.cfg.pattern)
+        {
+            if group.items.is_empty() {
+                group.distinct = Some((label, HashMap::default()));
+            }
+        }
         group.trim(obs.at - rule.window_ms);
         if rule.cfg.pattern == Pattern::Absence {
             if mask & 0b10 != 0 {
@@ -110,6 +155,17 @@ impl Windows {
         group.push(seq, mask, obs);
         if !evaluate {
             return None;
+        }
+        if rule.cfg.pattern == Pattern::Count {
+            // At most this many items (or distinct values) can count.
+            let upper = match &group.distinct {
+                Some((_, values)) => values.len(),
+                None if rule.cfg.distinct.is_none() => group.items.len(),
+                None => usize::MAX,
+            };
+            if upper < rule.cfg.min_count as usize {
+                return None;
+            }
         }
         let items: Vec<&Item> = group
             .items
@@ -179,7 +235,7 @@ impl Windows {
     /// Empties the group (after the rule fired there).
     pub fn consume(&mut self, ri: usize, anchor: &Arc<str>) {
         if let Some(g) = self.groups.get_mut(ri).and_then(|m| m.get_mut(&**anchor)) {
-            g.items.clear();
+            g.clear();
         }
     }
 
@@ -378,4 +434,58 @@ fn sequence(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::rules::{tests::sensor, RuleSet};
+    use crate::domain::SensorState;
+
+    #[test]
+    fn distinct_values_are_counted_as_items_come_and_go() {
+        let cfg: crate::config::RuleConfig = toml::from_str(
+            r#"
+id = "two-sensors"
+title = "t"
+severity = "major"
+pattern = "count"
+min_count = 2
+distinct = "sensor"
+window_secs = 60
+[[when]]
+source = "sensor"
+kind = "smoke"
+"#,
+        )
+        .expect("rule parses");
+        let set = RuleSet::new(&[cfg]);
+        let rule = &set.rules[0];
+        let grids = GridIndex::default();
+        let anchor: Arc<str> = Arc::from("g1");
+        let mut w = Windows::default();
+        let offer = |w: &mut Windows, id: &str, at: i64| {
+            let ev = sensor(id, "smoke", "g1", SensorState::Alarm, at);
+            let obs = Arc::new(Obs::sensor(0, &ev));
+            w.observe(rule, 0, &anchor, 1, &obs, &grids, true)
+                .map(|ev| ev.iter().map(|o| o.id.clone()).collect::<Vec<_>>())
+        };
+        // One sensor, however often, is one value.
+        for t in 0..3 {
+            assert_eq!(offer(&mut w, "s-a", t * 1_000), None);
+        }
+        assert_eq!(
+            offer(&mut w, "s-b", 10_000),
+            Some(vec!["s-a".into(), "s-b".into()])
+        );
+        w.consume(0, &anchor);
+        // Consumed: s-b again is one value; after the window, s-a's items are gone.
+        assert_eq!(offer(&mut w, "s-b", 20_000), None);
+        assert_eq!(offer(&mut w, "s-c", 90_000), None);
+        assert_eq!(
+            offer(&mut w, "s-d", 91_000),
+            Some(vec!["s-c".into(), "s-d".into()])
+        );
+        assert_eq!(w.len(), 2);
+    }
 }
