@@ -619,7 +619,7 @@ fn own_anchor(rule: &Rule, anchor: &str, obs: &Obs) -> bool {
 }
 
 /// Whether `grid` is one of the event's own grids.
-pub(super) fn own_grid(grid: &str, obs: &Obs) -> bool {
+fn own_grid(grid: &str, obs: &Obs) -> bool {
     obs.grids.iter().any(|g| &**g == grid)
 }
 

@@ -1,13 +1,15 @@
 //! The rules that look around an anchor and open alerts (`neighbours`, or `within_m` on
 //! `grid` / `neighbours` scope, with an `all`, `count` or `sequence` pattern).
 //!
-//! An event is offered to them once, not once per grid around it:
-//! - it folds into (or, with a `clear` match, resolves) the rule's alerts open at every
-//!   anchor in its reach, as for any rule;
-//! - it is kept once, at its own grid (unless it folded into the alert of its own grid);
-//! - the rule is evaluated at the event's own grid, over the events kept at the grids in
-//!   reach of it that are near enough ([`Windows::gather`]); a firing consumes what it
-//!   gathered, so one cluster of events opens one alert and not one per grid around it.
+//! An event is offered to them once, not once per grid around it, and counts once per
+//! rule:
+//! - a `clear` match resolves the rule's alerts open at every anchor in its reach;
+//! - it folds into one alert of the rule open in its reach: its own grid's first, then
+//!   its neighbours' (by id), then the nearest within `within_m`; and that is all;
+//! - otherwise it is kept once, at its own grid, and the rule is evaluated there, over the
+//!   events kept at the grids in reach of it that are near enough ([`Windows::gather`]);
+//!   a firing consumes what it gathered, so one cluster of events opens one alert and not
+//!   one per grid around it.
 //!
 //! Invariant: only the shard owning an anchor evaluates or folds there; a shard keeps the
 //! copies of events routed to it (they reach an anchor it owns) at their own grids.
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use gridsight_proto::v1 as pb;
 
-use super::rules_layer::{own_grid, write_rule_key};
+use super::rules_layer::write_rule_key;
 use super::Engine;
 use crate::{
     config::{Pattern, RuleAction, Scope},
@@ -47,9 +49,9 @@ impl Engine {
     ) -> Vec<pb::AlertChange> {
         let mut out = Vec::new();
         let replaying = self.rules.replaying;
-        // Own grids where the event folded into the rule's alert (or, replaying, was
-        // already accounted for): it is neither kept nor evaluated there.
-        let mut done: Vec<Arc<str>> = Vec::new();
+        // Whether the event folded into an alert of the rule (or, replaying, was found
+        // accounted for by one): it then counts for nothing else of the rule.
+        let mut folded = false;
         if self.rules.alerts.any(ri) {
             let reach = self.reach(rule, obs, None);
             for anchor in &reach {
@@ -59,20 +61,21 @@ impl Engine {
                 if clears && !replaying {
                     out.extend(self.clear_rule(ri, anchor, obs, now));
                 }
-                if mask == 0 || !self.rules.alerts.has(ri, anchor) {
+                if folded || mask == 0 || !self.rules.alerts.has(ri, anchor) {
                     continue;
                 }
                 if let Some(changes) = self.fold_rule_key(rule, ri, anchor, obs, now) {
                     out.extend(changes);
-                    if own_grid(anchor, obs) {
-                        done.push(anchor.clone());
-                    }
+                    folded = true;
                 }
             }
         }
-        if mask == 0 {
+        if mask == 0 || folded {
             return out;
         }
+        // Own grids whose key was closed after the event (replaying): it had been
+        // consumed or folded there before the restart.
+        let mut done: Vec<Arc<str>> = Vec::new();
         if replaying {
             for g in &obs.grids {
                 let mut key = std::mem::take(&mut self.rules.key_buf);

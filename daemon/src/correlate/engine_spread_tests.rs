@@ -84,10 +84,23 @@ fn a_cluster_around_grids_opens_one_alert_and_later_alarms_in_reach_fold_into_it
         (updated[0].id.as_str(), updated[0].count),
         (opened[0].id.as_str(), 4)
     );
-    // b00 is not around a11: it neither folds nor counts.
-    let far = e.on_sensor(4, &smoke("s-b00", "b00", 4_000, None));
-    assert!(rule_alerts(&far, pb::ChangeKind::Opened).is_empty());
+    // b00 is not around a11: it neither folds nor counts there; three alarms in b00 open
+    // an alert of their own.
+    let mut east = Vec::new();
+    for i in 0..3 {
+        let ev = smoke(&format!("s-b00-{i}"), "b00", 4_000 + i * 100, None);
+        east.extend(e.on_sensor(4 + i as u64, &ev));
+    }
     assert!(rule_alerts(&e.drain(), pb::ChangeKind::Updated).is_empty());
+    let east = rule_alerts(&east, pb::ChangeKind::Opened);
+    assert_eq!(east.len(), 1, "{east:#?}");
+    assert_eq!((east[0].grid_id.as_str(), east[0].count), ("b00", 3));
+    // a02 touches both a11 and b00: the alarm counts once, for a11 (first by id).
+    let mut both = e.on_sensor(9, &smoke("s-a02", "a02", 9_000, None));
+    both.extend(e.drain());
+    let updated = rule_alerts(&both, pb::ChangeKind::Updated);
+    assert_eq!(updated.len(), 1, "{both:#?}");
+    assert_eq!((updated[0].grid_id.as_str(), updated[0].count), ("a11", 5));
 }
 
 #[test]
