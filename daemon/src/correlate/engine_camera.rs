@@ -67,10 +67,10 @@ impl Engine {
     /// the rules make of it.
     pub fn on_camera(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
         let mut out = self.on_camera_base(ev, now);
-        if !self
-            .rules
-            .set
-            .candidates(crate::config::Source::Camera)
+        let name = super::super::rules::camera_event_name(ev.kind);
+        let set = &self.rules.set;
+        if !set
+            .candidates_of_kind(crate::config::Source::Camera, name)
             .is_empty()
         {
             let rules = self.observe_after(super::Obs::camera(ev, now), now, &out);

@@ -137,7 +137,7 @@ impl Engine {
     ) -> Vec<pb::AlertChange> {
         let set = self.rules.set.clone();
         let mut out = Vec::new();
-        if set.candidates(obs.source).is_empty() {
+        if set.candidates_for(&obs).is_empty() {
             return out;
         }
         self.rules.touched = base
@@ -145,7 +145,7 @@ impl Engine {
             .filter_map(|c| c.alert.as_ref().map(|a| a.id.clone()))
             .collect();
         let obs = Arc::new(obs);
-        for &ri in set.candidates(obs.source) {
+        for &ri in set.candidates_for(&obs) {
             let rule = &set.rules[ri];
             let clears = rule.clears(&obs);
             let mask = rule.mask(&obs);

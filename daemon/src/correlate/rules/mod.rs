@@ -358,6 +358,11 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// Rules with a `when` or `clear` condition on each source (sensor, camera, incident).
     by_source: [Vec<usize>; 3],
+    /// Sensor and camera events: per sensor kind / camera event name, the rules of
+    /// `by_source` that may concern it (those naming it and those naming none), in order.
+    by_kind: [foldhash::HashMap<String, Vec<usize>>; 2],
+    /// The same for a kind no rule names.
+    any_kind: [Vec<usize>; 2],
     /// The longest window of any rule (ms): how far back a restart replays the journal.
     pub max_window_ms: i64,
     /// (kind, state) pairs some sensor condition asks for (`None` kind = any).
@@ -425,6 +430,36 @@ impl RuleSet {
                 }
             }
         }
+        let mut by_kind: [foldhash::HashMap<String, Vec<usize>>; 2] = Default::default();
+        let mut any_kind: [Vec<usize>; 2] = Default::default();
+        for (k, s) in [Source::Sensor, Source::Camera].into_iter().enumerate() {
+            let kind_of = |c: &Cond| match s {
+                Source::Sensor => c.cfg.kind.clone(),
+                _ => c.cfg.event.clone(),
+            };
+            // Every kind some condition names, then each rule under the kinds it may take.
+            for r in &rules {
+                for c in r.when.iter().chain(&r.clear).filter(|c| c.cfg.source == s) {
+                    if let Some(kind) = kind_of(c) {
+                        by_kind[k].entry(kind).or_default();
+                    }
+                }
+            }
+            for &i in &by_source[k] {
+                let conds = || rules[i].when.iter().chain(&rules[i].clear);
+                let any = conds().any(|c| c.cfg.source == s && kind_of(c).is_none());
+                if any {
+                    any_kind[k].push(i);
+                }
+                for (kind, list) in by_kind[k].iter_mut() {
+                    let named =
+                        conds().any(|c| c.cfg.source == s && kind_of(c).as_deref() == Some(kind));
+                    if any || named {
+                        list.push(i);
+                    }
+                }
+            }
+        }
         let max_window_ms = rules
             .iter()
             .map(|r| {
@@ -465,6 +500,8 @@ impl RuleSet {
         Self {
             rules,
             by_source,
+            by_kind,
+            any_kind,
             max_window_ms,
             sensor_interest,
             sensor_when,
@@ -507,6 +544,26 @@ impl RuleSet {
             Source::Camera => &self.by_source[1],
             Source::Incident => &self.by_source[2],
             Source::Alert => &[],
+        }
+    }
+
+    /// Indices of the rules that may concern `o`: for sensor and camera events, only those
+    /// naming its kind (or naming none), in config order.
+    pub fn candidates_for(&self, o: &Obs) -> &[usize] {
+        self.candidates_of_kind(o.source, &o.kind)
+    }
+
+    /// [`RuleSet::candidates_for`] an event of `source` and `kind` (sensor kind, camera
+    /// event name; ignored for other sources).
+    pub fn candidates_of_kind(&self, source: Source, kind: &str) -> &[usize] {
+        let k = match source {
+            Source::Sensor => 0,
+            Source::Camera => 1,
+            _ => return self.candidates(source),
+        };
+        match self.by_kind[k].get(kind) {
+            Some(list) => list,
+            None => &self.any_kind[k],
         }
     }
 
@@ -557,7 +614,7 @@ impl RuleSet {
         mut near: Option<&mut NearCache>,
     ) -> Vec<Arc<str>> {
         let mut out: Vec<Arc<str>> = Vec::new();
-        for &i in self.candidates(o.source) {
+        for &i in self.candidates_for(o) {
             let r = &self.rules[i];
             if r.mask(o) != 0 || r.clears(o) {
                 for a in r.anchors_near(o, grids, near.as_deref_mut()) {

@@ -781,3 +781,39 @@ kind = "gas"
         "no rule wants a normal gas reading"
     );
 }
+
+#[test]
+fn an_event_is_offered_only_to_the_rules_naming_its_kind_or_none() {
+    let set = RuleSet::new(&rules(&format!(
+        "{FIRE}{}",
+        r#"
+[[rules]]
+id = "any-sensor"
+title = "t"
+severity = "major"
+window_secs = 60
+pattern = "count"
+min_count = 2
+[[rules.when]]
+source = "sensor"
+"#
+    )));
+    use crate::config::Source::{Camera, Incident, Sensor};
+    let ids = |list: &[usize]| -> Vec<String> {
+        list.iter().map(|&i| set.rules[i].cfg.id.clone()).collect()
+    };
+    assert_eq!(
+        ids(set.candidates_of_kind(Sensor, "smoke")),
+        ["fire-confirmed", "any-sensor"]
+    );
+    assert_eq!(ids(set.candidates_of_kind(Sensor, "gas")), ["any-sensor"]);
+    assert_eq!(
+        ids(set.candidates_of_kind(Camera, "activity")),
+        ["fire-confirmed"]
+    );
+    assert!(set.candidates_of_kind(Camera, "offline").is_empty());
+    assert_eq!(
+        ids(set.candidates_of_kind(Incident, "")),
+        ["fire-confirmed"]
+    );
+}
