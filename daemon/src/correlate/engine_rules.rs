@@ -144,6 +144,11 @@ impl Engine {
             .iter()
             .filter_map(|c| c.alert.as_ref().map(|a| a.id.clone()))
             .collect();
+        // Its place, once: `within_m` looks at it for every window item.
+        let mut obs = obs;
+        if obs.location.is_none() {
+            obs.location = obs.place(&self.grids);
+        }
         let obs = Arc::new(obs);
         for &ri in set.candidates_for(&obs) {
             let rule = &set.rules[ri];

@@ -32,7 +32,8 @@ pub struct Obs {
     pub grids: Vec<Arc<str>>,
     /// When the daemon received it (ms); windows are on this clock.
     pub at: i64,
-    /// Where it happened, when known.
+    /// Where it happened, when known (the rule layer fills in the centre of its first
+    /// grid otherwise, once, so that [`Obs::place`] costs no lookup per window item).
     pub location: Option<[f64; 2]>,
     /// Sensor kind, or camera event name (`offline`, `activity`...).
     pub kind: String,
