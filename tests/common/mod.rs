@@ -253,25 +253,48 @@ role = "integrator"
 
 impl Daemon {
     /// Starts the binary on `config` and waits until it is ready (and subscribed to MQTT).
+    /// A listen port another test took between [`free_port`] and the daemon's bind is
+    /// replaced in the config, and the daemon started again (at most three times).
     pub async fn start(config: &Path) -> Self {
         let dir = config.parent().expect("config dir").to_path_buf();
-        let stderr_log = dir.join(format!("daemon-{}.log", free_port()));
-        let mut child = Command::new(binary())
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
-            .spawn()
-            .expect("start gridsight");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("read stdout");
+        let mut attempt = 0;
+        let (child, line, stderr_log) = loop {
+            attempt += 1;
+            let stderr_log = dir.join(format!("daemon-{}.log", free_port()));
+            let mut child = Command::new(binary())
+                .arg("run")
+                .arg("--config")
+                .arg(config)
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+                .spawn()
+                .expect("start gridsight");
+            let stdout = child.stdout.take().expect("stdout");
+            let line = tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            })
+            .await
+            .expect("join")
+            .expect("read stdout");
+            let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            if line.is_empty() && attempt < 3 && log.contains("in use") {
+                let _ = child.wait();
+                let text = std::fs::read_to_string(config).expect("config");
+                let fresh: Vec<String> = text
+                    .lines()
+                    .map(|l| match l.split_once(" = \"127.0.0.1:") {
+                        Some((key, _)) if key == "grpc_listen" || key == "http_listen" => {
+                            format!("{key} = \"127.0.0.1:{}\"", free_port())
+                        }
+                        _ => l.to_string(),
+                    })
+                    .collect();
+                std::fs::write(config, fresh.join("\n") + "\n").expect("rewrite config");
+                continue;
+            }
+            break (child, line, stderr_log);
+        };
         let addrs = line.trim().strip_prefix("gridsight: ").unwrap_or_else(|| {
             panic!(
                 "daemon did not start: {line:?}\n{}",
