@@ -114,6 +114,8 @@ struct Run {
     rule_opened: u64,
     changes: u64,
     open_at_end: usize,
+    /// Items in the rule windows at the end, and the most seen at a tick.
+    window_items: (usize, usize),
     rss_before: f64,
     rss_after: f64,
     /// Per [`Kind`] (then ticks): time spent, calls and allocations, when timed per event.
@@ -195,6 +197,10 @@ fn run(
         if ev.at >= next_tick {
             step(&mut e, &mut out, TICK_SLOT, &mut |e| e.tick(next_tick));
             next_tick += 1000;
+            if per_kind {
+                // Counting walks every window: only in the pass that times each call.
+                out.window_items.1 = out.window_items.1.max(e.rule_window_items());
+            }
         }
         if is_reading && in_batch == 0 {
             e.begin_batch();
@@ -226,6 +232,7 @@ fn run(
     out.elapsed = started.elapsed();
     out.allocs = allocations() - allocs;
     out.open_at_end = e.open_count();
+    out.window_items.0 = e.rule_window_items();
     out.rss_after = rss_mib();
     drop(e);
     out
@@ -258,6 +265,10 @@ fn print_run(label: &str, round: usize, n: usize, r: &Run) {
 }
 
 fn print_breakdown(label: &str, r: &Run) {
+    println!(
+        "RESULT windows {label} items_at_end={} peak_at_a_tick={}",
+        r.window_items.0, r.window_items.1
+    );
     let total: Duration = r.per_kind.iter().map(|(d, ..)| *d).sum();
     for (i, (d, calls, allocs)) in r.per_kind.iter().enumerate() {
         let name = match Kind::ALL.get(i) {
@@ -316,7 +327,6 @@ fn main() {
         "RSS: {rss_start:.0} MiB at start, {:.0} MiB with the county and the events",
         rss_mib()
     );
-    println!("peak rule window size: not measured (the engine exposes no accessor for it)");
 
     let mut base_runs = Vec::new();
     let mut rule_runs = Vec::new();

@@ -115,6 +115,11 @@ impl Engine {
         self.rules.replaying = false;
     }
 
+    /// Observations and pending `absence` deadlines held in the rule windows.
+    pub fn rule_window_items(&self) -> usize {
+        self.rules.windows.len()
+    }
+
     /// Whether this engine owns `anchor`.
     pub fn owns(&self, anchor: &str) -> bool {
         let p = self.rules.partition;
