@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use gridsight_proto::v1 as pb;
 
-use super::rules_layer::write_rule_key;
+use super::rules_layer::{rule_key, write_rule_key};
 use super::Engine;
 use crate::{
     config::{Pattern, RuleAction, Scope},
@@ -93,15 +93,12 @@ impl Engine {
                 continue;
             }
             let read = self.reach(rule, obs, Some(g));
-            let read: Vec<&Arc<str>> = read.iter().collect();
             let Some(evidence) = self.rules.windows.gather(rule, ri, &read, obs, &self.grids)
             else {
                 continue;
             };
             if !replaying {
-                let mut key = String::new();
-                write_rule_key(&mut key, rule, g, obs);
-                out.extend(self.fire(rule, g, key, evidence, now));
+                out.extend(self.fire(rule, g, rule_key(rule, g, obs), evidence, now));
             }
         }
         out

@@ -12,7 +12,7 @@
 //! firing consumes the items it gathered, wherever they are kept: one cluster of events
 //! makes one alert, not one per grid around it.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{borrow::Borrow, collections::VecDeque, sync::Arc};
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -167,6 +167,10 @@ impl Windows {
                 return None;
             }
         }
+        if rule.cfg.within_m.is_none() {
+            // Every item counts: the group itself, without a copy.
+            return evaluate_pattern(rule, group.items.make_contiguous(), grids);
+        }
         let items: Vec<&Item> = group
             .items
             .iter()
@@ -201,7 +205,7 @@ impl Windows {
         &mut self,
         rule: &Rule,
         ri: usize,
-        read: &[&Arc<str>],
+        read: &[Arc<str>],
         newest: &Obs,
         grids: &GridIndex,
     ) -> Option<Vec<Arc<Obs>>> {
@@ -209,7 +213,7 @@ impl Windows {
         let groups = self.groups.get_mut(ri)?;
         let mut items: Vec<&Item> = Vec::new();
         for g in read {
-            let Some(group) = groups.get(&***g) else {
+            let Some(group) = groups.get(&**g) else {
                 continue;
             };
             items.extend(
@@ -225,7 +229,7 @@ impl Windows {
         let mut used: Vec<u64> = items.iter().map(|i| i.seq).collect();
         used.sort_unstable();
         for g in read {
-            if let Some(group) = groups.get_mut(&***g) {
+            if let Some(group) = groups.get_mut(&**g) {
                 group.items.retain(|i| used.binary_search(&i.seq).is_err());
             }
         }
@@ -317,8 +321,13 @@ fn near(rule: &Rule, o: &Obs, newest: &Obs, grids: &GridIndex) -> bool {
     }
 }
 
-/// The rule's pattern over `items` (in arrival order): the evidence when it holds.
-fn evaluate_pattern(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
+/// The rule's pattern over `items` (in arrival order; the items themselves or references
+/// to them): the evidence when it holds.
+fn evaluate_pattern<I: Borrow<Item>>(
+    rule: &Rule,
+    items: &[I],
+    grids: &GridIndex,
+) -> Option<Vec<Arc<Obs>>> {
     match rule.cfg.pattern {
         Pattern::All => all(rule, items),
         Pattern::Count => count(rule, items, grids),
@@ -328,7 +337,7 @@ fn evaluate_pattern(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<V
 }
 
 /// `all`: the newest item of every event condition.
-fn all(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
+fn all<I: Borrow<Item>>(rule: &Rule, items: &[I]) -> Option<Vec<Arc<Obs>>> {
     let need = rule.event_mask();
     let mut out: Vec<Arc<Obs>> = Vec::new();
     let mut got = 0u32;
@@ -336,7 +345,11 @@ fn all(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
         if need & (1 << bit) == 0 {
             continue;
         }
-        let newest = items.iter().rev().find(|i| i.mask & (1 << bit) != 0)?;
+        let newest = items
+            .iter()
+            .map(Borrow::borrow)
+            .rev()
+            .find(|i| i.mask & (1 << bit) != 0)?;
         got |= 1 << bit;
         if !out.iter().any(|o| Arc::ptr_eq(o, &newest.obs)) {
             out.push(newest.obs.clone());
@@ -349,7 +362,7 @@ fn all(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
 }
 
 /// `count`: `min_count` items, or distinct label values (adjacent grids when asked).
-fn count(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
+fn count<I: Borrow<Item>>(rule: &Rule, items: &[I], grids: &GridIndex) -> Option<Vec<Arc<Obs>>> {
     let min = rule.cfg.min_count as usize;
     let Some(label) = rule.cfg.distinct else {
         if items.len() < min {
@@ -358,12 +371,17 @@ fn count(rule: &Rule, items: &[&Item], grids: &GridIndex) -> Option<Vec<Arc<Obs>
         let skip = items
             .len()
             .saturating_sub(super::super::engine::MAX_EVIDENCE);
-        return Some(items[skip..].iter().map(|i| i.obs.clone()).collect());
+        return Some(
+            items[skip..]
+                .iter()
+                .map(|i| i.borrow().obs.clone())
+                .collect(),
+        );
     };
     // The newest item per distinct value, in order of first appearance.
     let mut by_value: Vec<(&str, Arc<Obs>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for i in items {
+    for i in items.iter().map(Borrow::borrow) {
         let Some(v) = i.obs.label(label) else {
             continue;
         };
@@ -422,10 +440,10 @@ fn largest_component<'a>(by_grid: &[(&'a str, Arc<Obs>)], grids: &GridIndex) -> 
 }
 
 /// `sequence`: the conditions in order, earliest match of each after the previous one.
-fn sequence(rule: &Rule, items: &[&Item]) -> Option<Vec<Arc<Obs>>> {
+fn sequence<I: Borrow<Item>>(rule: &Rule, items: &[I]) -> Option<Vec<Arc<Obs>>> {
     let n = rule.when.len();
     let mut chain = Vec::with_capacity(n);
-    for i in items {
+    for i in items.iter().map(Borrow::borrow) {
         if i.mask & (1 << chain.len()) != 0 {
             chain.push(i.obs.clone());
             if chain.len() == n {
