@@ -131,6 +131,10 @@ impl Windows {
         grids: &GridIndex,
         evaluate: bool,
     ) -> Option<Vec<Arc<Obs>>> {
+        if rule.cfg.pattern == Pattern::Absence {
+            self.observe_absence(rule, ri, anchor, mask, obs, grids);
+            return None;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let group = self.group_mut(ri, anchor);
@@ -142,16 +146,6 @@ impl Windows {
             }
         }
         group.trim(obs.at - rule.window_ms);
-        if rule.cfg.pattern == Pattern::Absence {
-            if mask & 0b10 != 0 {
-                let near = |o: &Obs| near(rule, o, obs, grids);
-                group.pending.retain(|(_, first)| !near(first));
-            }
-            if mask & 0b01 != 0 && obs.grids.iter().any(|g| g == anchor) {
-                group.pending.push((obs.at + rule.window_ms, obs.clone()));
-            }
-            return None;
-        }
         group.push(seq, mask, obs);
         if !evaluate {
             return None;
@@ -177,6 +171,34 @@ impl Windows {
             .filter(|i| near(rule, &i.obs, obs, grids))
             .collect();
         evaluate_pattern(rule, &items, grids)
+    }
+
+    /// An `absence` rule's event at `anchor`: the second condition cancels the waits near
+    /// it kept there; the first waits there if `anchor` is one of its own grids. A group is
+    /// made only for a wait (most events of an absence rule cancel nothing, and an anchor
+    /// around an event that is not its own gets no empty group).
+    fn observe_absence(
+        &mut self,
+        rule: &Rule,
+        ri: usize,
+        anchor: &Arc<str>,
+        mask: u32,
+        obs: &Arc<Obs>,
+        grids: &GridIndex,
+    ) {
+        if mask & 0b10 != 0 {
+            if let Some(group) = self.groups.get_mut(ri).and_then(|m| m.get_mut(&**anchor)) {
+                group
+                    .pending
+                    .retain(|(_, first)| !near(rule, first, obs, grids));
+            }
+        }
+        if mask & 0b01 != 0 && obs.grids.iter().any(|g| g == anchor) {
+            let deadline = obs.at + rule.window_ms;
+            self.group_mut(ri, anchor)
+                .pending
+                .push((deadline, obs.clone()));
+        }
     }
 
     /// Keeps `obs` (matching `mask` of rule `ri`) at each of `at` (its own grids), with one
@@ -505,5 +527,65 @@ kind = "smoke"
             Some(vec!["s-c".into(), "s-d".into()])
         );
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn an_absence_rule_waits_at_its_own_grid_and_cancels_without_making_groups() {
+        use crate::correlate::rules::tests::camera;
+        use gridsight_proto::v1::CameraEventKind as K;
+        let cfg: crate::config::RuleConfig = toml::from_str(
+            r#"
+id = "unattended"
+title = "t"
+severity = "major"
+pattern = "absence"
+scope = "neighbours"
+window_secs = 300
+[[when]]
+source = "sensor"
+kind = "manhole_cover"
+[[when]]
+source = "camera"
+event = "activity"
+"#,
+        )
+        .expect("rule parses");
+        let set = RuleSet::new(&[cfg]);
+        let rule = &set.rules[0];
+        let grids = GridIndex::default();
+        let (own, next): (Arc<str>, Arc<str>) = (Arc::from("g1"), Arc::from("g2"));
+        let mut w = Windows::default();
+        // Activity around two anchors, with nothing waiting: no group is made.
+        let activity = Arc::new(Obs::camera(&camera("c1", "g2", K::Activity, 3.0, 0), 0));
+        for anchor in [&own, &next] {
+            assert!(w
+                .observe(rule, 0, anchor, 0b10, &activity, &grids, true)
+                .is_none());
+        }
+        assert_eq!(w.groups.iter().map(HashMap::len).sum::<usize>(), 0);
+        // The alarm, offered at its own grid and at a neighbour, waits at its own grid only.
+        let ev = sensor("mh-1", "manhole_cover", "g1", SensorState::Alarm, 1_000);
+        let alarm = Arc::new(Obs::sensor(0, &ev));
+        for anchor in [&own, &next] {
+            assert!(w
+                .observe(rule, 0, anchor, 0b01, &alarm, &grids, true)
+                .is_none());
+        }
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.groups.iter().map(HashMap::len).sum::<usize>(), 1);
+        // Activity offered at the alarm's grid cancels the wait; at 400 s nothing is due.
+        let later = Arc::new(Obs::camera(
+            &camera("c1", "g2", K::Activity, 3.0, 9_000),
+            9_000,
+        ));
+        w.observe(rule, 0, &own, 0b10, &later, &grids, true);
+        assert!(w.is_empty());
+        assert!(w.due(400_000).is_empty());
+        // Without the activity, the wait falls due at 301 s.
+        w.observe(rule, 0, &own, 0b01, &alarm, &grids, true);
+        assert!(w.due(300_999).is_empty());
+        let due = w.due(301_000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(&*due[0].1, "g1");
     }
 }
