@@ -13,13 +13,14 @@
 //! counts its allocations by kind of event (a counting global allocator wraps the system
 //! one in every pass). `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration
 //! alone, for a profiler; `ENGINE_BENCH_PER_RULE=1` then runs each rule alone and prints
-//! what it adds to the baseline, costliest first.
+//! what it adds to the baseline, costliest first; `ENGINE_BENCH_RULES=id,id` keeps only
+//! the rules named.
 
 #[path = "engine/county.rs"]
 mod county;
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
+    alloc::{GlobalAlloc, Layout},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -36,29 +37,31 @@ use gridsight_proto::v1 as pb;
 
 use county::{County, Event, Kind, Timed, RATE, T0};
 
-/// The system allocator, counting allocations (one relaxed add each: a few ns next to the
-/// allocation itself, and the same in both configurations).
+/// The daemon's allocator ([`gridsight::Allocator`]), counting allocations (one relaxed add
+/// each: a few ns next to the allocation itself, and the same in both configurations).
 struct Counting;
+
+static INNER: gridsight::Allocator = mimalloc::MiMalloc;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: every call is forwarded unchanged to the system allocator.
+// SAFETY: every call is forwarded unchanged to the daemon's allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
+        unsafe { INNER.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract is passed on.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { INNER.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { INNER.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -89,7 +92,17 @@ fn load_rules() -> Vec<RuleConfig> {
     let file: File = toml::from_str(RULES).expect("deploy/bench/rules-50.toml parses");
     let errs = gridsight::config::rules::validate(&file.rules, 2);
     assert!(errs.is_empty(), "deploy/bench/rules-50.toml: {errs:?}");
-    file.rules
+    // `ENGINE_BENCH_RULES=id,id` keeps only those rules (for a profiler).
+    match std::env::var("ENGINE_BENCH_RULES") {
+        Ok(ids) if !ids.is_empty() => {
+            let keep: Vec<&str> = ids.split(',').collect();
+            file.rules
+                .into_iter()
+                .filter(|r| keep.contains(&r.id.as_str()))
+                .collect()
+        }
+        _ => file.rules,
+    }
 }
 
 /// Resident set size of this process, MiB (from /proc; 0 where there is none).

@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 use gridsight::{app, config, demo, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
+#[global_allocator]
+static ALLOCATOR: gridsight::Allocator = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gridsight",
