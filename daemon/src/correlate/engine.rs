@@ -83,7 +83,8 @@ pub struct Engine {
     /// The keys pointing at each alert (the inverse of `by_key`, possibly with stale ones).
     keys_of: HashMap<String, Vec<String>>,
     by_grid: HashMap<String, Vec<String>>,
-    last_reading: HashMap<String, (i64, SensorState, Option<u64>)>,
+    /// Every sensor heard from: last reading, flap state (see `engine_noise.rs`).
+    sensors: HashMap<String, noise_layer::SensorTrack>,
     /// Cameras covering each grid, in config order (for `camera_ids` and snapshots).
     cameras_by_grid: HashMap<String, Vec<String>>,
     camera_rules: camera::CameraRules,
@@ -124,7 +125,7 @@ impl Engine {
             by_key: HashMap::new(),
             keys_of: HashMap::new(),
             by_grid: HashMap::new(),
-            last_reading: HashMap::new(),
+            sensors: HashMap::new(),
             cameras_by_grid: HashMap::new(),
             camera_rules: camera::CameraRules::default(),
             grids: Arc::new(GridIndex::default()),
@@ -290,14 +291,8 @@ impl Engine {
 
     /// Whether this reading repeats the sensor's previous one exactly (a redelivery).
     pub fn is_repeat(&mut self, ev: &SensorEvent) -> bool {
-        let sig = (ev.device_ms, ev.state, ev.reading.map(f64::to_bits));
-        match self.last_reading.get_mut(&ev.sensor_id) {
-            Some(prev) => std::mem::replace(prev, sig) == sig,
-            None => {
-                self.last_reading.insert(ev.sensor_id.clone(), sig);
-                false
-            }
-        }
+        let sig = Some((ev.device_ms, ev.state, ev.reading.map(f64::to_bits)));
+        std::mem::replace(&mut self.sensor_track(&ev.sensor_id).sig, sig) == sig
     }
 
     /// A sensor reading (with its stored id); returns the alert changes it causes: its
@@ -578,6 +573,10 @@ impl Engine {
     /// Points `key` at alert `id` (and remembers it among the alert's keys, so forgetting
     /// the alert never scans every key).
     pub(super) fn bind_key(&mut self, key: String, id: &str) {
+        if let Some((sensor, _kind)) = key.strip_prefix("sensor/").and_then(|k| k.rsplit_once('/'))
+        {
+            self.sensor_track(sensor).keyed = true;
+        }
         self.keys_of
             .entry(id.to_string())
             .or_default()

@@ -25,7 +25,7 @@ use std::{
     },
 };
 
-use foldhash::HashMap;
+use foldhash::HashSet;
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
@@ -82,13 +82,29 @@ pub struct Flap {
     normal_since: Option<i64>,
 }
 
+/// What one engine keeps of each sensor it has heard from, in one map (one lookup of the
+/// sensor's id per reading; the next ones find it in cache). Never dropped: a sensor's
+/// last state is what tells its next reading a change.
+#[derive(Debug, Default)]
+pub struct SensorTrack {
+    /// (device ms, state, reading bits) of the latest reading: a redelivery repeats it.
+    pub(super) sig: Option<(i64, SensorState, Option<u64>)>,
+    /// Its state changes, for flap suppression.
+    pub(super) flap: Flap,
+    /// Whether a `sensor/{id}/…` key was ever bound in this engine: without one, a normal
+    /// reading has no alert of its own to close, and no key is built for it.
+    pub(super) keyed: bool,
+}
+
 /// The noise-control state of one engine.
 #[derive(Debug, Default)]
 pub struct NoiseState {
     pub(super) inhibitors: std::sync::Arc<Inhibitors>,
     seen_inhibitors: u64,
     silences_changed: bool,
-    pub(super) flaps: HashMap<String, Flap>,
+    /// Sensors with a state change within the flap window, or flapping: the ones the tick
+    /// looks at (their state is in [`SensorTrack::flap`]).
+    pub(super) watched: HashSet<String>,
 }
 
 /// Whether `m` selects `a`.
@@ -162,22 +178,16 @@ impl Engine {
 
     /// Flap bookkeeping for a reading; returns whether the sensor is flapping now.
     pub(super) fn note_flap(&mut self, ev: &SensorEvent) -> bool {
-        let cfg = &self.cfg.flap;
+        let cfg = self.cfg.flap.clone();
         // Flapping only changes how normals close alerts: nothing to track otherwise.
         if cfg.changes == 0 || !self.cfg.sensor_clear_on_normal || ev.state == SensorState::Fault {
             return false;
         }
         let window = cfg.window_secs as i64 * 1000;
-        // No key allocated per reading: only a sensor seen for the first time gets one.
-        if !self.noise.flaps.contains_key(&ev.sensor_id) {
-            self.noise
-                .flaps
-                .insert(ev.sensor_id.clone(), Flap::default());
-        }
-        let Some(f) = self.noise.flaps.get_mut(&ev.sensor_id) else {
-            return false;
-        };
+        let f = &mut self.sensor_track(&ev.sensor_id).flap;
+        let mut watch = false;
         if f.last.is_some_and(|s| s != ev.state) {
+            watch = f.changes.is_empty() && !f.flapping;
             f.changes.push_back(ev.receive_ms);
         }
         f.last = Some(ev.state);
@@ -195,12 +205,35 @@ impl Engine {
             SensorState::Normal => f.normal_since.or(Some(ev.receive_ms)),
             _ => None,
         };
-        f.flapping
+        let flapping = f.flapping;
+        if watch {
+            self.noise.watched.insert(ev.sensor_id.clone());
+        }
+        flapping
+    }
+
+    /// The sensor's track, made when it is new (the only time its id is copied).
+    pub(super) fn sensor_track(&mut self, sensor: &str) -> &mut SensorTrack {
+        if !self.sensors.contains_key(sensor) {
+            self.sensors
+                .insert(sensor.to_string(), SensorTrack::default());
+        }
+        self.sensors
+            .get_mut(sensor)
+            .expect("inserted just above when missing")
+    }
+
+    /// Whether a normal reading of `sensor` may close an alert of its own.
+    pub(super) fn sensor_keyed(&self, sensor: &str) -> bool {
+        self.sensors.get(sensor).is_some_and(|t| t.keyed)
     }
 
     /// A normal reading: resolves the sensor's own alarm alert (unless flapping).
     pub(super) fn on_normal(&mut self, ev: &SensorEvent, flapping: bool) -> Vec<pb::AlertChange> {
         if !self.cfg.sensor_clear_on_normal {
+            return Vec::new();
+        }
+        if !self.sensor_keyed(&ev.sensor_id) {
             return Vec::new();
         }
         let key = format!("sensor/{}/{}", ev.sensor_id, ev.kind);
@@ -254,16 +287,23 @@ impl Engine {
             return Vec::new();
         }
         let window = self.cfg.flap.window_secs as i64 * 1000;
-        let calm: Vec<String> = self
-            .noise
-            .flaps
-            .iter()
-            .filter(|(_, f)| f.flapping && f.normal_since.is_some_and(|t| now - t >= window))
-            .map(|(s, _)| s.clone())
-            .collect();
+        let mut calm = Vec::new();
+        let mut unwatch = Vec::new();
+        for sensor in &self.noise.watched {
+            let Some(f) = self.sensors.get(sensor).map(|t| &t.flap) else {
+                unwatch.push(sensor.clone());
+                continue;
+            };
+            if f.flapping && f.normal_since.is_some_and(|t| now - t >= window) {
+                calm.push(sensor.clone());
+            } else if !f.flapping && f.changes.back().is_none_or(|t| now - t >= window) {
+                // Quiet for the window: nothing to count any more.
+                unwatch.push(sensor.clone());
+            }
+        }
         let mut out = Vec::new();
         for sensor in calm {
-            self.noise.flaps.remove(&sensor);
+            self.forget_flaps(&sensor);
             let prefix = format!("sensor/{sensor}/");
             let ids: Vec<String> = self
                 .open
@@ -285,11 +325,22 @@ impl Engine {
                 ));
             }
         }
-        // Sensors quiet for a long time need no state.
-        self.noise
-            .flaps
-            .retain(|_, f| f.flapping || f.changes.back().is_some_and(|t| now - t < window));
+        for sensor in unwatch {
+            self.forget_flaps(&sensor);
+        }
         out
+    }
+
+    /// Clears the sensor's counted changes and flapping mark (its last state stays, so
+    /// that its next change counts) and stops watching it.
+    fn forget_flaps(&mut self, sensor: &str) {
+        if let Some(t) = self.sensors.get_mut(sensor) {
+            t.flap = Flap {
+                last: t.flap.last,
+                ..Flap::default()
+            };
+        }
+        self.noise.watched.remove(sensor);
     }
 
     /// Re-checks silences and inhibitions of every open alert when something changed.

@@ -64,6 +64,37 @@ fn a_flapping_sensor_keeps_one_alert_open_until_it_is_quiet() {
 }
 
 #[test]
+fn a_sensor_toggling_slower_than_the_tick_is_still_seen_flapping() {
+    let mut e = engine(CorrelationConfig {
+        sensor_clear_on_normal: true,
+        ..Default::default()
+    });
+    let s = |state, at| rt::sensor("wl-1", "water_level", "a00", state, at);
+    // A change every 20 s, the shard ticking every second in between: the fourth change
+    // (within the 300 s window) makes the sensor flapping, so that normal closes nothing.
+    let mut last = Vec::new();
+    for (i, state) in [
+        SensorState::Alarm,
+        SensorState::Normal,
+        SensorState::Alarm,
+        SensorState::Normal,
+        SensorState::Alarm,
+        SensorState::Normal,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = i as i64 * 20_000;
+        last = e.on_sensor(i as u64 + 1, &s(state, at));
+        for t in 1..20 {
+            e.tick(at + t * 1_000);
+        }
+    }
+    assert!(last.is_empty(), "the sixth reading closed: {last:#?}");
+    assert_eq!(e.open_count(), 1);
+}
+
+#[test]
 fn an_open_outage_mutes_the_camera_alerts_it_explains_on_every_shard() {
     use pb::CameraEventKind as K;
     let cfg = CorrelationConfig {
