@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
-use super::{rules::Obs, silence::SilenceSet};
+use super::{open_alert::OpenAlert, rules::Obs, silence::SilenceSet};
 use crate::{
     config::CorrelationConfig,
     domain::{GridIndex, SensorEvent, SensorState, Severity},
@@ -78,7 +78,7 @@ pub enum CommandError {
 pub struct Engine {
     cfg: CorrelationConfig,
     ids: Arc<Ids>,
-    open: HashMap<String, pb::Alert>,
+    open: HashMap<String, OpenAlert>,
     by_key: HashMap<String, String>,
     /// The keys pointing at each alert (the inverse of `by_key`, possibly with stale ones).
     keys_of: HashMap<String, Vec<String>>,
@@ -189,7 +189,7 @@ impl Engine {
             out.push(pb::AlertChange {
                 seq: 0,
                 kind: pb::ChangeKind::Updated as i32,
-                alert: Some(alert.clone()),
+                alert: Some(alert.to_pb()),
             });
         }
         out
@@ -271,7 +271,7 @@ impl Engine {
             .entry(alert.grid_id.clone())
             .or_default()
             .push(alert.id.clone());
-        self.open.insert(alert.id.clone(), alert);
+        self.open.insert(alert.id.clone(), alert.into());
     }
 
     /// The open alert holding de-duplication key `key`.
@@ -371,7 +371,7 @@ impl Engine {
         shown.alert_id.clear();
         let evidence = pb::Evidence {
             time: inc.reported_at,
-            item: Some(pb::evidence::Item::Incident(shown)),
+            item: Some(pb::evidence::Item::Incident(Box::new(shown))),
         };
         let changes = match self.partner(&inc.grid_id, now, Source::Sensor) {
             Some(id) => {
@@ -441,7 +441,7 @@ impl Engine {
         let change = pb::AlertChange {
             seq: 0,
             kind: kind as i32,
-            alert: Some(alert.clone()),
+            alert: Some(alert.to_pb()),
         };
         if matches!(cmd.action, Action::Resolve) {
             self.forget(&cmd.alert_id);
@@ -489,7 +489,7 @@ impl Engine {
             .entry(grid.to_string())
             .or_default()
             .push(id.clone());
-        self.open.insert(id, alert.clone());
+        self.open.insert(id, alert.clone().into());
         pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Opened as i32,
@@ -525,7 +525,7 @@ impl Engine {
                 alert.incident_ids.push(i.id.clone());
             }
         }
-        add_evidence(alert, ev);
+        alert.add_evidence(ev);
         let silenced = alert.silenced_by.is_empty()
             && match self.silences.matching(alert, &self.grids, now) {
                 Some(s) => {
@@ -548,7 +548,7 @@ impl Engine {
         vec![pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Updated as i32,
-            alert: Some(alert.clone()),
+            alert: Some(alert.to_pb()),
         }]
     }
 
@@ -676,15 +676,6 @@ fn has(a: &pb::Alert, want: Source) -> bool {
     })
 }
 
-fn source_id(e: &pb::Evidence) -> Option<&str> {
-    match &e.item {
-        Some(pb::evidence::Item::SensorEvent(s)) => Some(&s.sensor_id),
-        Some(pb::evidence::Item::Incident(i)) => Some(&i.id),
-        Some(pb::evidence::Item::CameraEvent(c)) => Some(&c.camera_id),
-        None => None,
-    }
-}
-
 fn evidence_key(e: &pb::Evidence) -> Option<String> {
     match &e.item {
         Some(pb::evidence::Item::SensorEvent(s)) if s.state == pb::SensorState::Fault as i32 => {
@@ -714,30 +705,6 @@ fn link_incidents(alert: &mut pb::Alert) {
                 alert.incident_ids.push(i.id.clone());
             }
         }
-    }
-}
-
-/// Keeps the first and the latest item of each source, at most [`MAX_EVIDENCE`] in all.
-fn add_evidence(alert: &mut pb::Alert, ev: pb::Evidence) {
-    let (mut same, mut last) = (0usize, 0usize);
-    let src = source_id(&ev);
-    // Ids of one kind tend to share their length and prefix: the last byte first.
-    let same_id = |e: Option<&str>| match (e, src) {
-        (Some(a), Some(b)) => {
-            a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
-        }
-        (a, b) => a == b,
-    };
-    for (i, e) in alert.evidence.iter().enumerate() {
-        if same_id(source_id(e)) {
-            same += 1;
-            last = i;
-        }
-    }
-    if same >= 2 {
-        alert.evidence[last] = ev;
-    } else if alert.evidence.len() < MAX_EVIDENCE {
-        alert.evidence.push(ev);
     }
 }
 

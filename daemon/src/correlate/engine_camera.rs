@@ -156,7 +156,7 @@ impl Engine {
         let Some(alert) = self.open.get_mut(id) else {
             return Vec::new();
         };
-        super::add_evidence(alert, evidence);
+        alert.add_evidence(evidence);
         alert.status = pb::AlertStatus::Resolved as i32;
         alert.resolved_by = "gridsight".into();
         alert.note = if detail.is_empty() {
@@ -170,7 +170,7 @@ impl Engine {
         let change = pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Resolved as i32,
-            alert: Some(alert.clone()),
+            alert: Some(alert.to_pb()),
         };
         self.forget(id);
         vec![change]

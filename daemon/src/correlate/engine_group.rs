@@ -167,7 +167,7 @@ impl Engine {
                 out.push(pb::AlertChange {
                     seq: 0,
                     kind: pb::ChangeKind::Updated as i32,
-                    alert: Some(a.clone()),
+                    alert: Some(a.to_pb()),
                 });
             }
         }
@@ -198,7 +198,7 @@ impl Engine {
                 p.severity = severity.to_pb() as i32;
                 p.title = title;
                 p.group_size = members.len() as u32;
-                p.evidence = evidence;
+                p.set_evidence(evidence);
                 p.count = count;
                 p.version += 1;
                 p.last_seen = Some(ts_from_millis(now));
@@ -206,7 +206,7 @@ impl Engine {
                 out.push(pb::AlertChange {
                     seq: 0,
                     kind: pb::ChangeKind::Updated as i32,
-                    alert: Some(p.clone()),
+                    alert: Some(p.to_pb()),
                 });
             }
             if let Some(g) = self.groups.get_mut(key) {

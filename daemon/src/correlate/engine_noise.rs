@@ -254,7 +254,7 @@ impl Engine {
                     vec![pb::AlertChange {
                         seq: 0,
                         kind: pb::ChangeKind::Updated as i32,
-                        alert: Some(a.clone()),
+                        alert: Some(a.to_pb()),
                     }]
                 }
                 None => Vec::new(),
@@ -379,7 +379,7 @@ impl Engine {
                 out.push(pb::AlertChange {
                     seq: 0,
                     kind: pb::ChangeKind::Updated as i32,
-                    alert: Some(a.clone()),
+                    alert: Some(a.to_pb()),
                 });
             }
         }
@@ -441,7 +441,7 @@ impl Engine {
             out.push(pb::AlertChange {
                 seq: 0,
                 kind: pb::ChangeKind::Escalated as i32,
-                alert: Some(a.clone()),
+                alert: Some(a.to_pb()),
             });
         }
         out

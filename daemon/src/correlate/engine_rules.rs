@@ -85,7 +85,9 @@ impl Engine {
             .map(|r| set.rules.iter().position(|n| n.cfg == r.cfg))
             .collect();
         self.rules.windows.renumber(&map);
-        self.rules.alerts.rebuild(&set, self.open.values());
+        self.rules
+            .alerts
+            .rebuild(&set, self.open.values().map(|a| &**a));
         self.rules.set = set;
     }
 
@@ -321,11 +323,11 @@ impl Engine {
                 }
             }
         }
-        if let Some(alert) = self.open.get_mut(&id) {
+        if let Some(mut alert) = self.open.remove(&id) {
             for e in items {
-                super::add_evidence(alert, e);
+                alert.add_evidence(e);
             }
-            super::link_incidents(alert);
+            super::link_incidents(&mut alert);
             alert.rule_id = rule.cfg.id.clone();
             alert.labels = labels;
             alert.count = evidence.len() as u64 + merged_count;
@@ -335,11 +337,10 @@ impl Engine {
                 .rev()
                 .find(|o| o.source == crate::config::Source::Camera)
                 .map(|o| o.id.clone());
-            let mut a = alert.clone();
-            self.attach_cameras(&mut a, &own, now);
-            self.mute(&mut a, now);
-            self.open.insert(id.clone(), a.clone());
-            change.alert = Some(a);
+            self.attach_cameras(&mut alert, &own, now);
+            self.mute(&mut alert, now);
+            change.alert = Some(alert.to_pb());
+            self.open.insert(id.clone(), alert);
         }
         self.index_rule_alert(&rule.cfg.id, anchor, id);
         let mut out = vec![change];
@@ -369,7 +370,7 @@ impl Engine {
         let change = pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Resolved as i32,
-            alert: Some(alert.clone()),
+            alert: Some(alert.to_pb()),
         };
         let count = alert.count;
         let seen = alert.first_seen.as_ref().map(millis_from_ts).unwrap_or(now);
@@ -461,6 +462,7 @@ impl Engine {
             Scope::Parent | Scope::Tier => Box::new(
                 self.open
                     .values()
+                    .map(|a| &**a)
                     .filter(move |a| self.grids.is_within(&a.grid_id, anchor)),
             ),
         }
@@ -472,6 +474,7 @@ impl Engine {
             .into_iter()
             .flatten()
             .filter_map(|id| self.open.get(id))
+            .map(|a| &**a)
     }
 
     fn raise_one(&mut self, rule: &Rule, id: &str, obs: &Obs, now: i64) -> Vec<pb::AlertChange> {
@@ -480,7 +483,7 @@ impl Engine {
         };
         let current = Severity::from_pb(alert.severity).unwrap_or(Severity::Info);
         alert.severity = current.raised(rule.cfg.raise_by).to_pb() as i32;
-        super::add_evidence(alert, obs.evidence.clone());
+        alert.add_evidence(obs.evidence.clone());
         alert.count += 1;
         alert.version += 1;
         alert.last_seen = Some(ts_from_millis(now));
@@ -496,7 +499,7 @@ impl Engine {
         vec![pb::AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Updated as i32,
-            alert: Some(alert.clone()),
+            alert: Some(alert.to_pb()),
         }]
     }
 

@@ -23,6 +23,7 @@
 
 pub mod engine;
 mod held;
+mod open_alert;
 mod rule_alerts;
 pub mod rules;
 pub mod silence;

@@ -77,7 +77,7 @@ impl Supervision {
                 grid: inc.grid_id.clone(),
                 evidence: pb::Evidence {
                     time: Some(ts_from_millis(now)),
-                    item: Some(pb::evidence::Item::Incident(inc.clone())),
+                    item: Some(pb::evidence::Item::Incident(Box::new(inc.clone()))),
                 },
             };
             if self

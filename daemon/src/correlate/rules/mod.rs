@@ -112,7 +112,7 @@ impl Obs {
             item_code: inc.item_code.clone(),
             evidence: pb::Evidence {
                 time: inc.reported_at,
-                item: Some(pb::evidence::Item::Incident(inc.clone())),
+                item: Some(pb::evidence::Item::Incident(Box::new(inc.clone()))),
             },
         }
     }

@@ -1,0 +1,196 @@
+//! An open alert as one engine keeps it: the wire alert, and a fingerprint of the source
+//! (sensor, camera or incident id) of each of its evidence items.
+//!
+//! Folding an event into an alert asks how many of its items come from the event's source
+//! (the first and the latest of each source are kept, at most [`MAX_EVIDENCE`] in all).
+//! Comparing fingerprints reads one vector; comparing ids read every item's id from the
+//! heap, one cache miss each, and that was most of a fold.
+//!
+//! Invariant: `sources[i]` is the fingerprint of `alert.evidence[i]` whenever the two have
+//! the same length. Evidence changes through [`OpenAlert::add_evidence`] and
+//! [`OpenAlert::set_evidence`]; if anything else changed its length, the next fold makes
+//! the fingerprints again. Fingerprints only pick candidates: ids are compared in full.
+//!
+//! [`MAX_EVIDENCE`]: super::engine::MAX_EVIDENCE
+
+use std::{
+    hash::BuildHasher,
+    ops::{Deref, DerefMut},
+};
+
+use gridsight_proto::v1 as pb;
+
+use super::engine::MAX_EVIDENCE;
+
+/// An open alert with the fingerprints of its evidence sources.
+#[derive(Debug, Clone, Default)]
+pub struct OpenAlert {
+    alert: pb::Alert,
+    sources: Vec<u64>,
+}
+
+impl From<pb::Alert> for OpenAlert {
+    fn from(alert: pb::Alert) -> Self {
+        let sources = alert.evidence.iter().map(fingerprint).collect();
+        Self { alert, sources }
+    }
+}
+
+impl Deref for OpenAlert {
+    type Target = pb::Alert;
+
+    fn deref(&self) -> &pb::Alert {
+        &self.alert
+    }
+}
+
+impl DerefMut for OpenAlert {
+    fn deref_mut(&mut self) -> &mut pb::Alert {
+        &mut self.alert
+    }
+}
+
+impl OpenAlert {
+    /// A copy of the alert as it goes out.
+    pub fn to_pb(&self) -> pb::Alert {
+        self.alert.clone()
+    }
+
+    /// Keeps the first and the latest item of each source, at most [`MAX_EVIDENCE`] in all.
+    pub fn add_evidence(&mut self, ev: pb::Evidence) {
+        if self.sources.len() != self.alert.evidence.len() {
+            self.sources = self.alert.evidence.iter().map(fingerprint).collect();
+        }
+        let print = fingerprint(&ev);
+        let src = source_id(&ev);
+        let (mut same, mut last) = (0usize, 0usize);
+        for (i, p) in self.sources.iter().enumerate() {
+            if *p == print && source_id(&self.alert.evidence[i]) == src {
+                same += 1;
+                last = i;
+            }
+        }
+        if same >= 2 {
+            self.alert.evidence[last] = ev;
+        } else if self.alert.evidence.len() < MAX_EVIDENCE {
+            self.alert.evidence.push(ev);
+            self.sources.push(print);
+        }
+    }
+
+    /// Replaces the evidence (a group parent shows its members' evidence).
+    pub fn set_evidence(&mut self, evidence: Vec<pb::Evidence>) {
+        self.sources = evidence.iter().map(fingerprint).collect();
+        self.alert.evidence = evidence;
+    }
+}
+
+/// The id of the sensor, incident or camera an evidence item comes from.
+pub fn source_id(e: &pb::Evidence) -> Option<&str> {
+    match &e.item {
+        Some(pb::evidence::Item::SensorEvent(s)) => Some(&s.sensor_id),
+        Some(pb::evidence::Item::Incident(i)) => Some(&i.id),
+        Some(pb::evidence::Item::CameraEvent(c)) => Some(&c.camera_id),
+        None => None,
+    }
+}
+
+/// A fingerprint of the item's source id (equal ids, equal fingerprints).
+fn fingerprint(e: &pb::Evidence) -> u64 {
+    match source_id(e) {
+        Some(id) => foldhash::fast::FixedState::with_seed(0x67726964).hash_one(id),
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sensor(id: &str, at: i64) -> pb::Evidence {
+        pb::Evidence {
+            time: Some(gridsight_proto::ts_from_millis(at)),
+            item: Some(pb::evidence::Item::SensorEvent(pb::SensorEvent {
+                sensor_id: id.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn times(a: &OpenAlert) -> Vec<(String, i64)> {
+        a.evidence
+            .iter()
+            .map(|e| {
+                let id = source_id(e).unwrap_or_default().to_string();
+                (
+                    id,
+                    e.time.as_ref().map_or(0, gridsight_proto::millis_from_ts),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_evidence_item_stays_small() {
+        // The incident variant is boxed (proto/build.rs): an alert's 32 items are copied
+        // with every change that goes out and scanned with every fold.
+        let size = std::mem::size_of::<pb::Evidence>();
+        println!(
+            "pb::Evidence: {size} bytes, pb::Incident: {} bytes",
+            std::mem::size_of::<pb::Incident>()
+        );
+        assert!(size <= 256, "pb::Evidence is {size} bytes");
+    }
+
+    #[test]
+    fn the_first_and_latest_of_each_source_are_kept() {
+        let mut a = OpenAlert::from(pb::Alert {
+            evidence: vec![sensor("s-1", 0)],
+            ..Default::default()
+        });
+        for (id, at) in [("s-2", 1), ("s-1", 2), ("s-1", 3), ("s-2", 4), ("s-1", 5)] {
+            a.add_evidence(sensor(id, at));
+        }
+        assert_eq!(
+            times(&a),
+            [("s-1", 0), ("s-2", 1), ("s-1", 5), ("s-2", 4)].map(|(s, t)| (s.to_string(), t))
+        );
+    }
+
+    #[test]
+    fn evidence_changed_behind_its_back_is_fingerprinted_again() {
+        let mut a = OpenAlert::from(pb::Alert::default());
+        // Written through `DerefMut`, without fingerprints.
+        a.evidence = vec![sensor("s-1", 0), sensor("s-1", 1)];
+        a.add_evidence(sensor("s-1", 2));
+        assert_eq!(
+            times(&a),
+            [("s-1", 0), ("s-1", 2)].map(|(s, t)| (s.to_string(), t))
+        );
+        a.set_evidence(vec![sensor("s-9", 7)]);
+        a.add_evidence(sensor("s-9", 8));
+        a.add_evidence(sensor("s-9", 9));
+        assert_eq!(
+            times(&a),
+            [("s-9", 7), ("s-9", 9)].map(|(s, t)| (s.to_string(), t))
+        );
+    }
+
+    #[test]
+    fn at_most_max_evidence_items_are_kept() {
+        let mut a = OpenAlert::from(pb::Alert::default());
+        a.add_evidence(sensor("s-0", 0));
+        a.add_evidence(sensor("s-0", 1));
+        for i in 1..(MAX_EVIDENCE as i64 + 10) {
+            a.add_evidence(sensor(&format!("s-{i}"), 10 + i));
+        }
+        assert_eq!(a.evidence.len(), MAX_EVIDENCE);
+        // Full: a known source still replaces its latest item; a new one is not kept.
+        a.add_evidence(sensor("s-0", 99));
+        a.add_evidence(sensor("s-new", 100));
+        let kept = times(&a);
+        assert_eq!(kept.len(), MAX_EVIDENCE);
+        assert_eq!(kept[..2], [("s-0".to_string(), 0), ("s-0".to_string(), 99)]);
+        assert!(kept.iter().all(|(s, _)| s != "s-new"));
+    }
+}
