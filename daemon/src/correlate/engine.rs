@@ -84,7 +84,7 @@ pub struct Engine {
     keys_of: HashMap<String, Vec<String>>,
     by_grid: HashMap<String, Vec<String>>,
     /// Every sensor heard from: last reading, flap state (see `engine_noise.rs`).
-    sensors: HashMap<String, noise_layer::SensorTrack>,
+    sensors: super::sensor_book::SensorBook,
     /// Cameras covering each grid, in config order (for `camera_ids` and snapshots).
     cameras_by_grid: HashMap<String, Vec<String>>,
     camera_rules: camera::CameraRules,
@@ -125,7 +125,7 @@ impl Engine {
             by_key: HashMap::new(),
             keys_of: HashMap::new(),
             by_grid: HashMap::new(),
-            sensors: HashMap::new(),
+            sensors: Default::default(),
             cameras_by_grid: HashMap::new(),
             camera_rules: camera::CameraRules::default(),
             grids: Arc::new(GridIndex::default()),

@@ -82,18 +82,17 @@ pub struct Flap {
     normal_since: Option<i64>,
 }
 
-/// What one engine keeps of each sensor it has heard from, in one map (one lookup of the
-/// sensor's id per reading; the next ones find it in cache). Never dropped: a sensor's
-/// last state is what tells its next reading a change.
+/// What one engine keeps of each sensor it has heard from (see `correlate/sensor_book.rs`).
+/// Never dropped: a sensor's last state is what tells its next reading a change.
 #[derive(Debug, Default)]
 pub struct SensorTrack {
     /// (device ms, state, reading bits) of the latest reading: a redelivery repeats it.
-    pub(super) sig: Option<(i64, SensorState, Option<u64>)>,
+    pub(crate) sig: Option<(i64, SensorState, Option<u64>)>,
     /// Its state changes, for flap suppression.
-    pub(super) flap: Flap,
+    pub(crate) flap: Flap,
     /// Whether a `sensor/{id}/…` key was ever bound in this engine: without one, a normal
     /// reading has no alert of its own to close, and no key is built for it.
-    pub(super) keyed: bool,
+    pub(crate) keyed: bool,
 }
 
 /// The noise-control state of one engine.
@@ -212,15 +211,9 @@ impl Engine {
         flapping
     }
 
-    /// The sensor's track, made when it is new (the only time its id is copied).
+    /// The sensor's track, made when it is new.
     pub(super) fn sensor_track(&mut self, sensor: &str) -> &mut SensorTrack {
-        if !self.sensors.contains_key(sensor) {
-            self.sensors
-                .insert(sensor.to_string(), SensorTrack::default());
-        }
-        self.sensors
-            .get_mut(sensor)
-            .expect("inserted just above when missing")
+        self.sensors.track(sensor)
     }
 
     /// Whether a normal reading of `sensor` may close an alert of its own.

@@ -26,6 +26,7 @@ mod held;
 mod open_alert;
 mod rule_alerts;
 pub mod rules;
+mod sensor_book;
 pub mod silence;
 
 use std::sync::Arc;
