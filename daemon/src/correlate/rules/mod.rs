@@ -307,19 +307,40 @@ impl Rule {
 
 /// Grids within some metres of a point, remembered per (point, metres, depth): sensors
 /// and cameras do not move, so an engine asks about the same points again and again.
-/// Belongs to one engine (no lock); bounded: emptied when it holds [`NearCache::MAX`]
-/// answers, and whenever the grids change.
-#[derive(Debug, Default)]
+/// Belongs to one engine (no lock). Bounded in two generations of at most
+/// [`NearCache::MAX`] answers: when the current one is full it becomes the old one (the
+/// older is dropped), and an answer found in the old one moves back to the current one. So
+/// the points in use stay, even when a county asks about more points than one generation
+/// holds (40,000 sensors and three radii); emptied whenever the grids change.
+#[derive(Debug)]
 pub struct NearCache {
     answers: foldhash::HashMap<NearKey, Arc<[Arc<str>]>>,
+    old: foldhash::HashMap<NearKey, Arc<[Arc<str>]>>,
+    /// Answers per generation ([`NearCache::MAX`] but in tests).
+    limit: usize,
+}
+
+impl Default for NearCache {
+    fn default() -> Self {
+        Self::with_limit(Self::MAX)
+    }
 }
 
 /// (lon bits, lat bits, metres bits, depth or `usize::MAX`).
 type NearKey = (u64, u64, u64, usize);
 
 impl NearCache {
-    /// Most answers kept.
+    /// Most answers kept in one generation.
     pub const MAX: usize = 100_000;
+
+    /// An empty cache of `limit` answers per generation.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            answers: Default::default(),
+            old: Default::default(),
+            limit: limit.max(1),
+        }
+    }
 
     /// [`GridIndex::grids_within_shared`], remembered.
     pub fn grids_within(
@@ -338,10 +359,13 @@ impl NearCache {
         if let Some(found) = self.answers.get(&key) {
             return found.clone();
         }
-        if self.answers.len() >= Self::MAX {
-            self.answers.clear();
+        let found: Arc<[Arc<str>]> = match self.old.remove(&key) {
+            Some(kept) => kept,
+            None => grids.grids_within_shared(at, metres, depth).into(),
+        };
+        if self.answers.len() >= self.limit {
+            self.old = std::mem::take(&mut self.answers);
         }
-        let found: Arc<[Arc<str>]> = grids.grids_within_shared(at, metres, depth).into();
         self.answers.insert(key, found.clone());
         found
     }
@@ -349,6 +373,17 @@ impl NearCache {
     /// Forgets every answer (the grids changed).
     pub fn clear(&mut self) {
         self.answers.clear();
+        self.old.clear();
+    }
+
+    /// Answers held (both generations).
+    pub fn len(&self) -> usize {
+        self.answers.len() + self.old.len()
+    }
+
+    /// Whether no answer is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -817,3 +817,35 @@ source = "sensor"
         ["fire-confirmed"]
     );
 }
+
+#[test]
+fn the_near_cache_keeps_the_points_in_use_across_generations() {
+    let grids = GridIndex::new(&city());
+    let mut near = super::NearCache::with_limit(4);
+    let hot = [120.015, 30.015];
+    let want = grids.grids_within_shared(hot, 300.0, None);
+    assert!(!want.is_empty(), "the test point is inside the city");
+    let first = near.grids_within(&grids, hot, 300.0, None);
+    // Many other points, the hot one asked about in between: it is never recomputed
+    // (the same shared answer comes back), and the cache stays bounded.
+    for i in 0..50 {
+        let p = [120.0 + f64::from(i) * 1e-4, 30.0];
+        near.grids_within(&grids, p, 300.0, None);
+        let again = near.grids_within(&grids, hot, 300.0, None);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "recomputed after {i} other points"
+        );
+        assert!(near.len() <= 8, "{} answers held", near.len());
+    }
+    assert_eq!(&*first, &*want.into_boxed_slice());
+    // A point asked once is dropped after two generations of others.
+    let cold = [120.005, 30.025];
+    let cold_first = near.grids_within(&grids, cold, 300.0, None);
+    for i in 0..20 {
+        near.grids_within(&grids, [120.0, 30.0 + f64::from(i) * 1e-4], 300.0, None);
+    }
+    let cold_again = near.grids_within(&grids, cold, 300.0, None);
+    assert!(!Arc::ptr_eq(&cold_first, &cold_again));
+    assert_eq!(cold_first, cold_again);
+}
