@@ -46,9 +46,45 @@ struct Group {
     /// value of the label. Its size bounds the distinct values of any subset, so most
     /// evaluations end without looking at the items.
     distinct: Option<(Label, HashMap<Box<str>, u32>)>,
+    /// How many items match each of the first [`COUNTED_BITS`] conditions: `all` and
+    /// `sequence` need every condition, so a group (or the groups in reach) missing one is
+    /// passed over without looking at its items.
+    per_bit: [u32; COUNTED_BITS],
 }
 
+/// Conditions whose items each group counts (a rule with more is never passed over on
+/// the ones past it).
+const COUNTED_BITS: usize = 8;
+
 impl Group {
+    fn count_bits(&mut self, mask: u32, add: bool) {
+        for (bit, n) in self.per_bit.iter_mut().enumerate() {
+            if mask & (1 << bit) != 0 {
+                *n = if add { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
+    }
+
+    /// The conditions some item of the group matches (every one past [`COUNTED_BITS`]).
+    fn present(&self) -> u32 {
+        let counted = self
+            .per_bit
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .fold(0u32, |m, (bit, _)| m | (1 << bit));
+        counted | (u32::MAX << COUNTED_BITS)
+    }
+
+    /// Keeps the items `keep` says yes to.
+    fn retain(&mut self, keep: impl FnMut(&Item) -> bool) {
+        self.items.retain(keep);
+        self.per_bit = [0; COUNTED_BITS];
+        for mask in self.items.iter().map(|i| i.mask).collect::<Vec<_>>() {
+            self.count_bits(mask, true);
+        }
+    }
+
     /// Drops the items before `horizon`.
     fn trim(&mut self, horizon: i64) {
         while self.items.front().is_some_and(|i| i.at < horizon) {
@@ -60,6 +96,7 @@ impl Group {
         let Some(gone) = self.items.pop_front() else {
             return;
         };
+        self.count_bits(gone.mask, false);
         if let Some((label, values)) = &mut self.distinct {
             if let Some(v) = gone.obs.label(*label) {
                 if let Some(n) = values.get_mut(v) {
@@ -75,6 +112,7 @@ impl Group {
     /// Empties the group's items.
     fn clear(&mut self) {
         self.items.clear();
+        self.per_bit = [0; COUNTED_BITS];
         if let Some((_, values)) = &mut self.distinct {
             values.clear();
         }
@@ -95,12 +133,25 @@ impl Group {
                 }
             }
         }
+        self.count_bits(mask, true);
         self.items.push_back(Item {
             at: obs.at,
             seq,
             mask,
             obs: obs.clone(),
         });
+    }
+}
+
+/// The conditions the rule's pattern needs items of, all at once (`all`, `sequence`).
+fn needs_every(rule: &Rule) -> Option<u32> {
+    match rule.cfg.pattern {
+        Pattern::All => Some(rule.event_mask()),
+        Pattern::Sequence => Some(match rule.when.len() {
+            n if n >= 32 => u32::MAX,
+            n => (1u32 << n) - 1,
+        }),
+        Pattern::Count | Pattern::Absence => None,
     }
 }
 
@@ -160,6 +211,9 @@ impl Windows {
             if upper < rule.cfg.min_count as usize {
                 return None;
             }
+        }
+        if needs_every(rule).is_some_and(|need| group.present() & need != need) {
+            return None;
         }
         if rule.cfg.within_m.is_none() {
             // Every item counts: the group itself, without a copy.
@@ -233,11 +287,20 @@ impl Windows {
     ) -> Option<Vec<Arc<Obs>>> {
         let horizon = newest.at - rule.window_ms;
         let groups = self.groups.get_mut(ri)?;
+        let found: Vec<&Group> = read.iter().filter_map(|g| groups.get(&**g)).collect();
+        // Passed over without looking at the items when they cannot hold the pattern.
+        if let Some(need) = needs_every(rule) {
+            if found.iter().fold(0, |m, g| m | g.present()) & need != need {
+                return None;
+            }
+        }
+        if rule.cfg.pattern == Pattern::Count
+            && found.iter().map(|g| g.items.len()).sum::<usize>() < rule.cfg.min_count as usize
+        {
+            return None;
+        }
         let mut items: Vec<&Item> = Vec::new();
-        for g in read {
-            let Some(group) = groups.get(&**g) else {
-                continue;
-            };
+        for group in found {
             items.extend(
                 group
                     .items
@@ -252,7 +315,7 @@ impl Windows {
         used.sort_unstable();
         for g in read {
             if let Some(group) = groups.get_mut(&**g) {
-                group.items.retain(|i| used.binary_search(&i.seq).is_err());
+                group.retain(|i| used.binary_search(&i.seq).is_err());
             }
         }
         Some(fired)
@@ -527,6 +590,31 @@ kind = "smoke"
             Some(vec!["s-c".into(), "s-d".into()])
         );
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn a_group_knows_which_conditions_its_items_match() {
+        let ev = sensor("s-1", "smoke", "g1", SensorState::Alarm, 0);
+        let obs = Arc::new(Obs::sensor(0, &ev));
+        let mut g = Group::default();
+        let high = u32::MAX << COUNTED_BITS;
+        assert_eq!(g.present(), high);
+        g.push(1, 0b001, &obs);
+        g.push(2, 0b100, &obs);
+        g.push(3, 0b101, &obs);
+        assert_eq!(g.present(), high | 0b101);
+        g.pop_front();
+        assert_eq!(g.present(), high | 0b101);
+        g.retain(|i| i.seq != 3);
+        assert_eq!(g.present(), high | 0b100);
+        g.clear();
+        assert_eq!(g.present(), high);
+        // Under a flood the oldest go first, and their conditions with them.
+        g.push(0, 0b010, &obs);
+        for seq in 1..=MAX_GROUP_ITEMS as u64 {
+            g.push(seq, 0b001, &obs);
+        }
+        assert_eq!(g.present(), high | 0b001);
     }
 
     #[test]
