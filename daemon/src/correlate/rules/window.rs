@@ -211,6 +211,13 @@ impl Windows {
             if upper < rule.cfg.min_count as usize {
                 return None;
             }
+            // Adjacent grids: no connected set of the grids held is large enough.
+            if let (true, Some((Label::Grid, values))) = (rule.cfg.adjacent, &group.distinct) {
+                let held: Vec<&str> = values.keys().map(|g| &**g).collect();
+                if largest_component(&held, grids).len() < rule.cfg.min_count as usize {
+                    return None;
+                }
+            }
         }
         if needs_every(rule).is_some_and(|need| group.present() & need != need) {
             return None;
@@ -483,7 +490,8 @@ fn count<I: Borrow<Item>>(rule: &Rule, items: &[I], grids: &GridIndex) -> Option
         return None;
     }
     if rule.cfg.adjacent && label == Label::Grid {
-        let component = largest_component(&by_value, grids);
+        let held: Vec<&str> = by_value.iter().map(|(g, _)| *g).collect();
+        let component = largest_component(&held, grids);
         by_value.retain(|(g, _)| component.contains(g));
     }
     (by_value.len() >= min).then(|| {
@@ -494,11 +502,11 @@ fn count<I: Borrow<Item>>(rule: &Rule, items: &[I], grids: &GridIndex) -> Option
 }
 
 /// The largest set of the grids that are connected through shared borders.
-fn largest_component<'a>(by_grid: &[(&'a str, Arc<Obs>)], grids: &GridIndex) -> HashSet<&'a str> {
-    let all: HashSet<&str> = by_grid.iter().map(|(g, _)| *g).collect();
+fn largest_component<'a>(held: &[&'a str], grids: &GridIndex) -> HashSet<&'a str> {
+    let all: HashSet<&str> = held.iter().copied().collect();
     let mut seen: HashSet<&str> = HashSet::new();
     let mut best: HashSet<&str> = HashSet::new();
-    for (start, _) in by_grid {
+    for start in held {
         if seen.contains(start) {
             continue;
         }
