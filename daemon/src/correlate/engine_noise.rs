@@ -177,12 +177,12 @@ impl Engine {
 
     /// Flap bookkeeping for a reading; returns whether the sensor is flapping now.
     pub(super) fn note_flap(&mut self, ev: &SensorEvent) -> bool {
-        let cfg = self.cfg.flap.clone();
+        let (changes, window_secs) = (self.cfg.flap.changes, self.cfg.flap.window_secs);
         // Flapping only changes how normals close alerts: nothing to track otherwise.
-        if cfg.changes == 0 || !self.cfg.sensor_clear_on_normal || ev.state == SensorState::Fault {
+        if changes == 0 || !self.cfg.sensor_clear_on_normal || ev.state == SensorState::Fault {
             return false;
         }
-        let window = cfg.window_secs as i64 * 1000;
+        let window = window_secs as i64 * 1000;
         let f = &mut self.sensor_track(&ev.sensor_id).flap;
         let mut watch = false;
         if f.last.is_some_and(|s| s != ev.state) {
@@ -197,7 +197,7 @@ impl Engine {
         {
             f.changes.pop_front();
         }
-        if f.changes.len() >= cfg.changes as usize {
+        if f.changes.len() >= changes as usize {
             f.flapping = true;
         }
         f.normal_since = match ev.state {

@@ -377,13 +377,9 @@ impl NearCache {
     }
 
     /// Answers held (both generations).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.answers.len() + self.old.len()
-    }
-
-    /// Whether no answer is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

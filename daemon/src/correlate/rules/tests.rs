@@ -836,7 +836,7 @@ fn the_near_cache_keeps_the_points_in_use_across_generations() {
             Arc::ptr_eq(&first, &again),
             "recomputed after {i} other points"
         );
-        assert!(near.len() <= 8, "{} answers held", near.len());
+        assert!(near.held() <= 8, "{} answers held", near.held());
     }
     assert_eq!(&*first, &*want.into_boxed_slice());
     // A point asked once is dropped after two generations of others.

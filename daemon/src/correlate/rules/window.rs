@@ -79,10 +79,13 @@ impl Group {
     /// Keeps the items `keep` says yes to.
     fn retain(&mut self, keep: impl FnMut(&Item) -> bool) {
         self.items.retain(keep);
-        self.per_bit = [0; COUNTED_BITS];
-        for mask in self.items.iter().map(|i| i.mask).collect::<Vec<_>>() {
-            self.count_bits(mask, true);
+        let mut per_bit = [0u32; COUNTED_BITS];
+        for i in &self.items {
+            for (bit, n) in per_bit.iter_mut().enumerate() {
+                *n += (i.mask >> bit) & 1;
+            }
         }
+        self.per_bit = per_bit;
     }
 
     /// Drops the items before `horizon`.
@@ -553,9 +556,15 @@ mod tests {
     use crate::correlate::rules::{tests::sensor, RuleSet};
     use crate::domain::SensorState;
 
+    /// A rule set of the one rule `text` (a `[[rules]]` entry without its header).
+    fn one_rule(text: &str) -> RuleSet {
+        let cfg: crate::config::RuleConfig = toml::from_str(text).expect("rule parses");
+        RuleSet::new(&[cfg])
+    }
+
     #[test]
     fn distinct_values_are_counted_as_items_come_and_go() {
-        let cfg: crate::config::RuleConfig = toml::from_str(
+        let set = one_rule(
             r#"
 id = "two-sensors"
 title = "t"
@@ -568,9 +577,7 @@ window_secs = 60
 source = "sensor"
 kind = "smoke"
 "#,
-        )
-        .expect("rule parses");
-        let set = RuleSet::new(&[cfg]);
+        );
         let rule = &set.rules[0];
         let grids = GridIndex::default();
         let anchor: Arc<str> = Arc::from("g1");
@@ -629,7 +636,7 @@ kind = "smoke"
     fn an_absence_rule_waits_at_its_own_grid_and_cancels_without_making_groups() {
         use crate::correlate::rules::tests::camera;
         use gridsight_proto::v1::CameraEventKind as K;
-        let cfg: crate::config::RuleConfig = toml::from_str(
+        let set = one_rule(
             r#"
 id = "unattended"
 title = "t"
@@ -644,9 +651,7 @@ kind = "manhole_cover"
 source = "camera"
 event = "activity"
 "#,
-        )
-        .expect("rule parses");
-        let set = RuleSet::new(&[cfg]);
+        );
         let rule = &set.rules[0];
         let grids = GridIndex::default();
         let (own, next): (Arc<str>, Arc<str>) = (Arc::from("g1"), Arc::from("g2"));
