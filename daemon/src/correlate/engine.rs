@@ -143,6 +143,7 @@ impl Engine {
     pub fn set_grids(&mut self, grids: Arc<GridIndex>) {
         self.grids = grids;
         self.rules.near.clear();
+        self.rules.alerts.reindex(&self.grids);
     }
 
     /// Sets the silences in force (whenever one is created or expired). Open alerts are

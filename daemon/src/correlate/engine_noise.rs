@@ -93,6 +93,11 @@ pub struct SensorTrack {
     /// Whether a `sensor/{id}/…` key was ever bound in this engine: without one, a normal
     /// reading has no alert of its own to close, and no key is built for it.
     pub(crate) keyed: bool,
+    /// Index in the [`GridIndex`] of the grid its last reading named (checked against the
+    /// name on every use: a sensor may move, the grids may be reloaded).
+    ///
+    /// [`GridIndex`]: crate::domain::GridIndex
+    pub(crate) grid: Option<u32>,
 }
 
 /// The noise-control state of one engine.
@@ -214,6 +219,21 @@ impl Engine {
     /// The sensor's track, made when it is new.
     pub(super) fn sensor_track(&mut self, sensor: &str) -> &mut SensorTrack {
         self.sensors.track(sensor)
+    }
+
+    /// The index of the reading's grid, remembered on its sensor's track; `None` for a grid
+    /// the index does not know.
+    pub(super) fn reading_grid(&mut self, ev: &SensorEvent) -> Option<usize> {
+        let grids = &self.grids;
+        let t = self.sensors.track(&ev.sensor_id);
+        if let Some(ix) = t.grid.map(|i| i as usize) {
+            if grids.id_at(ix) == Some(ev.grid_id.as_str()) {
+                return Some(ix);
+            }
+        }
+        let ix = grids.index_of(&ev.grid_id);
+        t.grid = ix.and_then(|i| u32::try_from(i).ok());
+        ix
     }
 
     /// Whether a normal reading of `sensor` may close an alert of its own.

@@ -87,7 +87,7 @@ impl Engine {
         self.rules.windows.renumber(&map);
         self.rules
             .alerts
-            .rebuild(&set, self.open.values().map(|a| &**a));
+            .rebuild(&set, &self.grids, self.open.values().map(|a| &**a));
         self.rules.set = set;
     }
 
@@ -402,7 +402,7 @@ impl Engine {
         if !self.rules.alerts.has(ri, anchor) {
             return Vec::new();
         }
-        let ids = self.rules.alerts.take(ri, anchor);
+        let ids = self.rules.alerts.take(ri, &self.grids, anchor);
         let detail = format!("cleared: {} {} {}", obs.kind, obs.id, state_name(obs));
         ids.into_iter()
             .flat_map(|id| self.auto_resolve(&id, obs.evidence.clone(), detail.trim(), now))
@@ -558,7 +558,9 @@ impl Engine {
             return;
         }
         if let Some(ri) = self.rules.set.position(&alert.rule_id) {
-            self.rules.alerts.remove(ri, &alert.grid_id, &alert.id);
+            self.rules
+                .alerts
+                .remove(ri, &self.grids, &alert.grid_id, &alert.id);
         }
         self.rules.raised.remove(&alert.id);
     }
@@ -566,7 +568,7 @@ impl Engine {
     /// Records open rule alert `id` of `rule` at `anchor`.
     pub(super) fn index_rule_alert(&mut self, rule: &str, anchor: &str, id: String) {
         if let Some(ri) = self.rules.set.position(rule) {
-            self.rules.alerts.add(ri, anchor, id);
+            self.rules.alerts.add(ri, &self.grids, anchor, id);
         }
     }
 
@@ -574,12 +576,21 @@ impl Engine {
     /// kind and state, or a `clear` condition does and its rule has an alert open at one of
     /// the reading's anchors (most normal readings then cost nothing: no observation is
     /// built). Anchors are found from the grid alone; a `within_m` rule is assumed to care.
-    pub(super) fn rules_want_sensor(&self, ev: &crate::domain::SensorEvent) -> bool {
+    pub(super) fn rules_want_sensor(&mut self, ev: &crate::domain::SensorEvent) -> bool {
         let set = &self.rules.set;
         if set.sensor_when_wants(&ev.kind, ev.state) {
             return true;
         }
         let alerts = &self.rules.alerts;
+        if !set
+            .sensor_clearing_rules(&ev.kind, ev.state)
+            .any(|ri| alerts.any(ri))
+        {
+            return false;
+        }
+        // The reading's grid by index (remembered on its sensor): the tests below are bits.
+        let at = self.reading_grid(ev);
+        let (set, alerts, grids) = (&self.rules.set, &self.rules.alerts, &self.grids);
         let g = ev.grid_id.as_str();
         set.sensor_clearing_rules(&ev.kind, ev.state)
             .filter(|&ri| alerts.any(ri))
@@ -588,17 +599,20 @@ impl Engine {
                 if rule.within_m.is_some() {
                     return true;
                 }
+                let Some(at) = at else {
+                    // A grid the index does not know: only its own anchor, by name.
+                    return alerts.has(ri, g);
+                };
                 match rule.scope {
-                    Scope::Grid => alerts.has(ri, g),
+                    Scope::Grid => alerts.has_at(ri, at),
                     Scope::Neighbours => {
-                        alerts.has(ri, g)
-                            || self.grids.neighbours(g).iter().any(|n| alerts.has(ri, n))
+                        alerts.has_at(ri, at)
+                            || grids.neighbours(g).iter().any(|n| alerts.has(ri, n))
                     }
-                    Scope::Parent => self.grids.parent(g).is_some_and(|p| alerts.has(ri, p)),
-                    Scope::Tier => self
-                        .grids
-                        .ancestor_shared(g, rule.tier.unwrap_or(0))
-                        .is_some_and(|a| alerts.has(ri, a)),
+                    Scope::Parent => grids.parent_index(at).is_some_and(|p| alerts.has_at(ri, p)),
+                    Scope::Tier => grids
+                        .ancestor_index(at, rule.tier.unwrap_or(0))
+                        .is_some_and(|a| alerts.has_at(ri, a)),
                 }
             })
     }

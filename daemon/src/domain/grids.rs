@@ -127,16 +127,28 @@ impl GridIndex {
         self.ancestor_shared(grid, depth).map(|a| &**a)
     }
 
-    /// [`GridIndex::ancestor_at`], as a shared id.
-    pub fn ancestor_shared(&self, grid: &str, depth: usize) -> Option<&Arc<str>> {
-        let mut g = self.index_of(grid)?;
-        let own = self.depths[g];
+    /// The index of the parent of the grid with index `ix`.
+    pub fn parent_index(&self, ix: usize) -> Option<usize> {
+        *self.parents.get(ix)?
+    }
+
+    /// The index of the ancestor at exactly `depth` of the grid with index `ix` (itself at
+    /// its own depth); `None` when it is shallower than `depth` or `ix` is out of range.
+    pub fn ancestor_index(&self, ix: usize, depth: usize) -> Option<usize> {
+        let own = *self.depths.get(ix)?;
         if depth > own {
             return None;
         }
+        let mut g = ix;
         for _ in depth..own {
             g = self.parents[g]?;
         }
+        Some(g)
+    }
+
+    /// [`GridIndex::ancestor_at`], as a shared id.
+    pub fn ancestor_shared(&self, grid: &str, depth: usize) -> Option<&Arc<str>> {
+        let g = self.ancestor_index(self.index_of(grid)?, depth)?;
         Some(&self.names[g])
     }
 
