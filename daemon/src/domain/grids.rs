@@ -117,8 +117,7 @@ impl GridIndex {
 
     /// [`GridIndex::parent`], as a shared id.
     pub fn parent_shared(&self, grid: &str) -> Option<&Arc<str>> {
-        let p = self.parents[self.index_of(grid)?]?;
-        Some(&self.names[p])
+        self.names.get(self.parent_index(self.index_of(grid)?)?)
     }
 
     /// The ancestor of `grid` at exactly `depth` (the grid itself when that is its own
@@ -264,6 +263,15 @@ mod tests {
         assert_eq!(g.ancestor_at("c1", 3), None, "deeper than the grid");
         assert_eq!(g.ancestor_at("town", 2), None);
         assert_eq!(g.ancestor_at("missing", 0), None);
+        // The same by index.
+        let ix = |id: &str| g.index_of(id).expect("known grid");
+        assert_eq!(g.parent_index(ix("c1")), Some(ix("town")));
+        assert_eq!(g.parent_index(ix("county")), None);
+        assert_eq!(g.parent_index(g.len()), None, "out of range");
+        assert_eq!(g.ancestor_index(ix("c1"), 0), Some(ix("county")));
+        assert_eq!(g.ancestor_index(ix("c1"), 2), Some(ix("c1")));
+        assert_eq!(g.ancestor_index(ix("town"), 2), None);
+        assert_eq!(g.ancestor_index(g.len(), 0), None, "out of range");
     }
 
     #[test]
