@@ -16,7 +16,7 @@ build: deps
 
 ## Start the daemon on its built-in demo city; prints the dashboard URL and tokens.
 run: build
-	./target/release/gridsight demo
+	$(TARGET_DIR)/release/gridsight demo
 
 ## Everything: formatting, lints, unit, property and end-to-end tests.
 test: deps lint
@@ -29,7 +29,7 @@ lint:
 ## MQTT ingest benchmark: bare rumqttc subscriber vs the daemon, QoS 0 and 1, and latency.
 bench-mqtt: deps
 	$(CARGO) build --release -p gridsight -p gridsight-sim
-	./target/release/bench-mqtt --daemon target/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
+	$(TARGET_DIR)/release/bench-mqtt --daemon $(TARGET_DIR)/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl $(BENCH_ARGS)
 
 ## MQTT drain with the 50 bench rules on vs off: QoS 1 daemon phases alternating, median
 ## ratio rules ÷ no rules. `make bench-mqtt-rules BENCH_ARGS="--messages 100000 --rounds 5"`.
@@ -42,7 +42,7 @@ bench-mqtt-rules: deps
 bench-cameras:
 	@./scripts/install-deps.sh --bench
 	$(CARGO) build --release -p gridsight -p gridsight-farm -p gridsight-sim --bins --example farm_load
-	./target/release/bench-cameras --daemon target/release/gridsight --farm target/release/camera-farm --bare-client target/release/examples/farm_load $(BENCH_ARGS)
+	$(TARGET_DIR)/release/bench-cameras --daemon $(TARGET_DIR)/release/gridsight --farm $(TARGET_DIR)/release/camera-farm --bare-client $(TARGET_DIR)/release/examples/farm_load $(BENCH_ARGS)
 
 ## Snapshot benchmark: keyframe -> JPEG through the warm pool vs a fresh pipeline, throughput.
 bench-snapshot: deps
