@@ -57,6 +57,9 @@ pub struct Metrics {
     pub store_commits: Counter,
     /// Store transactions that failed (and were retried).
     pub store_commit_errors: Counter,
+    /// Write items the store refused for good (a constraint, a value too big): each was
+    /// answered with an error (or its MQTT packets acknowledged) and logged, not retried.
+    pub store_rejected: Counter,
     /// Time to commit one batch.
     pub store_commit_seconds: Histogram,
     /// From an event's arrival to its alert change being durable and on the bus.
@@ -136,6 +139,7 @@ impl Metrics {
             alert_changes: Counter::default(),
             store_commits: Counter::default(),
             store_commit_errors: Counter::default(),
+            store_rejected: Counter::default(),
             cameras_configured: Gauge::default(),
             cameras: Family::default(),
             camera_frames: Counter::default(),
@@ -231,6 +235,11 @@ impl Metrics {
             "store_commit_errors",
             "Store transactions failed and retried",
             m.store_commit_errors.clone(),
+        );
+        r.register(
+            "store_rejected",
+            "Write items refused for good by the store (logged, answered with an error)",
+            m.store_rejected.clone(),
         );
         r.register(
             "store_commit_seconds",

@@ -12,7 +12,11 @@
 //! - `seq` is dense and increasing over committed changes, and the bus carries them in
 //!   order; a change is on the bus only once it can be read back from the store;
 //! - a failed commit is retried with the same records and the same seqs until it succeeds
-//!   or the daemon stops, so a full disk stops acknowledgements instead of losing records.
+//!   or the daemon stops, so a full disk stops acknowledgements instead of losing records;
+//! - a failure that would repeat (a constraint, a value too big) is not retried: the batch
+//!   is written item by item and only the refused items are left out, each logged, counted
+//!   (`store_rejected`) and answered with [`StoreError::Refused`], so one bad record never
+//!   stops the writer.
 
 mod checkpoint;
 pub mod figures;
@@ -66,6 +70,24 @@ pub enum StoreError {
     /// A blocking read task failed.
     #[error("read task failed: {0}")]
     Join(String),
+    /// The database refused a write item for good (a constraint, a value too big); the
+    /// rest of its batch was stored.
+    #[error("refused by the database: {0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    /// Whether the database would refuse the same records again (so retrying cannot help).
+    pub fn is_permanent(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, C::ConstraintViolation | C::TooBig | C::TypeMismatch)
+            }
+            StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// One thing to write.

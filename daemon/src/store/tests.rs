@@ -216,3 +216,64 @@ async fn silences_are_kept_updated_listed_by_end_and_their_ids_go_on() {
     drop(store);
     writer.join().unwrap();
 }
+
+#[tokio::test]
+async fn a_refused_item_is_answered_alone_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (ack_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let Opened { store, writer } =
+        Store::open(&cfg(dir.path()), metrics.clone(), Some(ack_tx)).unwrap();
+    let mut bus = store.subscribe();
+    let incident = |id: &str| {
+        Record::Incident(pb::Incident {
+            id: id.into(),
+            idempotency_key: "same-key".into(),
+            grid_id: "g1".into(),
+            version: 1,
+            ..Default::default()
+        })
+    };
+    // Queued together, so they may share a batch: the second incident repeats the first's
+    // idempotency key (a unique constraint), the items around it are fine.
+    let (first, second, third) = (
+        store.write_and_wait(vec![incident("INC-1"), change("ALR-000001", 1, 10)]),
+        store.write_and_wait(vec![incident("INC-2"), change("ALR-000002", 1, 10)]),
+        store.write_and_wait(vec![change("ALR-000003", 1, 10)]),
+    );
+    let after = store.write(WriteItem {
+        records: vec![event(1)],
+        done: Done::MqttAcks(vec![MqttAck {
+            epoch: 1,
+            order: 0,
+            pkid: 9,
+        }]),
+    });
+    let (first, second, third, after) = tokio::join!(first, second, third, after);
+    first.unwrap();
+    third.unwrap();
+    after.unwrap();
+    let err = second.unwrap_err();
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    assert_eq!(acks.recv().await.unwrap()[0].pkid, 9);
+    // The refused item's change took no seq and went nowhere: seqs stay dense.
+    let published: Vec<(u64, String)> = [bus.recv().await.unwrap(), bus.recv().await.unwrap()]
+        .iter()
+        .map(|c| (c.seq, c.alert.as_ref().unwrap().id.clone()))
+        .collect();
+    assert_eq!(
+        published,
+        vec![(1, "ALR-000001".into()), (2, "ALR-000003".into())]
+    );
+    let (open, cursor) = store.read(read::open_alerts).await.unwrap();
+    assert_eq!((open.len(), cursor), (2, 2));
+    let kept = store
+        .read(|c| read::incident_by_key(c, "same-key"))
+        .await
+        .unwrap();
+    assert_eq!(kept.unwrap().id, "INC-1");
+    assert_eq!(metrics.store_rejected.get(), 1);
+    drop(store);
+    writer.join().unwrap();
+}

@@ -5,6 +5,11 @@
 //! publish alert changes on the bus. A commit that fails (disk full, read-only file) is
 //! retried with the same records and seqs, with backoff, so nothing is acknowledged that is
 //! not stored and nothing is lost while the disk recovers.
+//!
+//! A failure that would come again for the same records (a unique constraint, a value too
+//! big) is not retried as it is: the batch is written once more with a savepoint per item,
+//! the refused items are rolled back alone (their seqs given back, so seqs stay dense) and
+//! answered with [`StoreError::Refused`], and the rest commits.
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -13,7 +18,7 @@ use std::{
 
 use gridsight_proto::v1 as pb;
 use prost::Message;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Done, MqttAck, Record, SeqState, StoreError, WriteItem};
@@ -61,16 +66,26 @@ impl Writer {
     }
 
     /// Commits `batch` (retrying until it succeeds or the daemon stops), then acts on it.
+    ///
+    /// A failure the database will give again for the same records (a constraint, a value
+    /// too big) is not retried as it is: the batch is written again item by item, and only
+    /// the items refused are left out, each logged, counted and answered with its error.
     fn commit(&mut self, batch: &mut Vec<WriteItem>) {
         let mut attempt: u32 = 0;
-        let last_seq = loop {
+        let mut isolate = false;
+        let committed = loop {
             let started = Instant::now();
-            match self.try_commit(batch) {
-                Ok(last) => {
+            match self.try_commit(batch, isolate) {
+                Ok(done) => {
                     self.metrics
                         .store_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    break Some(last);
+                    break Some(done);
+                }
+                Err(e) if !isolate && e.is_permanent() => {
+                    self.metrics.store_commit_errors.inc();
+                    tracing::warn!(error = %e, items = batch.len(), "store refused a record; writing the batch item by item");
+                    isolate = true;
                 }
                 Err(e) => {
                     attempt += 1;
@@ -87,7 +102,7 @@ impl Writer {
                 }
             }
         };
-        let Some(last_seq) = last_seq else {
+        let Some((last_seq, refused)) = committed else {
             for item in batch.drain(..) {
                 if let Done::Reply(tx) = item.done {
                     let _ = tx.send(Err(StoreError::Closed));
@@ -97,6 +112,21 @@ impl Writer {
         };
         self.seqs.last.store(last_seq, Ordering::Release);
         self.metrics.store_commits.inc();
+        let mut acks = Vec::new();
+        // Refused items, last first, so each can be taken out of the batch by its index.
+        for (i, e) in refused.into_iter().rev() {
+            let item = batch.remove(i);
+            self.metrics.store_rejected.inc();
+            tracing::error!(error = %e, records = %describe(&item.records), "store refused a write item for good; it is not stored");
+            match item.done {
+                Done::Nothing => {}
+                // Redelivery would be refused the same way: acknowledge, it is logged above.
+                Done::MqttAcks(a) => acks.extend(a),
+                Done::Reply(tx) => {
+                    let _ = tx.send(Err(StoreError::Refused(e.to_string())));
+                }
+            }
+        }
         let mut acks = Vec::new();
         let (mut from_mqtt, mut changes, mut opened) = (0u64, 0u64, 0u64);
         let now_ms = crate::domain::now_ms();
@@ -143,151 +173,42 @@ impl Writer {
     }
 
     /// One transaction over the whole batch; returns the last seq it holds.
-    fn try_commit(&mut self, batch: &mut [WriteItem]) -> Result<u64, StoreError> {
+    ///
+    /// With `isolate`, each item is written under its own savepoint: an item the database
+    /// refuses for good ([`StoreError::is_permanent`]) is rolled back alone, its seqs given
+    /// back, and listed in the result; the rest commits.
+    fn try_commit(
+        &mut self,
+        batch: &mut [WriteItem],
+        isolate: bool,
+    ) -> Result<(u64, Vec<(usize, StoreError)>), StoreError> {
         let mut seq = self.seqs.last.load(Ordering::Acquire);
+        let mut refused = Vec::new();
         let tx = self.conn.transaction()?;
         {
-            let mut ins_event = tx.prepare_cached(
-                "INSERT OR IGNORE INTO sensor_events (id, sensor_id, kind, grid_id, state, reading, device_ms, receive_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut ins_incident = tx.prepare_cached(
-                "INSERT INTO incidents (id, idempotency_key, grid_id, category, reporter_id, status, reported_ms, version, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, version = excluded.version, blob = excluded.blob",
-            )?;
-            let mut ins_alert = tx.prepare_cached(
-                "INSERT INTO alerts (id, grid_id, severity, status, dedup_key, seq, version, first_ms, last_ms, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(id) DO UPDATE SET severity = excluded.severity, status = excluded.status,
-                   seq = excluded.seq, version = excluded.version, last_ms = excluded.last_ms, blob = excluded.blob",
-            )?;
-            let mut ins_change = tx.prepare_cached(
-                "INSERT INTO alert_changes (seq, alert_id, kind, at_ms, blob) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut ins_dead = tx.prepare_cached(
-                "INSERT INTO dead_letters (at_ms, topic, reason, error, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut ins_camera = tx.prepare_cached(
-                "INSERT INTO camera_events (camera_id, kind, at_ms, blob) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut ins_snapshot = tx.prepare_cached(
-                "INSERT OR REPLACE INTO snapshots (alert_id, camera_id, taken_ms, jpeg) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut ins_silence = tx.prepare_cached(
-                "INSERT INTO silences (id, end_ms, blob) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET end_ms = excluded.end_ms, blob = excluded.blob",
-            )?;
+            let mut st = Statements::prepare(&tx)?;
             let mut dead = 0u64;
-            for item in batch.iter_mut() {
-                for r in item.records.iter_mut() {
-                    match r {
-                        Record::SensorEvent { id, event: e } => {
-                            ins_event.execute(params![
-                                *id as i64,
-                                e.sensor_id,
-                                e.kind,
-                                e.grid_id,
-                                e.state.as_str(),
-                                e.reading,
-                                e.device_ms,
-                                e.receive_ms
-                            ])?;
-                        }
-                        Record::Incident(inc) => {
-                            ins_incident.execute(params![
-                                inc.id,
-                                inc.idempotency_key,
-                                inc.grid_id,
-                                inc.category,
-                                inc.reporter_id,
-                                inc.status,
-                                inc.reported_at
-                                    .as_ref()
-                                    .map(gridsight_proto::millis_from_ts)
-                                    .unwrap_or(0),
-                                inc.version as i64,
-                                inc.encode_to_vec()
-                            ])?;
-                            super::figures::write_steps(&tx, inc)?;
-                        }
-                        Record::AlertChange(change) => {
-                            seq += 1;
-                            change.seq = seq;
-                            let Some(alert) = change.alert.as_mut() else {
-                                continue;
-                            };
-                            alert.seq = seq;
-                            let ms = |t: &Option<prost_types::Timestamp>| {
-                                t.as_ref().map(gridsight_proto::millis_from_ts).unwrap_or(0)
-                            };
-                            ins_alert.execute(params![
-                                alert.id,
-                                alert.grid_id,
-                                alert.severity,
-                                alert.status,
-                                alert.dedup_key,
-                                seq as i64,
-                                alert.version as i64,
-                                ms(&alert.first_seen),
-                                ms(&alert.last_seen),
-                                alert.encode_to_vec()
-                            ])?;
-                            super::figures::write_alert_times(&tx, alert)?;
-                            let (id, at) = (alert.id.clone(), ms(&alert.updated_at));
-                            ins_change.execute(params![
-                                seq as i64,
-                                id,
-                                change.kind,
-                                at,
-                                change.encode_to_vec()
-                            ])?;
-                        }
-                        Record::CameraEvent(ev) => {
-                            let at = ev
-                                .time
-                                .as_ref()
-                                .map(gridsight_proto::millis_from_ts)
-                                .unwrap_or(0);
-                            ins_camera.execute(params![
-                                ev.camera_id,
-                                ev.kind,
-                                at,
-                                ev.encode_to_vec()
-                            ])?;
-                        }
-                        Record::Snapshot {
-                            alert_id,
-                            camera_id,
-                            taken_ms,
-                            jpeg,
-                        } => {
-                            ins_snapshot.execute(params![
-                                &*alert_id,
-                                &*camera_id,
-                                *taken_ms,
-                                &jpeg[..]
-                            ])?;
-                        }
-                        Record::Silence(s) => {
-                            ins_silence.execute(params![
-                                s.id,
-                                crate::correlate::silence::end_ms(s),
-                                s.encode_to_vec()
-                            ])?;
-                        }
-                        Record::DeadLetter {
-                            at_ms,
-                            topic,
-                            reason,
-                            error,
-                            payload,
-                        } => {
-                            dead += 1;
-                            ins_dead
-                                .execute(params![*at_ms, &*topic, *reason, &*error, &*payload])?;
-                        }
+            for (i, item) in batch.iter_mut().enumerate() {
+                if !isolate {
+                    for r in item.records.iter_mut() {
+                        st.write(&tx, r, &mut seq, &mut dead)?;
                     }
+                    continue;
+                }
+                tx.execute_batch("SAVEPOINT item")?;
+                let (seq_before, dead_before) = (seq, dead);
+                let written = item
+                    .records
+                    .iter_mut()
+                    .try_for_each(|r| st.write(&tx, r, &mut seq, &mut dead));
+                match written {
+                    Ok(()) => tx.execute_batch("RELEASE item")?,
+                    Err(e) if e.is_permanent() => {
+                        tx.execute_batch("ROLLBACK TO item; RELEASE item")?;
+                        (seq, dead) = (seq_before, dead_before);
+                        refused.push((i, e));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             if dead > 0 {
@@ -299,7 +220,190 @@ impl Writer {
             }
         }
         tx.commit()?;
-        Ok(seq)
+        Ok((seq, refused))
+    }
+}
+
+/// What a write item holds, for a log line: its first records by kind and id.
+fn describe(records: &[Record]) -> String {
+    let mut out = Vec::new();
+    for r in records.iter().take(4) {
+        out.push(match r {
+            Record::SensorEvent { event, .. } => format!("sensor event of {}", event.sensor_id),
+            Record::Incident(i) => format!("incident {} (key `{}`)", i.id, i.idempotency_key),
+            Record::AlertChange(c) => format!(
+                "alert change of {}",
+                c.alert.as_ref().map(|a| a.id.as_str()).unwrap_or("?")
+            ),
+            Record::Silence(s) => format!("silence {}", s.id),
+            Record::CameraEvent(e) => format!("camera event of {}", e.camera_id),
+            Record::Snapshot { alert_id, .. } => format!("snapshot for {alert_id}"),
+            Record::DeadLetter { topic, .. } => format!("dead letter from {topic}"),
+        });
+    }
+    if records.len() > 4 {
+        out.push(format!("and {} more", records.len() - 4));
+    }
+    out.join(", ")
+}
+
+/// The prepared (cached) insert statements of one transaction.
+struct Statements<'c> {
+    event: CachedStatement<'c>,
+    incident: CachedStatement<'c>,
+    alert: CachedStatement<'c>,
+    change: CachedStatement<'c>,
+    dead: CachedStatement<'c>,
+    camera: CachedStatement<'c>,
+    snapshot: CachedStatement<'c>,
+    silence: CachedStatement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
+        Ok(Statements {
+            event: tx.prepare_cached(
+                "INSERT OR IGNORE INTO sensor_events (id, sensor_id, kind, grid_id, state, reading, device_ms, receive_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?,
+            incident: tx.prepare_cached(
+                "INSERT INTO incidents (id, idempotency_key, grid_id, category, reporter_id, status, reported_ms, version, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, version = excluded.version, blob = excluded.blob",
+            )?,
+            alert: tx.prepare_cached(
+                "INSERT INTO alerts (id, grid_id, severity, status, dedup_key, seq, version, first_ms, last_ms, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(id) DO UPDATE SET severity = excluded.severity, status = excluded.status,
+                   seq = excluded.seq, version = excluded.version, last_ms = excluded.last_ms, blob = excluded.blob",
+            )?,
+            change: tx.prepare_cached(
+                "INSERT INTO alert_changes (seq, alert_id, kind, at_ms, blob) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            dead: tx.prepare_cached(
+                "INSERT INTO dead_letters (at_ms, topic, reason, error, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            camera: tx.prepare_cached(
+                "INSERT INTO camera_events (camera_id, kind, at_ms, blob) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            snapshot: tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (alert_id, camera_id, taken_ms, jpeg) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            silence: tx.prepare_cached(
+                "INSERT INTO silences (id, end_ms, blob) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET end_ms = excluded.end_ms, blob = excluded.blob",
+            )?,
+        })
+    }
+
+    /// Writes one record; an alert change takes the next `seq` (in the alert too).
+    fn write(
+        &mut self,
+        tx: &Connection,
+        r: &mut Record,
+        seq: &mut u64,
+        dead: &mut u64,
+    ) -> Result<(), StoreError> {
+        match r {
+            Record::SensorEvent { id, event: e } => {
+                self.event.execute(params![
+                    *id as i64,
+                    e.sensor_id,
+                    e.kind,
+                    e.grid_id,
+                    e.state.as_str(),
+                    e.reading,
+                    e.device_ms,
+                    e.receive_ms
+                ])?;
+            }
+            Record::Incident(inc) => {
+                self.incident.execute(params![
+                    inc.id,
+                    inc.idempotency_key,
+                    inc.grid_id,
+                    inc.category,
+                    inc.reporter_id,
+                    inc.status,
+                    inc.reported_at
+                        .as_ref()
+                        .map(gridsight_proto::millis_from_ts)
+                        .unwrap_or(0),
+                    inc.version as i64,
+                    inc.encode_to_vec()
+                ])?;
+                super::figures::write_steps(tx, inc)?;
+            }
+            Record::AlertChange(change) => {
+                *seq += 1;
+                change.seq = *seq;
+                let Some(alert) = change.alert.as_mut() else {
+                    return Ok(());
+                };
+                alert.seq = *seq;
+                let ms = |t: &Option<prost_types::Timestamp>| {
+                    t.as_ref().map(gridsight_proto::millis_from_ts).unwrap_or(0)
+                };
+                self.alert.execute(params![
+                    alert.id,
+                    alert.grid_id,
+                    alert.severity,
+                    alert.status,
+                    alert.dedup_key,
+                    *seq as i64,
+                    alert.version as i64,
+                    ms(&alert.first_seen),
+                    ms(&alert.last_seen),
+                    alert.encode_to_vec()
+                ])?;
+                super::figures::write_alert_times(tx, alert)?;
+                let (id, at) = (alert.id.clone(), ms(&alert.updated_at));
+                self.change.execute(params![
+                    *seq as i64,
+                    id,
+                    change.kind,
+                    at,
+                    change.encode_to_vec()
+                ])?;
+            }
+            Record::CameraEvent(ev) => {
+                let at = ev
+                    .time
+                    .as_ref()
+                    .map(gridsight_proto::millis_from_ts)
+                    .unwrap_or(0);
+                self.camera
+                    .execute(params![ev.camera_id, ev.kind, at, ev.encode_to_vec()])?;
+            }
+            Record::Snapshot {
+                alert_id,
+                camera_id,
+                taken_ms,
+                jpeg,
+            } => {
+                self.snapshot
+                    .execute(params![&*alert_id, &*camera_id, *taken_ms, &jpeg[..]])?;
+            }
+            Record::Silence(s) => {
+                self.silence.execute(params![
+                    s.id,
+                    crate::correlate::silence::end_ms(s),
+                    s.encode_to_vec()
+                ])?;
+            }
+            Record::DeadLetter {
+                at_ms,
+                topic,
+                reason,
+                error,
+                payload,
+            } => {
+                *dead += 1;
+                self.dead
+                    .execute(params![*at_ms, &*topic, *reason, &*error, &*payload])?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -97,6 +97,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::Unavailable | ApiError::Store(StoreError::Closed) => {
                 tonic::Status::unavailable(msg)
             }
+            ApiError::Store(StoreError::Refused(_)) => tonic::Status::failed_precondition(msg),
             ApiError::Store(_) => {
                 tracing::error!(error = %msg, "store error in an RPC");
                 tonic::Status::internal(msg)
