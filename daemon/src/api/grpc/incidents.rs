@@ -26,7 +26,7 @@ use crate::{
     correlate::Router,
     domain::now_ms,
     incidents::{lifecycle, Desk, DeskError, LifecycleError, StepRequest},
-    store::{read, Record, Store},
+    store::{read, Record, Store, StoreError},
     telemetry::{Metrics, StepLabel},
 };
 
@@ -147,6 +147,28 @@ pub fn validate_report(
     Ok(())
 }
 
+/// The in-flight claim on an idempotency key; released (and its waiters woken) on drop.
+struct Claim<'a> {
+    inflight: &'a DashMap<String, Arc<Notify>>,
+    key: &'a str,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.inflight
+            .remove_if(self.key, |_, n| Arc::ptr_eq(n, &self.notify));
+        self.notify.notify_waiters();
+    }
+}
+
+fn duplicate(incident: pb::Incident) -> pb::ReportIncidentResponse {
+    pb::ReportIncidentResponse {
+        incident: Some(incident),
+        duplicate: true,
+    }
+}
+
 impl IncidentApi {
     async fn by_key(&self, key: &str) -> Result<Option<pb::Incident>, ApiError> {
         let key = key.to_string();
@@ -162,17 +184,19 @@ impl IncidentApi {
         actor: &str,
     ) -> Result<pb::ReportIncidentResponse, ApiError> {
         validate_report(&mut r, self.router.grids())?;
-        loop {
+        let _claim = loop {
             if let Some(incident) = self.by_key(&r.idempotency_key).await? {
-                return Ok(pb::ReportIncidentResponse {
-                    incident: Some(incident),
-                    duplicate: true,
-                });
+                return Ok(duplicate(incident));
             }
             let waiter = match self.inflight.entry(r.idempotency_key.clone()) {
                 dashmap::Entry::Vacant(v) => {
-                    v.insert(Arc::new(Notify::new()));
-                    break;
+                    let notify = Arc::new(Notify::new());
+                    v.insert(notify.clone());
+                    break Claim {
+                        inflight: &self.inflight,
+                        key: &r.idempotency_key,
+                        notify,
+                    };
                 }
                 dashmap::Entry::Occupied(o) => o.get().clone(),
             };
@@ -190,12 +214,25 @@ impl IncidentApi {
             {
                 return Err(ApiError::Unavailable);
             }
+        };
+        // The claim is ours. Another call with this key may have committed and released its
+        // claim between our read above and our claim: read once more, now that no other call
+        // can commit this key until ours is released (when `_claim` drops, even if this call
+        // is cancelled by its client going away).
+        if let Some(incident) = self.by_key(&r.idempotency_key).await? {
+            return Ok(duplicate(incident));
         }
-        let result = self.create(r.clone(), actor).await;
-        if let Some((_, n)) = self.inflight.remove(&r.idempotency_key) {
-            n.notify_waiters();
+        match self.create(r.clone(), actor).await {
+            // The store holds this key after all (stored by a call this claim cannot see):
+            // answer with what it holds, as for any repeat.
+            Err(ApiError::Store(StoreError::Refused(e))) => {
+                match self.by_key(&r.idempotency_key).await? {
+                    Some(incident) => Ok(duplicate(incident)),
+                    None => Err(ApiError::Store(StoreError::Refused(e))),
+                }
+            }
+            other => other,
         }
-        result
     }
 
     async fn create(
