@@ -27,6 +27,8 @@ mod open_alert;
 mod rule_alerts;
 pub mod rules;
 mod sensor_book;
+#[cfg(test)]
+mod shard_tests;
 pub mod silence;
 
 use std::sync::Arc;
@@ -453,7 +455,20 @@ impl Shard {
         tracing::debug!(open = self.engine.open_count(), "shard drained");
     }
 
+    /// A peer's request, after what was already queued here.
+    ///
+    /// A request follows from messages routed here before it: the router queues a reading
+    /// (or camera event, or incident) on its own shard before it sends the rule copy to the
+    /// peer, and the peer asks only after handling that copy. So the messages queued now
+    /// are handled first (as many as are queued, not what keeps arriving), and the alert
+    /// the request names exists when it is read.
     async fn control(&mut self, ctl: Control) -> Result<(), StoreError> {
+        for _ in 0..self.rx.len() {
+            match self.rx.try_recv() {
+                Ok(msg) => self.handle(msg).await?,
+                Err(_) => break,
+            }
+        }
         match ctl {
             Control::Merge { key, into, rule } => {
                 let changes = self.engine.merge_foreign(&key, &into, &rule, now_ms());
