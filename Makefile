@@ -18,9 +18,18 @@ build: deps
 run: build
 	$(TARGET_DIR)/release/gridsight demo
 
-## Everything: formatting, lints, unit, property and end-to-end tests.
+## Everything: formatting, lints, unit, property and end-to-end tests, then a short smoke
+## run of each benchmark. Tests run under cargo-nextest (on the machine), whose settings in
+## .config/nextest.toml stop a hung test after 5 minutes and name it; cargo test otherwise.
 test: deps lint
-	$(CARGO) test --workspace --all-targets
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace --lib --bins --tests --examples"; \
+		$(CARGO) nextest run --workspace --lib --bins --tests --examples; \
+	else \
+		echo "cargo-nextest not found: cargo test (no per-test time limit)"; \
+		$(CARGO) test --workspace --lib --bins --tests --examples; \
+	fi
+	$(CARGO) test --workspace --bench '*'
 
 lint:
 	$(CARGO) fmt --all -- --check

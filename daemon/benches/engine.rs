@@ -14,7 +14,8 @@
 //! one in every pass). `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration
 //! alone, for a profiler; `ENGINE_BENCH_PER_RULE=1` then runs each rule alone and prints
 //! what it adds to the baseline, costliest first; `ENGINE_BENCH_RULES=id,id` keeps only
-//! the rules named.
+//! the rules named. Under `cargo test` (no `--bench` argument) the defaults are 20,000
+//! events and one round: a smoke run, not a measurement.
 
 #[path = "engine/county.rs"]
 mod county;
@@ -300,8 +301,12 @@ fn print_breakdown(label: &str, r: &Run) {
 }
 
 fn main() {
-    let n = env_or("ENGINE_BENCH_EVENTS", 200_000).max(1);
-    let rounds = env_or("ENGINE_BENCH_ROUNDS", 5).max(1);
+    // `cargo bench` passes `--bench`; `cargo test` (a smoke run in `make test`) does not,
+    // and then a short run shows the bench works without measuring anything.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let (events_default, rounds_default) = if measuring { (200_000, 5) } else { (20_000, 1) };
+    let n = env_or("ENGINE_BENCH_EVENTS", events_default).max(1);
+    let rounds = env_or("ENGINE_BENCH_ROUNDS", rounds_default).max(1);
     let breakdown = env_or("ENGINE_BENCH_BREAKDOWN", 1) != 0;
     let only = std::env::var("ENGINE_BENCH_ONLY").unwrap_or_default();
     let batch = env_or("ENGINE_BENCH_BATCH", 64).max(1);
