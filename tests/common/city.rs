@@ -19,25 +19,7 @@ use super::*;
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Mains power lost in two grids of the county: one county alert, cleared by power back.
-pub const OUTAGE: &str = r#"
-[[rules]]
-id = "power-outage"
-title = "Power outage in {count} grids"
-severity = "critical"
-pattern = "count"
-min_count = 2
-distinct = "grid"
-scope = "tier"
-tier = 0
-window_secs = 60
-[[rules.when]]
-source = "sensor"
-kind = "mains_power"
-[[rules.clear]]
-source = "sensor"
-kind = "mains_power"
-state = "normal"
-"#;
+pub const OUTAGE: &str = include_str!("outage-rule.toml");
 
 /// The tiled town's `[[grids]]`.
 pub fn town() -> String {

@@ -13,21 +13,7 @@ use crate::{
 };
 
 /// Two alarms in two towns (two shards): one county alert.
-const OUTAGE: &str = r#"
-[[rules]]
-id = "power-outage"
-title = "Power outage in {count} grids"
-severity = "critical"
-pattern = "count"
-min_count = 2
-distinct = "grid"
-scope = "tier"
-tier = 0
-window_secs = 60
-[[rules.when]]
-source = "sensor"
-kind = "mains_power"
-"#;
+const OUTAGE: &str = include_str!("../../../tests/common/outage-rule.toml");
 
 /// As the ingest does: one batch per shard, then the copies for other shards' anchors.
 async fn route(router: &Router, store: &Store, readings: &[SensorEvent]) {
