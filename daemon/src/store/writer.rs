@@ -127,7 +127,6 @@ impl Writer {
                 }
             }
         }
-        let mut acks = Vec::new();
         let (mut from_mqtt, mut changes, mut opened) = (0u64, 0u64, 0u64);
         let now_ms = crate::domain::now_ms();
         for item in batch.drain(..) {
