@@ -169,6 +169,7 @@ fn run(
     per_kind: bool,
     batch: usize,
 ) -> Run {
+    let prefetch = env_or("ENGINE_BENCH_PREFETCH", 1) != 0;
     let mut e = Engine::new(CorrelationConfig::default(), Arc::new(Ids::default()));
     e.set_grids(county.grids.clone());
     e.set_rules(rules.clone());
@@ -200,7 +201,7 @@ fn run(
             slot.2 += allocations() - a;
         }
     };
-    for ev in events {
+    for (i, ev) in events.iter().enumerate() {
         let is_reading = matches!(ev.event, Event::Sensor(..));
         if in_batch > 0 && (!is_reading || in_batch >= batch || ev.at >= next_tick) {
             step(&mut e, &mut out, BATCH_END_SLOT, &mut |e| {
@@ -216,8 +217,27 @@ fn run(
                 out.window_items.1 = out.window_items.1.max(e.rule_window_items());
             }
         }
+        // The readings of this batch, as the shard has them (see `ShardMsg::Sensors`).
+        let batch_readings = || {
+            events[i..]
+                .iter()
+                .take(batch - in_batch)
+                .take_while(|n| n.at < next_tick)
+                .map_while(|n| match &n.event {
+                    Event::Sensor(_, r) => Some(r),
+                    _ => None,
+                })
+        };
         if is_reading && in_batch == 0 {
             e.begin_batch();
+            if prefetch {
+                e.prefetch_batch(batch_readings());
+            }
+        }
+        if is_reading && prefetch {
+            if let Some(next) = batch_readings().nth(1) {
+                e.prefetch_next(next);
+            }
         }
         in_batch += usize::from(is_reading);
         step(

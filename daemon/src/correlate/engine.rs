@@ -290,6 +290,20 @@ impl Engine {
         self.open.len()
     }
 
+    /// Before a batch of readings: brings the table buckets of their sensors into the
+    /// cache, so the lookups of the batch do not each wait for memory in turn.
+    pub fn prefetch_batch<'a>(&self, readings: impl Iterator<Item = &'a SensorEvent>) {
+        for ev in readings {
+            self.sensors.prefetch_bucket(&ev.sensor_id);
+        }
+    }
+
+    /// One reading ahead in a batch: brings the next reading's sensor into the cache while
+    /// this one is handled.
+    pub fn prefetch_next(&self, next: &SensorEvent) {
+        self.sensors.prefetch_track(&next.sensor_id);
+    }
+
     /// Whether this reading repeats the sensor's previous one exactly (a redelivery).
     pub fn is_repeat(&mut self, ev: &SensorEvent) -> bool {
         let sig = Some((ev.device_ms, ev.state, ev.reading.map(f64::to_bits)));

@@ -513,7 +513,12 @@ impl Shard {
                 let mut acks = Vec::with_capacity(batch.len());
                 // Repeats of one alert within the batch go out once, at its end.
                 self.engine.begin_batch();
-                for SensorIn { id, event, ack } in batch {
+                self.engine.prefetch_batch(batch.iter().map(|s| &s.event));
+                let mut batch = batch.into_iter().peekable();
+                while let Some(SensorIn { id, event, ack }) = batch.next() {
+                    if let Some(next) = batch.peek() {
+                        self.engine.prefetch_next(&next.event);
+                    }
                     if self.engine.is_repeat(&event) {
                         self.metrics.mqtt_duplicates.inc();
                     } else {
