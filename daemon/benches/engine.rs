@@ -32,6 +32,7 @@ use std::{
 use gridsight::{
     config::{CorrelationConfig, RuleConfig},
     correlate::{engine::Engine, rules::RuleSet},
+    domain::AlertChange,
     store::Ids,
 };
 use gridsight_proto::v1 as pb;
@@ -141,7 +142,7 @@ impl Run {
         n as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn tally(&mut self, changes: &[pb::AlertChange]) {
+    fn tally(&mut self, changes: &[AlertChange]) {
         self.changes += changes.len() as u64;
         for a in changes
             .iter()
@@ -188,7 +189,7 @@ fn run(
     let step = |e: &mut Engine,
                 out: &mut Run,
                 slot: usize,
-                f: &mut dyn FnMut(&mut Engine) -> Vec<pb::AlertChange>| {
+                f: &mut dyn FnMut(&mut Engine) -> Vec<AlertChange>| {
         let t = per_kind.then(|| (Instant::now(), allocations()));
         let changes = f(e);
         e.note(&changes);

@@ -14,6 +14,7 @@
 //! replaces this module behind the same inputs and outputs ([`Engine::on_sensor`],
 //! [`Engine::on_incident`], [`Engine::command`]).
 
+use crate::domain::AlertChange;
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
@@ -161,7 +162,7 @@ impl Engine {
     }
 
     /// Ends a batch at `now` (ms): the held-back updates that are due.
-    pub fn end_batch(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    pub fn end_batch(&mut self, now: i64) -> Vec<AlertChange> {
         self.batching = false;
         self.flush_folds(now)
     }
@@ -171,7 +172,7 @@ impl Engine {
     /// passed since its last change went out, in its latest state (so a county-wide alert
     /// that a thousand alarms a second fold into costs one update a second, not a
     /// thousand). Returns the `Updated` changes due at `now`, in the order they fell due.
-    fn flush_folds(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    fn flush_folds(&mut self, now: i64) -> Vec<AlertChange> {
         if !self.held.any_due(now) {
             return Vec::new();
         }
@@ -180,14 +181,14 @@ impl Engine {
     }
 
     /// The `Updated` changes of held alerts that are still open at the version held.
-    fn send_held(&mut self, held: Vec<(String, u64)>) -> Vec<pb::AlertChange> {
+    fn send_held(&mut self, held: Vec<(String, u64)>) -> Vec<AlertChange> {
         let mut out = Vec::with_capacity(held.len());
         for (id, version) in held {
             let Some(alert) = self.open.get_mut(&id).filter(|a| a.version == version) else {
                 continue;
             };
             alert.version += 1;
-            out.push(pb::AlertChange {
+            out.push(AlertChange {
                 seq: 0,
                 kind: pb::ChangeKind::Updated as i32,
                 alert: Some(alert.to_pb()),
@@ -198,17 +199,13 @@ impl Engine {
 
     /// Every held-back update, due or not (when the shard stops, so that nothing folded is
     /// lost from the store).
-    pub fn drain(&mut self) -> Vec<pb::AlertChange> {
+    pub fn drain(&mut self) -> Vec<AlertChange> {
         let all = self.held.take_all();
         self.send_held(all)
     }
 
     /// Ends a public call at `now`: outside a batch, appends the held-back updates due.
-    pub(super) fn finish(
-        &mut self,
-        mut out: Vec<pb::AlertChange>,
-        now: i64,
-    ) -> Vec<pb::AlertChange> {
+    pub(super) fn finish(&mut self, mut out: Vec<AlertChange>, now: i64) -> Vec<AlertChange> {
         if !self.batching {
             out.extend(self.flush_folds(now));
         }
@@ -217,14 +214,14 @@ impl Engine {
 
     /// Registers (or withdraws) the changed alerts as inhibitors; call with every batch of
     /// changes this engine produced.
-    pub fn note(&self, changes: &[pb::AlertChange]) {
+    pub fn note(&self, changes: &[AlertChange]) {
         for a in changes.iter().filter_map(|c| c.alert.as_ref()) {
             self.track_inhibitor(a);
         }
     }
 
     /// Timers: rule deadlines and quiet clears. Called about once a second.
-    pub fn tick(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    pub fn tick(&mut self, now: i64) -> Vec<AlertChange> {
         let mut out = self.tick_rules(now);
         out.extend(self.tick_noise(now));
         out.extend(self.tick_groups(now));
@@ -233,7 +230,7 @@ impl Engine {
     }
 
     /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
-    pub fn raise(&mut self, r: RaiseAlert, now: i64) -> Vec<pb::AlertChange> {
+    pub fn raise(&mut self, r: RaiseAlert, now: i64) -> Vec<AlertChange> {
         if let Some(id) = self.resolve_key(&r.key) {
             let out = self.fold(&id, r.evidence, now, None);
             return self.finish(out, now);
@@ -312,7 +309,7 @@ impl Engine {
 
     /// A sensor reading (with its stored id); returns the alert changes it causes: its
     /// single-source alert first, then what the rules make of it.
-    pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
+    pub fn on_sensor(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<AlertChange> {
         let mut out = self.on_sensor_base(event_id, ev);
         if self.rules_want_sensor(ev) {
             let rules = self.observe_after(Obs::sensor(event_id, ev), ev.receive_ms, &out);
@@ -321,7 +318,7 @@ impl Engine {
         self.finish(out, ev.receive_ms)
     }
 
-    fn on_sensor_base(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
+    fn on_sensor_base(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<AlertChange> {
         let flapping = self.note_flap(ev);
         if ev.state == SensorState::Normal {
             return self.on_normal(ev, flapping);
@@ -332,14 +329,14 @@ impl Engine {
             self.mark_flapping(&key);
             for c in &mut out {
                 if let Some(a) = c.alert.as_mut().filter(|a| a.dedup_key == key) {
-                    a.flapping = true;
+                    Arc::make_mut(a).flapping = true;
                 }
             }
         }
         out
     }
 
-    fn on_sensor_alert(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<pb::AlertChange> {
+    fn on_sensor_alert(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<AlertChange> {
         let now = ev.receive_ms;
         let (key, severity, title) = match ev.state {
             SensorState::Normal => return Vec::new(),
@@ -379,7 +376,7 @@ impl Engine {
         &mut self,
         mut inc: pb::Incident,
         now: i64,
-    ) -> (pb::Incident, Vec<pb::AlertChange>) {
+    ) -> (pb::Incident, Vec<AlertChange>) {
         let key = format!("incident/{}", inc.id);
         let severity = self.cfg.incident_severity;
         let mut shown = inc.clone();
@@ -421,7 +418,7 @@ impl Engine {
     }
 
     /// An operator's command; returns the change, or why it was refused.
-    pub fn command(&mut self, cmd: &Command, now: i64) -> Result<pb::AlertChange, CommandError> {
+    pub fn command(&mut self, cmd: &Command, now: i64) -> Result<AlertChange, CommandError> {
         let Some(alert) = self.open.get_mut(&cmd.alert_id) else {
             return Err(CommandError::NotOpen(cmd.alert_id.clone()));
         };
@@ -453,7 +450,7 @@ impl Engine {
         }
         alert.version += 1;
         alert.updated_at = Some(ts_from_millis(now));
-        let change = pb::AlertChange {
+        let change = AlertChange {
             seq: 0,
             kind: kind as i32,
             alert: Some(alert.to_pb()),
@@ -472,7 +469,7 @@ impl Engine {
         grid: &str,
         evidence: pb::Evidence,
         now: i64,
-    ) -> pb::AlertChange {
+    ) -> AlertChange {
         let id = self.ids.next_alert();
         let at = Some(ts_from_millis(now));
         let alert = pb::Alert {
@@ -504,8 +501,10 @@ impl Engine {
             .entry(grid.to_string())
             .or_default()
             .push(id.clone());
-        self.open.insert(id, alert.clone().into());
-        pb::AlertChange {
+        let open = OpenAlert::from(alert);
+        let alert = open.to_pb();
+        self.open.insert(id, open);
+        AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Opened as i32,
             alert: Some(alert),
@@ -520,7 +519,7 @@ impl Engine {
         ev: pb::Evidence,
         now: i64,
         joining: Option<Severity>,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let Some(alert) = self.open.get_mut(id) else {
             return Vec::new();
         };
@@ -560,7 +559,7 @@ impl Engine {
             return Vec::new();
         }
         alert.version += 1;
-        vec![pb::AlertChange {
+        vec![AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Updated as i32,
             alert: Some(alert.to_pb()),
@@ -626,7 +625,7 @@ impl Engine {
         into: &str,
         rule: &str,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let Some(bid) = self.by_key.get(key).cloned() else {
             return Vec::new();
         };

@@ -11,6 +11,7 @@
 //! [`MAX_ALERT_CAMERAS`] covering its grid) and one snapshot reference per camera, whose
 //! picture the daemon takes as the alert opens.
 
+use crate::domain::AlertChange;
 use gridsight_proto::{ts_from_millis, v1 as pb};
 
 use super::{has, Engine, Source};
@@ -65,7 +66,7 @@ impl Engine {
 
     /// A camera event; returns the alert changes it causes: its own alert first, then what
     /// the rules make of it.
-    pub fn on_camera(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
+    pub fn on_camera(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<AlertChange> {
         let mut out = self.on_camera_base(ev, now);
         let name = super::super::rules::camera_event_name(ev.kind);
         let set = &self.rules.set;
@@ -79,7 +80,7 @@ impl Engine {
         self.finish(out, now)
     }
 
-    fn on_camera_base(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<pb::AlertChange> {
+    fn on_camera_base(&mut self, ev: &pb::CameraEvent, now: i64) -> Vec<AlertChange> {
         use pb::CameraEventKind as K;
         let Some(grid) = ev.grid_ids.first().cloned() else {
             return Vec::new();
@@ -152,7 +153,7 @@ impl Engine {
         evidence: pb::Evidence,
         detail: &str,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let Some(alert) = self.open.get_mut(id) else {
             return Vec::new();
         };
@@ -167,7 +168,7 @@ impl Engine {
         alert.version += 1;
         alert.last_seen = Some(ts_from_millis(now));
         alert.updated_at = alert.last_seen;
-        let change = pb::AlertChange {
+        let change = AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Resolved as i32,
             alert: Some(alert.to_pb()),

@@ -10,6 +10,7 @@
 //! resolved by `gridsight` when its last member closes. Members stay alerts of their
 //! own: acknowledging or resolving them works as before.
 
+use crate::domain::AlertChange;
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 
@@ -33,7 +34,7 @@ pub struct Group {
 pub type Groups = HashMap<String, Group>;
 
 impl Engine {
-    pub(super) fn tick_groups(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    pub(super) fn tick_groups(&mut self, now: i64) -> Vec<AlertChange> {
         if self.cfg.groups.is_empty() {
             return Vec::new();
         }
@@ -90,7 +91,7 @@ impl Engine {
         grid: &str,
         members: Vec<String>,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let cfg = &self.cfg.groups[gi];
         let (wait, interval, min) = (
             cfg.group_wait_secs as i64 * 1000,
@@ -164,7 +165,7 @@ impl Engine {
                 a.parent_id = parent.clone();
                 a.version += 1;
                 a.updated_at = Some(ts_from_millis(now));
-                out.push(pb::AlertChange {
+                out.push(AlertChange {
                     seq: 0,
                     kind: pb::ChangeKind::Updated as i32,
                     alert: Some(a.to_pb()),
@@ -203,7 +204,7 @@ impl Engine {
                 p.version += 1;
                 p.last_seen = Some(ts_from_millis(now));
                 p.updated_at = p.last_seen;
-                out.push(pb::AlertChange {
+                out.push(AlertChange {
                     seq: 0,
                     kind: pb::ChangeKind::Updated as i32,
                     alert: Some(p.to_pb()),

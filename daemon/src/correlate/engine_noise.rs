@@ -17,6 +17,7 @@
 //!   grows, `escalated_to` names the grid of the next tier up, and an `ESCALATED` change
 //!   goes out. Acknowledging stops it.
 
+use crate::domain::AlertChange;
 use std::{
     collections::VecDeque,
     sync::{
@@ -242,7 +243,7 @@ impl Engine {
     }
 
     /// A normal reading: resolves the sensor's own alarm alert (unless flapping).
-    pub(super) fn on_normal(&mut self, ev: &SensorEvent, flapping: bool) -> Vec<pb::AlertChange> {
+    pub(super) fn on_normal(&mut self, ev: &SensorEvent, flapping: bool) -> Vec<AlertChange> {
         if !self.cfg.sensor_clear_on_normal {
             return Vec::new();
         }
@@ -264,7 +265,7 @@ impl Engine {
                     a.flapping = true;
                     a.version += 1;
                     a.updated_at = Some(ts_from_millis(ev.receive_ms));
-                    vec![pb::AlertChange {
+                    vec![AlertChange {
                         seq: 0,
                         kind: pb::ChangeKind::Updated as i32,
                         alert: Some(a.to_pb()),
@@ -288,14 +289,14 @@ impl Engine {
     }
 
     /// The timers of noise control: flap quiet, mutes, escalation.
-    pub(super) fn tick_noise(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    pub(super) fn tick_noise(&mut self, now: i64) -> Vec<AlertChange> {
         let mut out = self.tick_flaps(now);
         out.extend(self.remute(now));
         out.extend(self.escalate(now));
         out
     }
 
-    fn tick_flaps(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    fn tick_flaps(&mut self, now: i64) -> Vec<AlertChange> {
         if !self.cfg.sensor_clear_on_normal || self.cfg.flap.changes == 0 {
             return Vec::new();
         }
@@ -357,7 +358,7 @@ impl Engine {
     }
 
     /// Re-checks silences and inhibitions of every open alert when something changed.
-    fn remute(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    fn remute(&mut self, now: i64) -> Vec<AlertChange> {
         let v = self.noise.inhibitors.version();
         let edge = self
             .silences
@@ -389,7 +390,7 @@ impl Engine {
                 a.inhibited_by = inhibited;
                 a.version += 1;
                 a.updated_at = Some(ts_from_millis(now));
-                out.push(pb::AlertChange {
+                out.push(AlertChange {
                     seq: 0,
                     kind: pb::ChangeKind::Updated as i32,
                     alert: Some(a.to_pb()),
@@ -399,7 +400,7 @@ impl Engine {
         out
     }
 
-    fn escalate(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    fn escalate(&mut self, now: i64) -> Vec<AlertChange> {
         if self.cfg.escalation.is_empty() {
             return Vec::new();
         }
@@ -451,7 +452,7 @@ impl Engine {
             a.escalated_to = to;
             a.version += 1;
             a.updated_at = Some(ts_from_millis(now));
-            out.push(pb::AlertChange {
+            out.push(AlertChange {
                 seq: 0,
                 kind: pb::ChangeKind::Escalated as i32,
                 alert: Some(a.to_pb()),

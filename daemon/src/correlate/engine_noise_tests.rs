@@ -1,6 +1,7 @@
 //! Tests of noise control on the pure engine: flap suppression, inhibition, silences
 //! over time, escalation.
 
+use crate::domain::AlertChange;
 use std::sync::Arc;
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
@@ -24,8 +25,11 @@ fn engine(cfg: CorrelationConfig) -> Engine {
     e
 }
 
-fn alerts(changes: &[pb::AlertChange]) -> Vec<pb::Alert> {
-    changes.iter().filter_map(|c| c.alert.clone()).collect()
+fn alerts(changes: &[AlertChange]) -> Vec<pb::Alert> {
+    changes
+        .iter()
+        .filter_map(|c| c.alert.as_deref().cloned())
+        .collect()
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! key has one writer; while replaying the journal after a restart, windows are rebuilt
 //! but nothing is emitted.
 
+use crate::domain::AlertChange;
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
@@ -129,7 +130,7 @@ impl Engine {
     }
 
     /// Offers an event to the rules; returns the alert changes.
-    pub fn observe(&mut self, obs: Obs, now: i64) -> Vec<pb::AlertChange> {
+    pub fn observe(&mut self, obs: Obs, now: i64) -> Vec<AlertChange> {
         let out = self.observe_after(obs, now, &[]);
         self.finish(out, now)
     }
@@ -140,8 +141,8 @@ impl Engine {
         &mut self,
         obs: Obs,
         now: i64,
-        base: &[pb::AlertChange],
-    ) -> Vec<pb::AlertChange> {
+        base: &[AlertChange],
+    ) -> Vec<AlertChange> {
         let set = self.rules.set.clone();
         let mut out = Vec::new();
         if set.candidates_for(&obs).is_empty() {
@@ -193,7 +194,7 @@ impl Engine {
         mask: u32,
         obs: &Arc<Obs>,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let replaying = self.rules.replaying;
         match rule.cfg.action {
             RuleAction::Open => self.offer_open(rule, ri, anchor, mask, obs, now),
@@ -234,7 +235,7 @@ impl Engine {
         mask: u32,
         obs: &Arc<Obs>,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let replaying = self.rules.replaying;
         if replaying || self.rules.alerts.has(ri, anchor) {
             if let Some(changes) = self.fold_rule_key(rule, ri, anchor, obs, now) {
@@ -267,7 +268,7 @@ impl Engine {
         key: String,
         evidence: Vec<Arc<Obs>>,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let newest = evidence.last().cloned();
         let title = render_title(rule, anchor, evidence.len(), newest.as_deref(), self);
         let labels = newest
@@ -356,7 +357,7 @@ impl Engine {
         into: &str,
         rule: &str,
         now: i64,
-    ) -> Option<(pb::AlertChange, u64, i64)> {
+    ) -> Option<(AlertChange, u64, i64)> {
         let alert = self.open.get_mut(bid)?;
         if !alert.rule_id.is_empty() {
             return None;
@@ -367,7 +368,7 @@ impl Engine {
         alert.note = format!("merged into {into} by rule {rule}");
         alert.version += 1;
         alert.updated_at = Some(ts_from_millis(now));
-        let change = pb::AlertChange {
+        let change = AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Resolved as i32,
             alert: Some(alert.to_pb()),
@@ -398,7 +399,7 @@ impl Engine {
         anchor: &str,
         obs: &Obs,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         if !self.rules.alerts.has(ri, anchor) {
             return Vec::new();
         }
@@ -477,7 +478,7 @@ impl Engine {
             .map(|a| &**a)
     }
 
-    fn raise_one(&mut self, rule: &Rule, id: &str, obs: &Obs, now: i64) -> Vec<pb::AlertChange> {
+    fn raise_one(&mut self, rule: &Rule, id: &str, obs: &Obs, now: i64) -> Vec<AlertChange> {
         let Some(alert) = self.open.get_mut(id) else {
             return Vec::new();
         };
@@ -496,7 +497,7 @@ impl Engine {
             .entry(id.to_string())
             .or_default()
             .push(rule.cfg.id.clone());
-        vec![pb::AlertChange {
+        vec![AlertChange {
             seq: 0,
             kind: pb::ChangeKind::Updated as i32,
             alert: Some(alert.to_pb()),
@@ -504,7 +505,7 @@ impl Engine {
     }
 
     /// Timers of the rules: `absence` deadlines and quiet clears. Called about once a second.
-    pub fn tick_rules(&mut self, now: i64) -> Vec<pb::AlertChange> {
+    pub fn tick_rules(&mut self, now: i64) -> Vec<AlertChange> {
         let set = self.rules.set.clone();
         let mut out = Vec::new();
         for (ri, anchor, obs) in self.rules.windows.due(now) {
@@ -539,7 +540,7 @@ impl Engine {
         out
     }
 
-    fn auto_resolve_quiet(&mut self, id: &str, now: i64) -> Vec<pb::AlertChange> {
+    fn auto_resolve_quiet(&mut self, id: &str, now: i64) -> Vec<AlertChange> {
         let Some(alert) = self.open.get(id) else {
             return Vec::new();
         };

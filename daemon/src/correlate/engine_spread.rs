@@ -16,9 +16,8 @@
 //!
 //! [`Windows::gather`]: crate::correlate::rules::window::Windows::gather
 
+use crate::domain::AlertChange;
 use std::sync::Arc;
-
-use gridsight_proto::v1 as pb;
 
 use super::rules_layer::{rule_key, write_rule_key};
 use super::Engine;
@@ -46,7 +45,7 @@ impl Engine {
         mask: u32,
         clears: bool,
         now: i64,
-    ) -> Vec<pb::AlertChange> {
+    ) -> Vec<AlertChange> {
         let mut out = Vec::new();
         let replaying = self.rules.replaying;
         // Whether the event folded into an alert of the rule (or, replaying, was found
@@ -140,7 +139,7 @@ impl Engine {
         anchor: &Arc<str>,
         obs: &Arc<Obs>,
         now: i64,
-    ) -> Option<Vec<pb::AlertChange>> {
+    ) -> Option<Vec<AlertChange>> {
         let replaying = self.rules.replaying;
         if !replaying && rule.cfg.labels.is_empty() {
             // The one key of the rule here: its listed alert, without building the key.

@@ -2,6 +2,7 @@
 //! in reach fold into it, `within_m` counts only what is near, and a restart rebuilds the
 //! same state from the journal.
 
+use crate::domain::AlertChange;
 use gridsight_proto::v1 as pb;
 
 use crate::correlate::rules::tests::{engine_with, sensor};
@@ -45,11 +46,11 @@ fn smoke(id: &str, grid: &str, at: i64, location: Option<[f64; 2]>) -> SensorEve
 }
 
 /// The rule alerts among `changes`, by kind of change.
-fn rule_alerts(changes: &[pb::AlertChange], kind: pb::ChangeKind) -> Vec<pb::Alert> {
+fn rule_alerts(changes: &[AlertChange], kind: pb::ChangeKind) -> Vec<pb::Alert> {
     changes
         .iter()
         .filter(|c| c.kind == kind as i32)
-        .filter_map(|c| c.alert.clone())
+        .filter_map(|c| c.alert.as_deref().cloned())
         .filter(|a| !a.rule_id.is_empty())
         .collect()
 }

@@ -169,7 +169,7 @@ fn restore_rebuilds_the_keys() {
     let c = e.on_sensor(1, &alarm("s1", "g1", 1000));
     let alert = c[0].alert.clone().unwrap();
     let mut fresh = engine();
-    fresh.restore(alert.clone());
+    fresh.restore((*alert).clone());
     let c2 = fresh.on_sensor(2, &alarm("s1", "g1", 2000));
     assert_eq!(c2[0].alert.as_ref().unwrap().id, alert.id);
     assert_eq!(c2[0].alert.as_ref().unwrap().count, 2);
@@ -231,7 +231,7 @@ proptest! {
                     }
                     None => prop_assert_eq!(c.kind, pb::ChangeKind::Opened as i32),
                 }
-                if a.status == pb::AlertStatus::Resolved as i32 { open.remove(&a.id); } else { open.insert(a.id.clone(), a); }
+                if a.status == pb::AlertStatus::Resolved as i32 { open.remove(&a.id); } else { open.insert(a.id.clone(), (*a).clone()); }
             }
             // At most one open alert holds each sensor's key.
             let mut holders: std::collections::HashMap<String, usize> = Default::default();

@@ -31,6 +31,7 @@ mod sensor_book;
 mod shard_tests;
 pub mod silence;
 
+use crate::domain::AlertChange;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -328,8 +329,8 @@ pub async fn start(
     let restored = open.len();
     for alert in open {
         let shard = router.shard_of(&alert.grid_id);
-        engines[shard].note(&[pb::AlertChange {
-            alert: Some(alert.clone()),
+        engines[shard].note(&[AlertChange {
+            alert: Some(Arc::new(alert.clone())),
             ..Default::default()
         }]);
         engines[shard].restore(alert);
@@ -493,7 +494,7 @@ impl Shard {
         self.write_changes(changes).await
     }
 
-    async fn write_changes(&mut self, changes: Vec<pb::AlertChange>) -> Result<(), StoreError> {
+    async fn write_changes(&mut self, changes: Vec<AlertChange>) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }

@@ -1,5 +1,7 @@
-//! An open alert as one engine keeps it: the wire alert, and a fingerprint of the source
-//! (sensor, camera or incident id) of each of its evidence items.
+//! An open alert as one engine keeps it: the wire alert, shared (`Arc`) with the changes
+//! that carry it and copied only when it changes while one of them still holds it
+//! (`Arc::make_mut` in `DerefMut`), and a fingerprint of the source (sensor, camera or
+//! incident id) of each of its evidence items.
 //!
 //! Folding an event into an alert asks how many of its items come from the event's source
 //! (the first and the latest of each source are kept, at most [`MAX_EVIDENCE`] in all).
@@ -16,6 +18,7 @@
 use std::{
     hash::BuildHasher,
     ops::{Deref, DerefMut},
+    sync::Arc,
 };
 
 use gridsight_proto::v1 as pb;
@@ -25,14 +28,17 @@ use super::engine::MAX_EVIDENCE;
 /// An open alert with the fingerprints of its evidence sources.
 #[derive(Debug, Clone, Default)]
 pub struct OpenAlert {
-    alert: pb::Alert,
+    alert: Arc<pb::Alert>,
     sources: Vec<u64>,
 }
 
 impl From<pb::Alert> for OpenAlert {
     fn from(alert: pb::Alert) -> Self {
         let sources = alert.evidence.iter().map(fingerprint).collect();
-        Self { alert, sources }
+        Self {
+            alert: Arc::new(alert),
+            sources,
+        }
     }
 }
 
@@ -46,13 +52,13 @@ impl Deref for OpenAlert {
 
 impl DerefMut for OpenAlert {
     fn deref_mut(&mut self) -> &mut pb::Alert {
-        &mut self.alert
+        Arc::make_mut(&mut self.alert)
     }
 }
 
 impl OpenAlert {
-    /// A copy of the alert as it goes out.
-    pub fn to_pb(&self) -> pb::Alert {
+    /// The alert as it goes out (shared: a change costs no copy).
+    pub fn to_pb(&self) -> Arc<pb::Alert> {
         self.alert.clone()
     }
 
@@ -61,19 +67,20 @@ impl OpenAlert {
         if self.sources.len() != self.alert.evidence.len() {
             self.sources = self.alert.evidence.iter().map(fingerprint).collect();
         }
+        let alert = Arc::make_mut(&mut self.alert);
         let print = fingerprint(&ev);
         let src = source_id(&ev);
         let (mut same, mut last) = (0usize, 0usize);
         for (i, p) in self.sources.iter().enumerate() {
-            if *p == print && source_id(&self.alert.evidence[i]) == src {
+            if *p == print && source_id(&alert.evidence[i]) == src {
                 same += 1;
                 last = i;
             }
         }
         if same >= 2 {
-            self.alert.evidence[last] = ev;
-        } else if self.alert.evidence.len() < MAX_EVIDENCE {
-            self.alert.evidence.push(ev);
+            alert.evidence[last] = ev;
+        } else if alert.evidence.len() < MAX_EVIDENCE {
+            alert.evidence.push(ev);
             self.sources.push(print);
         }
     }
@@ -81,7 +88,7 @@ impl OpenAlert {
     /// Replaces the evidence (a group parent shows its members' evidence).
     pub fn set_evidence(&mut self, evidence: Vec<pb::Evidence>) {
         self.sources = evidence.iter().map(fingerprint).collect();
-        self.alert.evidence = evidence;
+        Arc::make_mut(&mut self.alert).evidence = evidence;
     }
 }
 

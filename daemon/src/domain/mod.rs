@@ -11,6 +11,7 @@
 //! Invariant: a `GridIndex` is built from a validated config, so every parent exists and
 //! there is no cycle.
 
+mod alert_change;
 mod grids;
 mod spatial;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub mod testkit;
 use gridsight_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+pub use alert_change::AlertChange;
 pub use grids::GridIndex;
 pub use spatial::TOUCH_TOLERANCE_DEG;
 

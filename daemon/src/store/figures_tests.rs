@@ -53,7 +53,7 @@ fn incident(id: &str, grid: &str, steps: Vec<pb::IncidentStep>) -> pb::Incident 
 }
 
 fn alert(id: &str, status: pb::AlertStatus, at: i64, acked: Option<i64>) -> Record {
-    Record::AlertChange(pb::AlertChange {
+    Record::AlertChange(crate::domain::AlertChange::from(pb::AlertChange {
         seq: 0,
         kind: pb::ChangeKind::Opened as i32,
         alert: Some(pb::Alert {
@@ -66,7 +66,7 @@ fn alert(id: &str, status: pb::AlertStatus, at: i64, acked: Option<i64>) -> Reco
             acknowledged_at: acked.map(ts_from_millis),
             ..Default::default()
         }),
-    })
+    }))
 }
 
 #[tokio::test]

@@ -107,7 +107,7 @@ pub enum Record {
     /// A new incident (or a new version of one).
     Incident(pb::Incident),
     /// A new version of an alert; the writer fills in `seq` (in the alert too).
-    AlertChange(pb::AlertChange),
+    AlertChange(crate::domain::AlertChange),
     /// A new silence, or a new version of one (expired early).
     Silence(pb::Silence),
     /// A camera status change or activity event (the camera journal).

@@ -15,7 +15,7 @@ fn cfg(dir: &std::path::Path) -> StoreConfig {
 }
 
 fn change(id: &str, version: u64, at: i64) -> Record {
-    Record::AlertChange(pb::AlertChange {
+    Record::AlertChange(crate::domain::AlertChange::from(pb::AlertChange {
         seq: 0,
         kind: pb::ChangeKind::Opened as i32,
         alert: Some(pb::Alert {
@@ -29,7 +29,7 @@ fn change(id: &str, version: u64, at: i64) -> Record {
             updated_at: Some(ts_from_millis(at)),
             ..Default::default()
         }),
-    })
+    }))
 }
 
 fn event(id: u64) -> Record {

@@ -129,8 +129,10 @@ impl Writer {
         }
         let (mut from_mqtt, mut changes, mut opened) = (0u64, 0u64, 0u64);
         let now_ms = crate::domain::now_ms();
-        for item in batch.drain(..) {
-            for r in &item.records {
+        for mut item in batch.drain(..) {
+            // A reply hands the records back; otherwise the bus may take each alert.
+            let reply = matches!(item.done, Done::Reply(_));
+            for r in &mut item.records {
                 match r {
                     Record::AlertChange(c) => {
                         changes += 1;
@@ -143,8 +145,20 @@ impl Writer {
                                 .alert_latency_seconds
                                 .observe(ms as f64 / 1000.0);
                         }
+                        // The wire alert `write_record` made: moved to the bus, not copied
+                        // (but for a reply, which hands the records back).
+                        let alert = if reply {
+                            c.alert.clone()
+                        } else {
+                            c.alert.take()
+                        };
+                        let wire = pb::AlertChange {
+                            seq: c.seq,
+                            kind: c.kind,
+                            alert: alert.map(Arc::unwrap_or_clone),
+                        };
                         // No receivers is fine: nobody is subscribed.
-                        let _ = self.bus.send(Arc::new(c.clone()));
+                        let _ = self.bus.send(Arc::new(wire));
                     }
                     Record::SensorEvent { .. } | Record::DeadLetter { .. } => from_mqtt += 1,
                     Record::Incident(_)
@@ -336,10 +350,12 @@ impl<'c> Statements<'c> {
             Record::AlertChange(change) => {
                 *seq += 1;
                 change.seq = *seq;
-                let Some(alert) = change.alert.as_mut() else {
+                // The one copy of the alert (the engine keeps its own): numbered, written,
+                // and put in the record in place of the engine's.
+                let wire = change.to_wire(*seq);
+                let Some(alert) = wire.alert.as_ref() else {
                     return Ok(());
                 };
-                alert.seq = *seq;
                 let ms = |t: &Option<prost_types::Timestamp>| {
                     t.as_ref().map(gridsight_proto::millis_from_ts).unwrap_or(0)
                 };
@@ -362,8 +378,9 @@ impl<'c> Statements<'c> {
                     id,
                     change.kind,
                     at,
-                    change.encode_to_vec()
+                    wire.encode_to_vec()
                 ])?;
+                change.alert = wire.alert.map(Arc::new);
             }
             Record::CameraEvent(ev) => {
                 let at = ev

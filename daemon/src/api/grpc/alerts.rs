@@ -278,7 +278,7 @@ impl AlertApi {
         records
             .into_iter()
             .find_map(|r| match r {
-                Record::AlertChange(c) => c.alert,
+                Record::AlertChange(c) => c.alert.map(std::sync::Arc::unwrap_or_clone),
                 _ => None,
             })
             .ok_or(ApiError::Unavailable)

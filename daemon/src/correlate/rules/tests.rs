@@ -1,6 +1,7 @@
 //! Rule tests on the pure engine: the worked examples, each pattern, clears, reloads, and
 //! property tests against a reference model and across a restart (journal replay).
 
+use crate::domain::AlertChange;
 use std::sync::Arc;
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
@@ -174,11 +175,11 @@ kind = "water_level"
 state = "normal"
 "#;
 
-fn opened(changes: &[pb::AlertChange]) -> Vec<pb::Alert> {
+fn opened(changes: &[AlertChange]) -> Vec<pb::Alert> {
     changes
         .iter()
         .filter(|c| c.kind == pb::ChangeKind::Opened as i32)
-        .filter_map(|c| c.alert.clone())
+        .filter_map(|c| c.alert.as_deref().cloned())
         .collect()
 }
 
@@ -500,7 +501,7 @@ source = "incident"
 const GRIDS: [&str; 3] = ["a00", "a11", "b00"];
 
 /// Runs the steps on an engine; returns every change.
-fn run(e: &mut Engine, steps: &[Step], start: i64) -> (Vec<pb::AlertChange>, i64) {
+fn run(e: &mut Engine, steps: &[Step], start: i64) -> (Vec<AlertChange>, i64) {
     run_from(e, steps, 0, start)
 }
 
@@ -553,7 +554,7 @@ fn model(steps: &[Step]) -> [(u32, u32); 3] {
 /// (alerts opened, events folded into them) per grid, as the changes show them: the
 /// folds are what an alert's `count` grew by after it opened (repeats are coalesced, so
 /// one update may carry several).
-fn tally(changes: &[pb::AlertChange]) -> [(u32, u32); 3] {
+fn tally(changes: &[AlertChange]) -> [(u32, u32); 3] {
     let mut out = [(0, 0); 3];
     // Per alert: its grid, its count when opened, the highest count seen.
     let mut counts: std::collections::BTreeMap<String, (usize, u64, u64)> = Default::default();
@@ -579,7 +580,7 @@ fn tally(changes: &[pb::AlertChange]) -> [(u32, u32); 3] {
 }
 
 /// At no point two open alerts with one key.
-fn one_open_per_key(changes: &[pb::AlertChange]) -> Result<(), TestCaseError> {
+fn one_open_per_key(changes: &[AlertChange]) -> Result<(), TestCaseError> {
     let mut open: std::collections::HashMap<String, String> = Default::default();
     for a in changes.iter().filter_map(|c| c.alert.as_ref()) {
         if a.status == pb::AlertStatus::Resolved as i32 {
@@ -616,7 +617,7 @@ proptest! {
         let (mut seen, now) = run(&mut first, before, 0);
         let mut second = engine_sharing(PAIR, ids);
         let mut last: std::collections::HashMap<String, pb::Alert> = Default::default();
-        for a in seen.iter().filter_map(|c| c.alert.clone()) {
+        for a in seen.iter().filter_map(|c| c.alert.as_deref().cloned()) {
             last.insert(a.id.clone(), a);
         }
         for a in last.into_values().filter(|a| a.status != pb::AlertStatus::Resolved as i32) {
@@ -648,7 +649,7 @@ proptest! {
 }
 
 /// Like [`run`], from step `from` with the clock at `now`, numbering as a full run would.
-fn run_from(e: &mut Engine, steps: &[Step], from: usize, now: i64) -> (Vec<pb::AlertChange>, i64) {
+fn run_from(e: &mut Engine, steps: &[Step], from: usize, now: i64) -> (Vec<AlertChange>, i64) {
     let mut out = Vec::new();
     let mut now = now;
     for (i, s) in steps.iter().enumerate().skip(from) {
@@ -666,8 +667,8 @@ fn run_one(
     s: &Step,
     i: usize,
     mut now: i64,
-    seen: &[pb::AlertChange],
-) -> (Vec<pb::AlertChange>, i64) {
+    seen: &[AlertChange],
+) -> (Vec<AlertChange>, i64) {
     let out = match s {
         Step::Smoke(g, dt) => {
             now += dt;
