@@ -5,13 +5,17 @@
 //!
 //! Folding an event into an alert asks how many of its items come from the event's source
 //! (the first and the latest of each source are kept, at most [`MAX_EVIDENCE`] in all).
-//! Comparing fingerprints reads one vector; comparing ids read every item's id from the
-//! heap, one cache miss each, and that was most of a fold.
+//! Comparing fingerprints reads one vector; comparing ids read every matching item's id
+//! from the heap, a cache miss or two each, and that was most of a fold.
+//!
+//! A fingerprint is 128 bits (two differently seeded 64-bit hashes of the id), so it stands
+//! for the id: two ids share one only if both hashes collide, and even then only which of
+//! their items is kept as the latest would change, never the count or the alert.
 //!
 //! Invariant: `sources[i]` is the fingerprint of `alert.evidence[i]` whenever the two have
 //! the same length. Evidence changes through [`OpenAlert::add_evidence`] and
 //! [`OpenAlert::set_evidence`]; if anything else changed its length, the next fold makes
-//! the fingerprints again. Fingerprints only pick candidates: ids are compared in full.
+//! the fingerprints again.
 //!
 //! [`MAX_EVIDENCE`]: super::engine::MAX_EVIDENCE
 
@@ -29,7 +33,7 @@ use super::engine::MAX_EVIDENCE;
 #[derive(Debug, Clone, Default)]
 pub struct OpenAlert {
     alert: Arc<pb::Alert>,
-    sources: Vec<u64>,
+    sources: Vec<u128>,
 }
 
 impl From<pb::Alert> for OpenAlert {
@@ -69,10 +73,9 @@ impl OpenAlert {
         }
         let alert = Arc::make_mut(&mut self.alert);
         let print = fingerprint(&ev);
-        let src = source_id(&ev);
         let (mut same, mut last) = (0usize, 0usize);
         for (i, p) in self.sources.iter().enumerate() {
-            if *p == print && source_id(&alert.evidence[i]) == src {
+            if *p == print {
                 same += 1;
                 last = i;
             }
@@ -102,10 +105,15 @@ pub fn source_id(e: &pb::Evidence) -> Option<&str> {
     }
 }
 
-/// A fingerprint of the item's source id (equal ids, equal fingerprints).
-fn fingerprint(e: &pb::Evidence) -> u64 {
+/// A fingerprint of the item's source id: equal ids, equal fingerprints; different ids,
+/// different ones unless both hashes collide.
+fn fingerprint(e: &pb::Evidence) -> u128 {
     match source_id(e) {
-        Some(id) => foldhash::fast::FixedState::with_seed(0x67726964).hash_one(id),
+        Some(id) => {
+            let a = foldhash::quality::FixedState::with_seed(0x67726964).hash_one(id);
+            let b = foldhash::quality::FixedState::with_seed(0x65766964656e6365).hash_one(id);
+            (u128::from(a) << 64) | u128::from(b)
+        }
         None => 0,
     }
 }
