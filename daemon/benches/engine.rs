@@ -14,7 +14,8 @@
 //! one in every pass). `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration
 //! alone, for a profiler; `ENGINE_BENCH_PER_RULE=1` then runs each rule alone and prints
 //! what it adds to the baseline, costliest first; `ENGINE_BENCH_RULES=id,id` keeps only
-//! the rules named. Under `cargo test` (no `--bench` argument) the defaults are 20,000
+//! the rules named; `ENGINE_BENCH_PREFETCH=0` feeds the readings without the prefetches a
+//! shard makes (`Engine::prefetch_batch`, `Engine::prefetch_next`), to see what they save. Under `cargo test` (no `--bench` argument) the defaults are 20,000
 //! events and one round: a smoke run, not a measurement.
 
 #[path = "engine/county.rs"]
