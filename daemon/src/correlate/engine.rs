@@ -327,9 +327,15 @@ impl Engine {
         if flapping && ev.state == SensorState::Alarm {
             let key = format!("sensor/{}/{}", ev.sensor_id, ev.kind);
             self.mark_flapping(&key);
+            // The change shows the alert as now held (marked): share it, no second copy.
+            let held = self.by_key.get(&key).and_then(|id| self.open.get(id));
+            let held = held.map(|a| a.to_pb());
             for c in &mut out {
                 if let Some(a) = c.alert.as_mut().filter(|a| a.dedup_key == key) {
-                    Arc::make_mut(a).flapping = true;
+                    match &held {
+                        Some(h) if h.id == a.id && h.version == a.version => *a = h.clone(),
+                        _ => Arc::make_mut(a).flapping = true,
+                    }
                 }
             }
         }
