@@ -1,6 +1,9 @@
 # gridsight: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+# No incremental caches: a clean `make test` (CI) would write ~1.3 GB of them and read
+# none back. Set CARGO_INCREMENTAL=1 to keep them between your own runs.
+export CARGO_INCREMENTAL ?= 0
 # Where cargo puts its builds (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
