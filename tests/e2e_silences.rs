@@ -219,6 +219,8 @@ async fn a_silence_mutes_its_grid_until_expired_and_survives_a_restart() {
     assert_eq!(sil.created_by, "desk-1");
     assert!(sil.ends_at.is_some() && sil.expired_at.is_none());
     let mut unmuted = subscribe_unmuted(&d).await;
+    // Past the snapshot, so the alarms below show as live changes.
+    read_snapshot(&mut unmuted, T).await;
 
     // Silenced: recorded and listed with `silenced_by`, but not on MQTT nor on the stream.
     alarm(broker.port, "a-1", "smoke", "smk-1").await;

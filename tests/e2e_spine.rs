@@ -10,16 +10,26 @@ use gridsight_proto::v1 as pb;
 
 const T: Duration = Duration::from_secs(10);
 
+/// A subscription; a fresh one (no resume cursor) is read past its snapshot, which must be
+/// empty here, so what the test sends afterwards shows as live changes, never folded into
+/// a snapshot the server took a moment late.
 async fn subscribe(
     d: &Daemon,
     r: pb::SubscribeAlertsRequest,
 ) -> tonic::Streaming<pb::SubscribeAlertsResponse> {
-    d.alerts()
+    let fresh = r.resume_after_seq == 0;
+    let mut s = d
+        .alerts()
         .await
         .subscribe(req(r, VIEWER))
         .await
         .expect("subscribe")
-        .into_inner()
+        .into_inner();
+    if fresh {
+        let (open, _) = read_snapshot(&mut s, T).await;
+        assert!(open.is_empty(), "no open alerts yet: {open:?}");
+    }
+    s
 }
 
 fn report(key: &str, grid: &str) -> pb::ReportIncidentRequest {
