@@ -157,6 +157,15 @@ impl Engine {
         if obs.location.is_none() {
             obs.location = obs.place(&self.grids);
         }
+        // Its grids as the index's own `Arc`s, like every anchor found around it: the
+        // windows and rule alerts are keyed by those, so a lookup compares pointers.
+        for g in &mut obs.grids {
+            if let Some(shared) = self.grids.shared(g) {
+                if !Arc::ptr_eq(shared, g) {
+                    *g = shared.clone();
+                }
+            }
+        }
         let obs = Arc::new(obs);
         for &ri in set.candidates_for(&obs) {
             let rule = &set.rules[ri];
@@ -396,7 +405,7 @@ impl Engine {
     pub(super) fn clear_rule(
         &mut self,
         ri: usize,
-        anchor: &str,
+        anchor: &Arc<str>,
         obs: &Obs,
         now: i64,
     ) -> Vec<AlertChange> {
@@ -561,7 +570,7 @@ impl Engine {
         if let Some(ri) = self.rules.set.position(&alert.rule_id) {
             self.rules
                 .alerts
-                .remove(ri, &self.grids, &alert.grid_id, &alert.id);
+                .remove(ri, &self.grids, alert.grid_id.as_str(), &alert.id);
         }
         self.rules.raised.remove(&alert.id);
     }

@@ -18,7 +18,7 @@
 //!
 //! [`RuleSet`]: super::rules::RuleSet
 
-use std::sync::Arc;
+use std::{borrow::Borrow, hash::Hash, sync::Arc};
 
 use foldhash::HashMap;
 
@@ -103,7 +103,9 @@ impl RuleAlerts {
         match map.get_mut(anchor) {
             Some(ids) => ids.push(id),
             None => {
-                map.insert(Arc::from(anchor), vec![id]);
+                // The index's own `Arc`: a lookup by the same `Arc` is a pointer compare.
+                let key = grids.shared(anchor).cloned();
+                map.insert(key.unwrap_or_else(|| Arc::from(anchor)), vec![id]);
                 if let (Some(bits), Some(ix)) = (self.open_at.get_mut(ri), grids.index_of(anchor)) {
                     set_bit(bits, ix, true);
                 }
@@ -120,7 +122,11 @@ impl RuleAlerts {
     }
 
     /// Unlists alert `id` of rule `ri` at `anchor`; whether it was listed.
-    pub fn remove(&mut self, ri: usize, grids: &GridIndex, anchor: &str, id: &str) -> bool {
+    pub fn remove<Q>(&mut self, ri: usize, grids: &GridIndex, anchor: &Q, id: &str) -> bool
+    where
+        Q: ?Sized + Hash + Eq + AsRef<str>,
+        Arc<str>: Borrow<Q>,
+    {
         let Some(map) = self.by_rule.get_mut(ri) else {
             return false;
         };
@@ -132,7 +138,7 @@ impl RuleAlerts {
         let gone = before - ids.len();
         if ids.is_empty() {
             map.remove(anchor);
-            self.unmark(ri, grids, anchor);
+            self.unmark(ri, grids, anchor.as_ref());
         }
         if let Some(c) = self.counts.get_mut(ri) {
             *c = c.saturating_sub(gone);
@@ -141,13 +147,17 @@ impl RuleAlerts {
     }
 
     /// Unlists and returns every alert of rule `ri` at `anchor`.
-    pub fn take(&mut self, ri: usize, grids: &GridIndex, anchor: &str) -> Vec<String> {
+    pub fn take<Q>(&mut self, ri: usize, grids: &GridIndex, anchor: &Q) -> Vec<String>
+    where
+        Q: ?Sized + Hash + Eq + AsRef<str>,
+        Arc<str>: Borrow<Q>,
+    {
         let ids = self
             .by_rule
             .get_mut(ri)
             .and_then(|m| m.remove(anchor))
             .unwrap_or_default();
-        self.unmark(ri, grids, anchor);
+        self.unmark(ri, grids, anchor.as_ref());
         if let Some(c) = self.counts.get_mut(ri) {
             *c = c.saturating_sub(ids.len());
         }
@@ -165,12 +175,22 @@ impl RuleAlerts {
 
     /// The first alert of rule `ri` open at `anchor` (for a rule without labels, the
     /// only one).
-    pub fn first(&self, ri: usize, anchor: &str) -> Option<&String> {
+    pub fn first<Q>(&self, ri: usize, anchor: &Q) -> Option<&String>
+    where
+        Q: ?Sized + Hash + Eq,
+        Arc<str>: Borrow<Q>,
+    {
         self.by_rule.get(ri)?.get(anchor)?.first()
     }
 
-    /// Whether rule `ri` has an alert open at `anchor`.
-    pub fn has(&self, ri: usize, anchor: &str) -> bool {
+    /// Whether rule `ri` has an alert open at `anchor`. Asked with the grid index's own
+    /// `Arc` (as anchors are), a hit compares pointers, not the ids' bytes; a `&str` works
+    /// too.
+    pub fn has<Q>(&self, ri: usize, anchor: &Q) -> bool
+    where
+        Q: ?Sized + Hash + Eq,
+        Arc<str>: Borrow<Q>,
+    {
         self.counts.get(ri).is_some_and(|c| *c > 0)
             && self.by_rule.get(ri).is_some_and(|m| m.contains_key(anchor))
     }

@@ -251,7 +251,7 @@ impl Windows {
         grids: &GridIndex,
     ) {
         if mask & 0b10 != 0 {
-            if let Some(group) = self.groups.get_mut(ri).and_then(|m| m.get_mut(&**anchor)) {
+            if let Some(group) = self.groups.get_mut(ri).and_then(|m| m.get_mut(anchor)) {
                 group
                     .pending
                     .retain(|(_, first)| !near(rule, first, obs, grids));
@@ -297,7 +297,7 @@ impl Windows {
     ) -> Option<Vec<Arc<Obs>>> {
         let horizon = newest.at - rule.window_ms;
         let groups = self.groups.get_mut(ri)?;
-        let found: Vec<&Group> = read.iter().filter_map(|g| groups.get(&**g)).collect();
+        let found: Vec<&Group> = read.iter().filter_map(|g| groups.get(g)).collect();
         // Passed over without looking at the items when they cannot hold the pattern.
         if let Some(need) = needs_every(rule) {
             if found.iter().fold(0, |m, g| m | g.present()) & need != need {
@@ -324,7 +324,7 @@ impl Windows {
         let mut used: Vec<u64> = items.iter().map(|i| i.seq).collect();
         used.sort_unstable();
         for g in read {
-            if let Some(group) = groups.get_mut(&**g) {
+            if let Some(group) = groups.get_mut(g) {
                 group.retain(|i| used.binary_search(&i.seq).is_err());
             }
         }
@@ -333,7 +333,7 @@ impl Windows {
 
     /// Empties the group (after the rule fired there).
     pub fn consume(&mut self, ri: usize, anchor: &Arc<str>) {
-        if let Some(g) = self.groups.get_mut(ri).and_then(|m| m.get_mut(&**anchor)) {
+        if let Some(g) = self.groups.get_mut(ri).and_then(|m| m.get_mut(anchor)) {
             g.clear();
         }
     }
