@@ -143,6 +143,7 @@ impl Engine {
     /// Sets the grid tree (at start and on reload).
     pub fn set_grids(&mut self, grids: Arc<GridIndex>) {
         self.grids = grids;
+        self.sensors.grids_changed();
         self.rules.near.clear();
         self.rules.alerts.reindex(&self.grids);
     }

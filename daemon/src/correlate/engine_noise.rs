@@ -74,6 +74,27 @@ impl Inhibitors {
     }
 }
 
+/// A sensor's grid as its last reading named it: the grid's index, for the grids of
+/// `generation` ([`SensorBook::grids_generation`]), and a 64-bit fingerprint of the id it
+/// was found by. A reading naming the same id finds the index without reading the grid's
+/// name (a cache miss on every reading when it was compared); two ids with one
+/// fingerprint are a 2⁻⁶⁴ chance, taken.
+///
+/// [`SensorBook::grids_generation`]: super::sensor_book::SensorBook::grids_generation
+#[derive(Debug, Clone, Copy)]
+pub struct GridMemo {
+    ix: u32,
+    generation: u32,
+    fingerprint: u64,
+}
+
+impl GridMemo {
+    fn fingerprint(grid: &str) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::quality::FixedState::with_seed(0x67726964).hash_one(grid)
+    }
+}
+
 /// Per-sensor flap state.
 #[derive(Debug, Default)]
 pub struct Flap {
@@ -94,11 +115,9 @@ pub struct SensorTrack {
     /// Whether a `sensor/{id}/…` key was ever bound in this engine: without one, a normal
     /// reading has no alert of its own to close, and no key is built for it.
     pub(crate) keyed: bool,
-    /// Index in the [`GridIndex`] of the grid its last reading named (checked against the
-    /// name on every use: a sensor may move, the grids may be reloaded).
-    ///
-    /// [`GridIndex`]: crate::domain::GridIndex
-    pub(crate) grid: Option<u32>,
+    /// The grid its last reading named, by index (checked on every use: a sensor may move,
+    /// the grids may be reloaded).
+    pub(crate) grid: Option<GridMemo>,
 }
 
 /// The noise-control state of one engine.
@@ -226,14 +245,20 @@ impl Engine {
     /// the index does not know.
     pub(super) fn reading_grid(&mut self, ev: &SensorEvent) -> Option<usize> {
         let grids = &self.grids;
+        let generation = self.sensors.grids_generation();
+        let fingerprint = GridMemo::fingerprint(&ev.grid_id);
         let t = self.sensors.track(&ev.sensor_id);
-        if let Some(ix) = t.grid.map(|i| i as usize) {
-            if grids.id_at(ix) == Some(ev.grid_id.as_str()) {
-                return Some(ix);
+        if let Some(m) = t.grid {
+            if m.generation == generation && m.fingerprint == fingerprint {
+                return Some(m.ix as usize);
             }
         }
         let ix = grids.index_of(&ev.grid_id);
-        t.grid = ix.and_then(|i| u32::try_from(i).ok());
+        t.grid = ix.and_then(|i| u32::try_from(i).ok()).map(|ix| GridMemo {
+            ix,
+            generation,
+            fingerprint,
+        });
         ix
     }
 

@@ -321,3 +321,26 @@ fn camera_alerts_of_a_town_are_grouped_after_the_wait_and_the_group_closes_with_
         .any(|c| c.kind == pb::ChangeKind::Resolved as i32
             && c.alert.as_ref().is_some_and(|a| a.id == group.id)));
 }
+
+#[test]
+fn a_sensors_grid_is_found_again_when_it_moves_and_when_the_grids_change() {
+    let mut e = engine(CorrelationConfig::default());
+    let city = GridIndex::new(&rt::city());
+    let at = |grid: &str, t| rt::sensor("wl-1", "water_level", grid, SensorState::Normal, t);
+    assert_eq!(e.reading_grid(&at("a00", 0)), city.index_of("a00"));
+    // Remembered: asked again, the same index.
+    assert_eq!(e.reading_grid(&at("a00", 1)), city.index_of("a00"));
+    // The sensor moved: its new grid, not the remembered one.
+    assert_eq!(e.reading_grid(&at("a12", 2)), city.index_of("a12"));
+    assert_ne!(city.index_of("a12"), city.index_of("a00"));
+    // A grid the index does not know.
+    assert_eq!(e.reading_grid(&at("nowhere", 3)), None);
+    assert_eq!(e.reading_grid(&at("a12", 4)), city.index_of("a12"));
+    // The grids are reloaded in reverse order: the remembered index is stale.
+    let mut reversed = rt::city();
+    reversed.reverse();
+    let moved = GridIndex::new(&reversed);
+    assert_ne!(moved.index_of("a12"), city.index_of("a12"));
+    e.set_grids(Arc::new(moved.clone()));
+    assert_eq!(e.reading_grid(&at("a12", 5)), moved.index_of("a12"));
+}

@@ -144,6 +144,9 @@ pub struct SensorBook {
     /// Ids whose fingerprint another id had first → slot.
     collided: HashMap<String, u32>,
     tracks: Vec<(SensorId, SensorTrack)>,
+    /// Bumped whenever the grids change: a track's remembered grid index is good only for
+    /// the generation it was found in.
+    grids_generation: u32,
 }
 
 fn fingerprint(id: &str) -> u64 {
@@ -209,6 +212,16 @@ impl SensorBook {
     pub fn get_mut(&mut self, id: &str) -> Option<&mut SensorTrack> {
         let slot = self.slot(id)?;
         Some(&mut self.tracks[slot].1)
+    }
+
+    /// The generation of the grids (see [`SensorBook::grids_changed`]).
+    pub fn grids_generation(&self) -> u32 {
+        self.grids_generation
+    }
+
+    /// The grids were replaced: every remembered grid index is stale.
+    pub fn grids_changed(&mut self) {
+        self.grids_generation = self.grids_generation.wrapping_add(1);
     }
 
     /// How many sensors were heard from.
