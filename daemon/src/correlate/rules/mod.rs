@@ -397,14 +397,59 @@ pub struct RuleSet {
     any_kind: [Vec<usize>; 2],
     /// The longest window of any rule (ms): how far back a restart replays the journal.
     pub max_window_ms: i64,
-    /// (kind, state) pairs some sensor condition asks for (`None` kind = any).
-    sensor_interest: Vec<(Option<String>, SensorState)>,
-    /// The same, of `when` conditions only.
-    sensor_when: Vec<(Option<String>, SensorState)>,
-    /// (kind, state, rule index) of sensor `clear` conditions.
-    sensor_clear: Vec<(Option<String>, SensorState, usize)>,
     /// (kind, state, reach) of every sensor condition, once each.
     sensor_reach: Vec<(Option<String>, SensorState, Reach)>,
+    /// Per sensor kind a condition names: which states some condition, some `when`
+    /// condition, asks for, and the rules a reading may clear. Every reading asks: one
+    /// lookup, not a scan of the conditions.
+    sensor_plans: foldhash::HashMap<String, SensorPlan>,
+    /// [`RuleSet::sensor_plans`] for a kind no condition names.
+    other_sensor_plan: SensorPlan,
+}
+
+/// What the sensor conditions ask of readings of one kind, by state (`Normal`, `Alarm`,
+/// `Fault`).
+#[derive(Debug, Clone, Default)]
+struct SensorPlan {
+    /// Some condition asks for it.
+    interest: [bool; 3],
+    /// Some `when` condition asks for it.
+    when: [bool; 3],
+    /// The rules with a `clear` condition asking for it, in config order.
+    clear: [Vec<usize>; 3],
+}
+
+impl SensorPlan {
+    /// The plan of `kind` (`None`: a kind no condition names) from the (kind, state)
+    /// pairs some condition asks for, those some `when` condition asks for, and the
+    /// (kind, state, rule) of `clear` conditions (`None` kind: any).
+    fn of(
+        kind: Option<&str>,
+        interest: &[(Option<String>, SensorState)],
+        when: &[(Option<String>, SensorState)],
+        clear: &[(Option<String>, SensorState, usize)],
+    ) -> Self {
+        let fits = |k: &Option<String>| k.is_none() || k.as_deref() == kind;
+        let mut plan = Self::default();
+        for (_, s) in interest.iter().filter(|(k, _)| fits(k)) {
+            plan.interest[state_slot(*s)] = true;
+        }
+        for (_, s) in when.iter().filter(|(k, _)| fits(k)) {
+            plan.when[state_slot(*s)] = true;
+        }
+        for (_, s, i) in clear.iter().filter(|(k, ..)| fits(k)) {
+            plan.clear[state_slot(*s)].push(*i);
+        }
+        plan
+    }
+}
+
+fn state_slot(s: SensorState) -> usize {
+    match s {
+        SensorState::Normal => 0,
+        SensorState::Alarm => 1,
+        SensorState::Fault => 2,
+    }
 }
 
 /// How far from its own grid a rule anchors an event (for routing copies to shards).
@@ -529,32 +574,42 @@ impl RuleSet {
                 }
             }
         }
+        let sensor_plans = sensor_interest
+            .iter()
+            .filter_map(|(k, _)| k.clone())
+            .map(|k| {
+                let plan = SensorPlan::of(Some(&k), &sensor_interest, &sensor_when, &sensor_clear);
+                (k, plan)
+            })
+            .collect();
+        let other_sensor_plan = SensorPlan::of(None, &sensor_interest, &sensor_when, &sensor_clear);
         Self {
             rules,
             by_source,
             by_kind,
             any_kind,
             max_window_ms,
-            sensor_interest,
-            sensor_when,
-            sensor_clear,
             sensor_reach,
+            sensor_plans,
+            other_sensor_plan,
         }
+    }
+
+    fn sensor_plan(&self, kind: &str) -> &SensorPlan {
+        self.sensor_plans
+            .get(kind)
+            .unwrap_or(&self.other_sensor_plan)
     }
 
     /// Whether some rule may care about a sensor reading of this kind and state (a cheap
     /// test before building an [`Obs`]).
     pub fn wants_sensor(&self, kind: &str, state: SensorState) -> bool {
-        self.sensor_interest
-            .iter()
-            .any(|(k, s)| *s == state && k.as_deref().is_none_or(|k| k == kind))
+        self.sensor_plan(kind).interest[state_slot(state)]
     }
 
     /// Whether some `when` condition may match a sensor reading of this kind and state.
     pub fn sensor_when_wants(&self, kind: &str, state: SensorState) -> bool {
-        self.sensor_when
-            .iter()
-            .any(|(k, s)| *s == state && k.as_deref().is_none_or(|k| k == kind))
+        self.sensor_plan(kind).when[state_slot(state)]
     }
 
     /// Indices of the rules a sensor reading of this kind and state may clear.
@@ -563,10 +618,9 @@ impl RuleSet {
         kind: &'a str,
         state: SensorState,
     ) -> impl Iterator<Item = usize> + 'a {
-        self.sensor_clear
+        self.sensor_plan(kind).clear[state_slot(state)]
             .iter()
-            .filter(move |(k, s, _)| *s == state && k.as_deref().is_none_or(|k| k == kind))
-            .map(|(_, _, i)| *i)
+            .copied()
     }
 
     /// Indices of the rules that may concern an event of `source`.

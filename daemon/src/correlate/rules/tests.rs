@@ -850,3 +850,42 @@ fn the_near_cache_keeps_the_points_in_use_across_generations() {
     assert!(!Arc::ptr_eq(&cold_first, &cold_again));
     assert_eq!(cold_first, cold_again);
 }
+
+#[test]
+fn sensor_readings_are_asked_about_by_kind_and_state() {
+    let any_kind = r#"
+[[rules]]
+id = "faulty"
+title = "Faulty sensors in {grid_name}"
+severity = "warning"
+window_secs = 60
+[[rules.when]]
+source = "sensor"
+state = "fault"
+[[rules.clear]]
+source = "sensor"
+state = "normal"
+"#;
+    let set = RuleSet::new(&rules(&format!("{FIRE}{FLOOD}{any_kind}")));
+    let clearing = |kind, state| set.sensor_clearing_rules(kind, state).collect::<Vec<_>>();
+    // A kind a condition names: its own conditions and those naming no kind.
+    assert!(set.wants_sensor("smoke", SensorState::Alarm));
+    assert!(set.sensor_when_wants("smoke", SensorState::Alarm));
+    assert!(!set.sensor_when_wants("smoke", SensorState::Normal));
+    assert!(
+        set.wants_sensor("smoke", SensorState::Normal),
+        "the any-kind clear"
+    );
+    assert_eq!(clearing("water_level", SensorState::Normal), [1, 2]);
+    assert_eq!(clearing("smoke", SensorState::Normal), [2]);
+    assert!(clearing("water_level", SensorState::Alarm).is_empty());
+    // A kind no condition names: only the conditions naming no kind.
+    assert!(!set.wants_sensor("gas", SensorState::Alarm));
+    assert!(set.sensor_when_wants("gas", SensorState::Fault));
+    assert_eq!(clearing("gas", SensorState::Normal), [2]);
+    // Without the any-kind rule, a normal smoke reading concerns nothing.
+    let set = RuleSet::new(&rules(&format!("{FIRE}{FLOOD}")));
+    assert!(!set.wants_sensor("smoke", SensorState::Normal));
+    assert!(!set.wants_sensor("gas", SensorState::Fault));
+    assert!(set.wants_sensor("water_level", SensorState::Normal));
+}
