@@ -16,7 +16,7 @@
 
 use crate::domain::AlertChange;
 use foldhash::{HashMap, HashMapExt};
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
@@ -233,7 +233,7 @@ impl Engine {
     /// Opens an alert under `r.key`, or folds `r.evidence` into the open one.
     pub fn raise(&mut self, r: RaiseAlert, now: i64) -> Vec<AlertChange> {
         if let Some(id) = self.resolve_key(&r.key) {
-            let out = self.fold(&id, r.evidence, now, None);
+            let out = self.fold(&id, Cow::Owned(r.evidence), now, None);
             return self.finish(out, now);
         }
         vec![self.open_alert(r.key, r.severity, r.title, &r.grid, r.evidence, now)]
@@ -367,12 +367,12 @@ impl Engine {
             item: Some(pb::evidence::Item::SensorEvent(ev.to_pb(event_id))),
         };
         if let Some(id) = self.resolve_key(&key) {
-            return self.fold(&id, evidence, now, None);
+            return self.fold(&id, Cow::Owned(evidence), now, None);
         }
         if ev.state == SensorState::Alarm {
             if let Some(id) = self.partner(&ev.grid_id, now, Source::Incident) {
                 self.bind_key(key, &id);
-                return self.fold(&id, evidence, now, Some(severity));
+                return self.fold(&id, Cow::Owned(evidence), now, Some(severity));
             }
         }
         vec![self.open_alert(key, severity, title, &ev.grid_id, evidence, now)]
@@ -395,7 +395,7 @@ impl Engine {
         let changes = match self.partner(&inc.grid_id, now, Source::Sensor) {
             Some(id) => {
                 self.bind_key(key, &id);
-                self.fold(&id, evidence, now, Some(severity))
+                self.fold(&id, Cow::Owned(evidence), now, Some(severity))
             }
             None => {
                 let title = format!(
@@ -523,7 +523,7 @@ impl Engine {
     fn fold(
         &mut self,
         id: &str,
-        ev: pb::Evidence,
+        ev: Cow<'_, pb::Evidence>,
         now: i64,
         joining: Option<Severity>,
     ) -> Vec<AlertChange> {

@@ -11,6 +11,8 @@
 //! [`MAX_ALERT_CAMERAS`] covering its grid) and one snapshot reference per camera, whose
 //! picture the daemon takes as the alert opens.
 
+use std::borrow::Cow;
+
 use crate::domain::AlertChange;
 use gridsight_proto::{ts_from_millis, v1 as pb};
 
@@ -96,7 +98,7 @@ impl Engine {
                     return Vec::new();
                 };
                 if let Some(id) = self.resolve_key(&key) {
-                    return self.fold(&id, evidence, now, None);
+                    return self.fold(&id, Cow::Owned(evidence), now, None);
                 }
                 let (severity, title) = if kind == K::Offline {
                     (
@@ -137,7 +139,7 @@ impl Engine {
                                 a.camera_ids.truncate(MAX_ALERT_CAMERAS);
                             }
                         }
-                        self.fold(&id, evidence, now, None)
+                        self.fold(&id, Cow::Owned(evidence), now, None)
                     }
                     None => Vec::new(),
                 }
@@ -157,7 +159,7 @@ impl Engine {
         let Some(alert) = self.open.get_mut(id) else {
             return Vec::new();
         };
-        alert.add_evidence(evidence);
+        alert.add_evidence(Cow::Owned(evidence));
         alert.status = pb::AlertStatus::Resolved as i32;
         alert.resolved_by = "gridsight".into();
         alert.note = if detail.is_empty() {

@@ -16,13 +16,14 @@
 //! but nothing is emitted.
 
 use crate::domain::AlertChange;
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use foldhash::{HashMap, HashMapExt};
 
 use gridsight_proto::{millis_from_ts, ts_from_millis, v1 as pb};
 
 use super::{evidence_key, Engine};
+use crate::correlate::open_alert::id_print;
 use crate::correlate::rule_alerts::RuleAlerts;
 use crate::correlate::rules::{window::Windows, NearCache, Obs, Rule, RuleSet};
 use crate::{
@@ -62,12 +63,16 @@ pub struct RuleState {
     pub(super) raised: HashMap<String, Vec<String>>,
     pub(super) replaying: bool,
     pub(super) partition: Partition,
-    /// Alerts the current event already folded into (base layer or an earlier rule).
-    pub(super) touched: Vec<String>,
+    /// Alerts the current event already folded into (base layer or an earlier rule), by
+    /// the fingerprints of their ids ([`id_print`]): a few per event, and asking costs no
+    /// copy of an id.
+    pub(super) touched: Vec<u128>,
     /// Answers of `within_m` lookups.
     pub(super) near: NearCache,
     /// The buffer rule keys are written into.
     pub(super) key_buf: String,
+    /// The buffer an event's anchors under each rule are found into.
+    pub(super) anchor_buf: Vec<Arc<str>>,
     /// Merges to ask of other shards: (grid, key, rule alert, rule).
     pub(super) foreign_merges: Vec<(String, String, String, String)>,
     /// While replaying: when each rule key's last alert was resolved. Events up to then
@@ -148,10 +153,11 @@ impl Engine {
         if set.candidates_for(&obs).is_empty() {
             return out;
         }
-        self.rules.touched = base
-            .iter()
-            .filter_map(|c| c.alert.as_ref().map(|a| a.id.clone()))
-            .collect();
+        self.rules.touched.clear();
+        self.rules.touched.extend(
+            base.iter()
+                .filter_map(|c| c.alert.as_ref().map(|a| id_print(&a.id))),
+        );
         // Its place, once: `within_m` looks at it for every window item.
         let mut obs = obs;
         if obs.location.is_none() {
@@ -167,6 +173,8 @@ impl Engine {
             }
         }
         let obs = Arc::new(obs);
+        // One buffer for every rule's anchors (a nested call finds it taken and makes its own).
+        let mut anchors = std::mem::take(&mut self.rules.anchor_buf);
         for &ri in set.candidates_for(&obs) {
             let rule = &set.rules[ri];
             let clears = rule.clears(&obs);
@@ -178,8 +186,9 @@ impl Engine {
                 out.extend(self.offer_spread(rule, ri, &obs, mask, clears, now));
                 continue;
             }
-            let anchors = rule.anchors_near(&obs, &self.grids, Some(&mut self.rules.near));
-            for anchor in anchors {
+            anchors.clear();
+            rule.anchors_into(&obs, &self.grids, Some(&mut self.rules.near), &mut anchors);
+            for anchor in anchors.drain(..) {
                 if !self.owns(&anchor) {
                     continue;
                 }
@@ -191,6 +200,7 @@ impl Engine {
                 }
             }
         }
+        self.rules.anchor_buf = anchors;
         self.rules.touched.clear();
         out
     }
@@ -291,11 +301,18 @@ impl Engine {
             })
             .unwrap_or_default();
         let first = evidence.first().map(|o| o.at).unwrap_or(now);
-        let mut items = evidence.iter().map(|o| o.evidence.clone());
+        let mut items = evidence.iter().map(|o| &o.evidence);
         let Some(head) = items.next() else {
             return Vec::new();
         };
-        let mut change = self.open_alert(key.clone(), rule.cfg.severity, title, anchor, head, now);
+        let mut change = self.open_alert(
+            key.clone(),
+            rule.cfg.severity,
+            title,
+            anchor,
+            head.clone(),
+            now,
+        );
         let Some(id) = change.alert.as_ref().map(|a| a.id.clone()) else {
             return Vec::new();
         };
@@ -335,7 +352,7 @@ impl Engine {
         }
         if let Some(mut alert) = self.open.remove(&id) {
             for e in items {
-                alert.add_evidence(e);
+                alert.add_evidence(Cow::Borrowed(e));
             }
             super::link_incidents(&mut alert);
             alert.rule_id = rule.cfg.id.clone();
@@ -493,7 +510,7 @@ impl Engine {
         };
         let current = Severity::from_pb(alert.severity).unwrap_or(Severity::Info);
         alert.severity = current.raised(rule.cfg.raise_by).to_pb() as i32;
-        alert.add_evidence(obs.evidence.clone());
+        alert.add_evidence(Cow::Borrowed(&obs.evidence));
         alert.count += 1;
         alert.version += 1;
         alert.last_seen = Some(ts_from_millis(now));
@@ -523,7 +540,7 @@ impl Engine {
             };
             let key = rule_key(rule, &anchor, &obs);
             if let Some(id) = self.resolve_key(&key) {
-                out.extend(self.fold(&id, obs.evidence.clone(), now, None));
+                out.extend(self.fold(&id, Cow::Borrowed(&obs.evidence), now, None));
             } else if self.alert_conditions_hold(rule, &anchor) {
                 out.extend(self.fire(rule, &anchor, key, vec![obs], now));
             }

@@ -17,10 +17,11 @@
 //! [`Windows::gather`]: crate::correlate::rules::window::Windows::gather
 
 use crate::domain::AlertChange;
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use super::rules_layer::{rule_key, write_rule_key};
 use super::Engine;
+use crate::correlate::open_alert::id_print;
 use crate::{
     config::{Pattern, RuleAction, Scope},
     correlate::rules::{Obs, Rule},
@@ -143,12 +144,14 @@ impl Engine {
         let replaying = self.rules.replaying;
         if !replaying && rule.cfg.labels.is_empty() {
             // The one key of the rule here: its listed alert, without building the key.
-            let id = self.rules.alerts.first(ri, anchor)?.clone();
-            if self.rules.touched.contains(&id) {
+            let id = self.rules.alerts.first(ri, anchor)?;
+            let print = id_print(id);
+            if self.rules.touched.contains(&print) {
                 return Some(Vec::new());
             }
-            self.rules.touched.push(id.clone());
-            return Some(self.fold(&id, obs.evidence.clone(), now, None));
+            self.rules.touched.push(print);
+            let id = id.clone();
+            return Some(self.fold(&id, Cow::Borrowed(&obs.evidence), now, None));
         }
         let mut key = std::mem::take(&mut self.rules.key_buf);
         write_rule_key(&mut key, rule, anchor, obs);
@@ -159,11 +162,12 @@ impl Engine {
             return Some(Vec::new());
         }
         let id = found?;
-        if replaying || self.rules.touched.contains(&id) {
+        let print = id_print(&id);
+        if replaying || self.rules.touched.contains(&print) {
             return Some(Vec::new());
         }
-        self.rules.touched.push(id.clone());
-        Some(self.fold(&id, obs.evidence.clone(), now, None))
+        self.rules.touched.push(print);
+        Some(self.fold(&id, Cow::Borrowed(&obs.evidence), now, None))
     }
 }
 

@@ -260,11 +260,25 @@ impl Rule {
         &self,
         o: &Obs,
         grids: &GridIndex,
-        mut near: Option<&mut NearCache>,
+        near: Option<&mut NearCache>,
     ) -> Vec<Arc<str>> {
-        let mut out: Vec<Arc<str>> = Vec::new();
+        let mut out = Vec::new();
+        self.anchors_into(o, grids, near, &mut out);
+        out
+    }
+
+    /// [`Rule::anchors_near`], appended to `out` (a buffer the caller keeps: this runs for
+    /// every rule an event is a candidate of).
+    pub fn anchors_into(
+        &self,
+        o: &Obs,
+        grids: &GridIndex,
+        mut near: Option<&mut NearCache>,
+        out: &mut Vec<Arc<str>>,
+    ) {
+        let from = out.len();
         let mut push = |g: &Arc<str>| {
-            if !out.iter().any(|x| x == g) {
+            if !out[from..].iter().any(|x| x == g) {
                 out.push(g.clone());
             }
         };
@@ -301,7 +315,6 @@ impl Rule {
                 }
             }
         }
-        out
     }
 }
 
