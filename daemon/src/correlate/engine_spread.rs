@@ -52,9 +52,12 @@ impl Engine {
         // Whether the event folded into an alert of the rule (or, replaying, was found
         // accounted for by one): it then counts for nothing else of the rule.
         let mut folded = false;
+        // The reach around all of the event's grids; with one grid (the usual case) it is
+        // also the reach the evaluation below reads, so it is found once.
+        let mut whole = None;
         if self.rules.alerts.any(ri) {
-            let reach = self.reach(rule, obs, None);
-            for anchor in &reach {
+            let reach = whole.insert(self.reach(rule, obs, None));
+            for anchor in reach.iter() {
                 if !self.rules.alerts.has(ri, anchor) || !self.owns(anchor) {
                     continue;
                 }
@@ -92,7 +95,10 @@ impl Engine {
             if done.contains(g) || !self.owns(g) || !self.alert_conditions_hold(rule, g) {
                 continue;
             }
-            let read = self.reach(rule, obs, Some(g));
+            let read = match whole.take() {
+                Some(read) if obs.grids.len() == 1 => read,
+                _ => self.reach(rule, obs, Some(g)),
+            };
             let Some(evidence) = self.rules.windows.gather(rule, ri, &read, obs, &self.grids)
             else {
                 continue;

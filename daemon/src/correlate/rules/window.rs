@@ -216,8 +216,9 @@ impl Windows {
             }
             // Adjacent grids: no connected set of the grids held is large enough.
             if let (true, Some((Label::Grid, values))) = (rule.cfg.adjacent, &group.distinct) {
-                let held: Vec<&str> = values.keys().map(|g| &**g).collect();
-                if largest_component(&held, grids).len() < rule.cfg.min_count as usize {
+                let held = values.keys().map(|g| &**g);
+                let min = rule.cfg.min_count as usize;
+                if !has_component_of(held, |g| values.contains_key(g), grids, min) {
                     return None;
                 }
             }
@@ -505,34 +506,72 @@ fn count<I: Borrow<Item>>(rule: &Rule, items: &[I], grids: &GridIndex) -> Option
 }
 
 /// The largest set of the grids that are connected through shared borders.
-fn largest_component<'a>(held: &[&'a str], grids: &GridIndex) -> HashSet<&'a str> {
+fn largest_component<'a>(held: &[&'a str], grids: &'a GridIndex) -> HashSet<&'a str> {
     let all: HashSet<&str> = held.iter().copied().collect();
+    let mut best = HashSet::new();
+    components(
+        held.iter().copied(),
+        |g| all.contains(g),
+        grids,
+        usize::MAX,
+        |component| {
+            if component.len() > best.len() {
+                best = component.clone();
+            }
+        },
+    );
+    best
+}
+
+/// Whether some `min` of the `held` grids (`is_held` answers for any grid) are connected
+/// through shared borders. The search stops as soon as it has found that many, so in a
+/// storm it reads a few grids, not every grid held.
+fn has_component_of<'a>(
+    held: impl Iterator<Item = &'a str>,
+    is_held: impl Fn(&str) -> bool,
+    grids: &'a GridIndex,
+    min: usize,
+) -> bool {
+    components(held, is_held, grids, min, |_| {})
+}
+
+/// Calls `each` with each set of the held grids connected through shared borders, started
+/// from `starts` (held grids; `is_held` answers for their neighbours); stops and answers
+/// true as soon as a set reaches `enough` grids.
+fn components<'a>(
+    starts: impl Iterator<Item = &'a str>,
+    is_held: impl Fn(&str) -> bool,
+    grids: &'a GridIndex,
+    enough: usize,
+    mut each: impl FnMut(&HashSet<&'a str>),
+) -> bool {
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut best: HashSet<&str> = HashSet::new();
-    for start in held {
+    let mut component = HashSet::new();
+    let mut stack = Vec::new();
+    for start in starts {
         if seen.contains(start) {
             continue;
         }
-        let mut component = HashSet::new();
-        let mut stack = vec![*start];
+        component.clear();
+        stack.push(start);
         while let Some(g) = stack.pop() {
             if !seen.insert(g) {
                 continue;
             }
             component.insert(g);
+            if component.len() >= enough {
+                return true;
+            }
             for n in grids.neighbours(g) {
-                if let Some(m) = all.get(&**n) {
-                    if !seen.contains(m) {
-                        stack.push(m);
-                    }
+                let n: &'a str = n;
+                if is_held(n) && !seen.contains(n) {
+                    stack.push(n);
                 }
             }
         }
-        if component.len() > best.len() {
-            best = component;
-        }
+        each(&component);
     }
-    best
+    false
 }
 
 /// `sequence`: the conditions in order, earliest match of each after the previous one.
@@ -560,6 +599,30 @@ mod tests {
     fn one_rule(text: &str) -> RuleSet {
         let cfg: crate::config::RuleConfig = toml::from_str(text).expect("rule parses");
         RuleSet::new(&[cfg])
+    }
+
+    #[test]
+    fn the_early_answer_on_connected_grids_agrees_with_the_largest_component() {
+        let grids = GridIndex::new(&crate::correlate::rules::tests::city());
+        let names: Vec<String> = (0..9).map(|i| format!("a{}{}", i / 3, i % 3)).collect();
+        let mut sizes = std::collections::BTreeSet::new();
+        for subset in 0u32..(1 << 9) {
+            let held: Vec<&str> = (0..9)
+                .filter(|i| subset & (1 << i) != 0)
+                .map(|i| names[i].as_str())
+                .collect();
+            let largest = largest_component(&held, &grids).len();
+            sizes.insert(largest);
+            for min in 1..=10 {
+                assert_eq!(
+                    has_component_of(held.iter().copied(), |g| held.contains(&g), &grids, min),
+                    largest >= min,
+                    "{held:?}, at least {min}"
+                );
+            }
+        }
+        // The 3 x 3 block has components of every size, so every answer was asked for.
+        assert_eq!(sizes, (0..=9).collect());
     }
 
     #[test]
