@@ -345,7 +345,7 @@ impl Engine {
 
     fn on_sensor_alert(&mut self, event_id: u64, ev: &SensorEvent) -> Vec<AlertChange> {
         let now = ev.receive_ms;
-        let (key, severity, title) = match ev.state {
+        let (key, severity) = match ev.state {
             SensorState::Normal => return Vec::new(),
             SensorState::Alarm => (
                 format!("sensor/{}/{}", ev.sensor_id, ev.kind),
@@ -354,13 +354,8 @@ impl Engine {
                     .get(&ev.kind)
                     .copied()
                     .unwrap_or(self.cfg.default_sensor_severity),
-                format!("{} alarm at sensor {}", pretty_kind(&ev.kind), ev.sensor_id),
             ),
-            SensorState::Fault => (
-                format!("fault/{}", ev.sensor_id),
-                Severity::Warning,
-                format!("Sensor {} ({}) reports a fault", ev.sensor_id, ev.kind),
-            ),
+            SensorState::Fault => (format!("fault/{}", ev.sensor_id), Severity::Warning),
         };
         let evidence = pb::Evidence {
             time: Some(ts_from_millis(ev.device_ms)),
@@ -375,6 +370,12 @@ impl Engine {
                 return self.fold(&id, Cow::Owned(evidence), now, Some(severity));
             }
         }
+        // The title only for a new alert (a repeat folds into one that has it).
+        let title = if ev.state == SensorState::Alarm {
+            format!("{} alarm at sensor {}", pretty_kind(&ev.kind), ev.sensor_id)
+        } else {
+            format!("Sensor {} ({}) reports a fault", ev.sensor_id, ev.kind)
+        };
         vec![self.open_alert(key, severity, title, &ev.grid_id, evidence, now)]
     }
 

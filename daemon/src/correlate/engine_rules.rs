@@ -321,16 +321,19 @@ impl Engine {
         let mut merged_count = 0;
         let mut first_seen = first;
         if rule.cfg.merge {
-            let mut merged: Vec<String> = evidence
+            // Each item's single-source key, made once.
+            let keys: Vec<Option<String>> =
+                evidence.iter().map(|o| evidence_key(&o.evidence)).collect();
+            let mut merged: Vec<String> = keys
                 .iter()
-                .filter_map(|o| evidence_key(&o.evidence))
-                .filter_map(|k| self.by_key.get(&k).cloned())
+                .flatten()
+                .filter_map(|k| self.by_key.get(k).cloned())
                 .filter(|bid| *bid != id)
                 .collect();
             merged.dedup();
             // Evidence whose single-source alert lives on another shard: ask it.
-            for o in &evidence {
-                let (Some(k), Some(g)) = (evidence_key(&o.evidence), o.grids.first()) else {
+            for (o, k) in evidence.iter().zip(keys) {
+                let (Some(k), Some(g)) = (k, o.grids.first()) else {
                     continue;
                 };
                 if !self.owns(g) && !self.by_key.contains_key(&k) {
@@ -604,22 +607,23 @@ impl Engine {
     /// the reading's anchors (most normal readings then cost nothing: no observation is
     /// built). Anchors are found from the grid alone; a `within_m` rule is assumed to care.
     pub(super) fn rules_want_sensor(&mut self, ev: &crate::domain::SensorEvent) -> bool {
-        let set = &self.rules.set;
-        if set.sensor_when_wants(&ev.kind, ev.state) {
+        let set = self.rules.set.clone();
+        let plan = set.sensor_plan(&ev.kind);
+        if plan.when_wants(ev.state) {
             return true;
         }
+        let clearing = plan.clearing(ev.state);
         let alerts = &self.rules.alerts;
-        if !set
-            .sensor_clearing_rules(&ev.kind, ev.state)
-            .any(|ri| alerts.any(ri))
-        {
+        if !clearing.iter().any(|&ri| alerts.any(ri)) {
             return false;
         }
         // The reading's grid by index (remembered on its sensor): the tests below are bits.
         let at = self.reading_grid(ev);
-        let (set, alerts, grids) = (&self.rules.set, &self.rules.alerts, &self.grids);
+        let (alerts, grids) = (&self.rules.alerts, &self.grids);
         let g = ev.grid_id.as_str();
-        set.sensor_clearing_rules(&ev.kind, ev.state)
+        clearing
+            .iter()
+            .copied()
             .filter(|&ri| alerts.any(ri))
             .any(|ri| {
                 let rule = &set.rules[ri].cfg;

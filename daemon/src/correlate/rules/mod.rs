@@ -413,9 +413,10 @@ pub struct RuleSet {
     /// (kind, state, reach) of every sensor condition, once each.
     sensor_reach: Vec<(Option<String>, SensorState, Reach)>,
     /// Per sensor kind a condition names: which states some condition, some `when`
-    /// condition, asks for, and the rules a reading may clear. Every reading asks: one
-    /// lookup, not a scan of the conditions.
-    sensor_plans: foldhash::HashMap<String, SensorPlan>,
+    /// condition, asks for, and the rules a reading may clear. Every reading asks once,
+    /// [`RuleSet::sensor_plan`]. A list: rules name a handful of kinds, and comparing a
+    /// few short names (most differ in length) is cheaper than hashing the reading's.
+    sensor_plans: Vec<(Box<str>, SensorPlan)>,
     /// [`RuleSet::sensor_plans`] for a kind no condition names.
     other_sensor_plan: SensorPlan,
 }
@@ -423,7 +424,7 @@ pub struct RuleSet {
 /// What the sensor conditions ask of readings of one kind, by state (`Normal`, `Alarm`,
 /// `Fault`).
 #[derive(Debug, Clone, Default)]
-struct SensorPlan {
+pub struct SensorPlan {
     /// Some condition asks for it.
     interest: [bool; 3],
     /// Some `when` condition asks for it.
@@ -433,6 +434,16 @@ struct SensorPlan {
 }
 
 impl SensorPlan {
+    /// Whether some `when` condition may match a reading in `state`.
+    pub fn when_wants(&self, state: SensorState) -> bool {
+        self.when[state_slot(state)]
+    }
+
+    /// Indices of the rules a reading in `state` may clear, in config order.
+    pub fn clearing(&self, state: SensorState) -> &[usize] {
+        &self.clear[state_slot(state)]
+    }
+
     /// The plan of `kind` (`None`: a kind no condition names) from the (kind, state)
     /// pairs some condition asks for, those some `when` condition asks for, and the
     /// (kind, state, rule) of `clear` conditions (`None` kind: any).
@@ -587,14 +598,13 @@ impl RuleSet {
                 }
             }
         }
-        let sensor_plans = sensor_interest
-            .iter()
-            .filter_map(|(k, _)| k.clone())
-            .map(|k| {
-                let plan = SensorPlan::of(Some(&k), &sensor_interest, &sensor_when, &sensor_clear);
-                (k, plan)
-            })
-            .collect();
+        let mut sensor_plans: Vec<(Box<str>, SensorPlan)> = Vec::new();
+        for k in sensor_interest.iter().filter_map(|(k, _)| k.as_deref()) {
+            if !sensor_plans.iter().any(|(named, _)| **named == *k) {
+                let plan = SensorPlan::of(Some(k), &sensor_interest, &sensor_when, &sensor_clear);
+                sensor_plans.push((k.into(), plan));
+            }
+        }
         let other_sensor_plan = SensorPlan::of(None, &sensor_interest, &sensor_when, &sensor_clear);
         Self {
             rules,
@@ -608,10 +618,12 @@ impl RuleSet {
         }
     }
 
-    fn sensor_plan(&self, kind: &str) -> &SensorPlan {
+    /// What the sensor conditions ask of readings of `kind`.
+    pub fn sensor_plan(&self, kind: &str) -> &SensorPlan {
         self.sensor_plans
-            .get(kind)
-            .unwrap_or(&self.other_sensor_plan)
+            .iter()
+            .find(|(named, _)| **named == *kind)
+            .map_or(&self.other_sensor_plan, |(_, plan)| plan)
     }
 
     /// Whether some rule may care about a sensor reading of this kind and state (a cheap
