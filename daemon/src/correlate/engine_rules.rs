@@ -451,12 +451,17 @@ impl Engine {
     }
 
     fn raise_targets(&self, rule: &Rule, anchor: &str, obs: &Obs) -> Vec<String> {
-        // Not the alert the event itself opened (a camera's own offline alert).
-        let own = evidence_key(&obs.evidence);
+        // Not the alert the event itself opened (a camera's own offline alert); its key is
+        // made only if some alert is in scope.
+        let mut own: Option<Option<String>> = None;
         let mut out: Vec<String> = self
             .alerts_in_scope(rule, anchor)
             .filter(|a| a.rule_id != rule.cfg.id)
-            .filter(|a| own.as_deref() != Some(a.dedup_key.as_str()))
+            .filter(|a| {
+                own.get_or_insert_with(|| evidence_key(&obs.evidence))
+                    .as_deref()
+                    != Some(a.dedup_key.as_str())
+            })
             .filter(|a| {
                 rule.when
                     .iter()

@@ -114,7 +114,9 @@ impl Engine {
     /// its neighbours (`neighbours`) and the grids of the same depth within `within_m` of
     /// where it happened. Not de-duplicated.
     fn reach(&mut self, rule: &Rule, obs: &Obs, at: Option<&Arc<str>>) -> Vec<Arc<str>> {
-        let mut out: Vec<Arc<str>> = Vec::new();
+        // Room for a grid, its neighbours and what lies within a few hundred metres, made
+        // once (growing it step by step was ~2 % of the rules' time).
+        let mut out: Vec<Arc<str>> = Vec::with_capacity(32);
         let place = rule
             .cfg
             .within_m
