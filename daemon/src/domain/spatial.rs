@@ -22,7 +22,7 @@ use geo::{
 };
 use rstar::{
     primitives::{GeomWithData, Rectangle},
-    RTree, AABB,
+    Envelope, RTree, RTreeObject, AABB,
 };
 
 use super::GridIndex;
@@ -123,6 +123,12 @@ fn polygon(ring: &[[f64; 2]]) -> Option<Polygon<f64>> {
     Some(Polygon::new(exterior, Vec::new()))
 }
 
+/// [`metres_to_near`] for one polygon (the tests' reference).
+#[cfg(test)]
+fn metres_to(polygon: &Polygon<f64>, from: Point<f64>) -> f64 {
+    metres_to_near(polygon, from, from.y().to_radians().cos(), true)
+}
+
 /// Great-circle metres from `from` to the nearest point of `polygon` (0 inside or on it).
 ///
 /// Edges are straight on the map (as [`GridIndex::locate`] tests containment), not
@@ -131,12 +137,15 @@ fn polygon(ring: &[[f64; 2]]) -> Option<Polygon<f64>> {
 /// multiplications per edge, where a great-circle search costs a dozen trigonometric
 /// calls), then measured on the sphere; the plane moves that point by a hair along its
 /// edge, and the distance is stationary there (within 1 mm of a search along the edge).
-fn metres_to(polygon: &Polygon<f64>, from: Point<f64>) -> f64 {
-    if polygon.intersects(&from) {
+///
+/// `k` is the cosine of `from`'s latitude (the same for every polygon a query measures);
+/// `may_contain` is false when `from` lies outside the polygon's bounding box, so the
+/// containment test (the costliest part) is skipped: it would say no.
+fn metres_to_near(polygon: &Polygon<f64>, from: Point<f64>, k: f64, may_contain: bool) -> f64 {
+    if may_contain && polygon.intersects(&from) {
         return 0.0;
     }
     let (x0, y0) = (from.x(), from.y());
-    let k = y0.to_radians().cos();
     if k < 1e-6 {
         // At a pole the plane degenerates: the great-circle search.
         return match polygon.haversine_closest_point(&from) {
@@ -245,16 +254,17 @@ impl GridIndex {
         };
         let envelope = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
         let from = Point::new(lon, lat);
+        let k = lat.to_radians().cos();
         let mut found: Vec<(f64, usize)> = self
             .geometry
             .tree
             .locate_in_envelope_intersecting(&envelope)
-            .map(|b| b.data)
-            .filter(|&i| depth.is_none_or(|d| self.depths[i] == d))
-            .filter_map(|i| {
-                let polygon = self.geometry.polygons[i].as_ref()?;
-                let m = metres_to(polygon, from);
-                (m <= metres).then_some((m, i))
+            .filter(|b| depth.is_none_or(|d| self.depths[b.data] == d))
+            .filter_map(|b| {
+                let polygon = self.geometry.polygons[b.data].as_ref()?;
+                let may_contain = b.geom().envelope().contains_point(&[lon, lat]);
+                let m = metres_to_near(polygon, from, k, may_contain);
+                (m <= metres).then_some((m, b.data))
             })
             .collect();
         found.sort_by(|a, b| {
@@ -325,6 +335,47 @@ mod tests {
             let from = Point::new(lon + dx, lat + dy);
             let (fast, exact) = (metres_to(&polygon, from), reference(&polygon, from));
             prop_assert!((fast - exact).abs() <= 1e-3, "{fast} vs {exact}");
+        }
+
+        #[test]
+        fn grids_within_are_every_polygon_near_enough_nearest_first(
+            (x, y) in (-0.01..0.07f64, -0.01..0.05f64),
+            metres in 0.0..2_500.0f64,
+        ) {
+            // 8 x 6 skewed cells under one parent; the query point anywhere around them.
+            let cell = |i: usize, j: usize| {
+                let (w, s) = (120.0 + i as f64 * 0.007 + j as f64 * 0.001, 30.0 + j as f64 * 0.007);
+                vec![[w, s], [w + 0.007, s], [w + 0.008, s + 0.007], [w + 0.001, s + 0.007]]
+            };
+            let mut cfg = vec![crate::config::GridConfig {
+                id: "town".into(),
+                name: "Town".into(),
+                parent: None,
+                polygon: vec![],
+            }];
+            for i in 0..8 {
+                for j in 0..6 {
+                    cfg.push(crate::config::GridConfig {
+                        id: format!("c{i}{j}"),
+                        name: format!("Cell {i}{j}"),
+                        parent: Some("town".into()),
+                        polygon: cell(i, j),
+                    });
+                }
+            }
+            let index = GridIndex::new(&cfg);
+            let from = [120.0 + x, 30.0 + y];
+            let mut brute: Vec<(f64, &str)> = cfg[1..]
+                .iter()
+                .map(|g| {
+                    let p = polygon(&g.polygon).expect("a valid ring");
+                    (metres_to(&p, Point::from(from)), g.id.as_str())
+                })
+                .filter(|(m, _)| *m <= metres)
+                .collect();
+            brute.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+            let brute: Vec<&str> = brute.into_iter().map(|(_, id)| id).collect();
+            prop_assert_eq!(index.grids_within(from, metres, Some(1)), brute);
         }
     }
 }
