@@ -7,7 +7,7 @@ export CARGO_INCREMENTAL ?= 0
 # Where cargo puts its builds (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-spatial bench-engine clean
+.PHONY: deps build run test lint unit e2e bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -68,6 +68,20 @@ bench-spatial: deps
 ## grids and cameras), the 50 bench rules vs none, same events, median of 5 rounds.
 bench-engine: deps
 	$(CARGO) bench -p gridsight --bench engine
+
+## The engine benchmark's rules pass (one round, 200k events) under callgrind: the
+## instructions it takes, a figure that does not drift with the machine's speed as the
+## events/s do. About 30 s after the build.
+bench-engine-instructions:
+	@./scripts/install-deps.sh --bench
+	@bin=$$($(CARGO) bench -p gridsight --bench engine --no-run 2>&1 | tee /dev/stderr | \
+		sed -n 's/.*Executable .*(\(.*\))$$/\1/p'); \
+	out=$$(mktemp); \
+	ENGINE_BENCH_ONLY=rules ENGINE_BENCH_ROUNDS=1 ENGINE_BENCH_BREAKDOWN=0 \
+		valgrind --tool=callgrind --toggle-collect='engine::run' --callgrind-out-file=$$out \
+		$$bin --bench >/dev/null 2>&1; \
+	echo "RESULT engine rules instructions=$$(callgrind_annotate $$out 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $$1); print $$1}') events=200000"; \
+	rm -f $$out
 
 clean:
 	$(CARGO) clean

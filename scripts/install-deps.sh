@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages gridsight needs to build, run and test.
 # Quick when everything is present: it only calls apt when a package is missing.
-# `--bench` adds what only the benchmarks need (ffmpeg, the baseline of bench-cameras).
+# `--bench` adds what only the benchmarks need (ffmpeg, the baseline of bench-cameras;
+# valgrind, which counts bench-engine-instructions).
 set -euo pipefail
 
 PACKAGES=(
@@ -13,7 +14,7 @@ PACKAGES=(
   mosquitto mosquitto-clients
 )
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES+=(ffmpeg)
+  PACKAGES+=(ffmpeg valgrind)
 fi
 
 missing=()
