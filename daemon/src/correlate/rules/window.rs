@@ -50,6 +50,13 @@ struct Group {
     /// `sequence` need every condition, so a group (or the groups in reach) missing one is
     /// passed over without looking at its items.
     per_bit: [u32; COUNTED_BITS],
+    /// `count` of `adjacent` grids: at the last check no `min_count` of the grids held were
+    /// connected. Items only leave a group in between (which splits sets, never joins
+    /// them) or come through [`Group::push`], counted in `unchecked`; so with one item
+    /// since, only a set holding that item's grid can be large enough now.
+    scattered: bool,
+    /// Items pushed since the last adjacency check.
+    unchecked: u32,
 }
 
 /// Conditions whose items each group counts (a rule with more is never passed over on
@@ -116,6 +123,7 @@ impl Group {
     fn clear(&mut self) {
         self.items.clear();
         self.per_bit = [0; COUNTED_BITS];
+        (self.scattered, self.unchecked) = (true, 0);
         if let Some((_, values)) = &mut self.distinct {
             values.clear();
         }
@@ -137,6 +145,7 @@ impl Group {
             }
         }
         self.count_bits(mask, true);
+        self.unchecked = self.unchecked.saturating_add(1);
         self.items.push_back(Item {
             at: obs.at,
             seq,
@@ -165,6 +174,10 @@ pub struct Windows {
     groups: Vec<HashMap<Arc<str>, Group>>,
     /// The next item's sequence number.
     next_seq: u64,
+    /// Tests: check adjacency over every grid held, never from the new item's grid alone
+    /// (the reference the incremental check is compared with).
+    #[cfg(test)]
+    always_full_check: bool,
 }
 
 impl Windows {
@@ -191,6 +204,10 @@ impl Windows {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        #[cfg(test)]
+        let incremental = !self.always_full_check;
+        #[cfg(not(test))]
+        let incremental = true;
         let group = self.group_mut(ri, anchor);
         if let (Some(label), None, Pattern::Count) =
             (rule.cfg.distinct, &group.distinct, rule.cfg.pattern)
@@ -212,13 +229,26 @@ impl Windows {
                 None => usize::MAX,
             };
             if upper < rule.cfg.min_count as usize {
+                // Too few values for any connected set of `min_count` either.
+                (group.scattered, group.unchecked) = (true, 0);
                 return None;
             }
             // Adjacent grids: no connected set of the grids held is large enough.
             if let (true, Some((Label::Grid, values))) = (rule.cfg.adjacent, &group.distinct) {
-                let held = values.keys().map(|g| &**g);
                 let min = rule.cfg.min_count as usize;
-                if !has_component_of(held, |g| values.contains_key(g), grids, min) {
+                let is_held = |g: &str| values.contains_key(g);
+                // Scattered before this item alone: only its grid's set can have grown.
+                let from_own = obs
+                    .label(Label::Grid)
+                    .filter(|g| group.scattered && group.unchecked == 1 && is_held(g));
+                let connected = match from_own {
+                    Some(own) if incremental => {
+                        has_component_of(std::iter::once(own), is_held, grids, min)
+                    }
+                    _ => has_component_of(values.keys().map(|g| &**g), is_held, grids, min),
+                };
+                (group.scattered, group.unchecked) = (!connected, 0);
+                if !connected {
                     return None;
                 }
             }
@@ -599,6 +629,68 @@ mod tests {
     fn one_rule(text: &str) -> RuleSet {
         let cfg: crate::config::RuleConfig = toml::from_str(text).expect("rule parses");
         RuleSet::new(&[cfg])
+    }
+
+    #[test]
+    fn the_adjacency_check_from_the_new_grid_alone_answers_as_the_full_one() {
+        let set = one_rule(
+            r#"
+id = "spread"
+title = "t"
+severity = "major"
+pattern = "count"
+min_count = 3
+distinct = "grid"
+adjacent = true
+scope = "parent"
+window_secs = 20
+[[when]]
+source = "sensor"
+kind = "smoke"
+"#,
+        );
+        let rule = &set.rules[0];
+        let grids = GridIndex::new(&crate::correlate::rules::tests::city());
+        let anchor: Arc<str> = Arc::from("town-a");
+        let names: Vec<String> = (0..9).map(|i| format!("a{}{}", i / 3, i % 3)).collect();
+        let (mut fired, mut quiet) = (0, 0);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..300 {
+            let mut incremental = Windows::default();
+            let mut full = Windows {
+                always_full_check: true,
+                ..Windows::default()
+            };
+            let mut at = 0;
+            for step in 0..60 {
+                at += next(6_000) as i64;
+                let grid = &names[next(9) as usize];
+                let ev = sensor(&format!("s-{step}"), "smoke", grid, SensorState::Alarm, at);
+                let obs = Arc::new(Obs::sensor(0, &ev));
+                let evaluate = next(5) != 0;
+                let ids = |w: &mut Windows| {
+                    w.observe(rule, 0, &anchor, 1, &obs, &grids, evaluate)
+                        .map(|ev| ev.iter().map(|o| o.id.clone()).collect::<Vec<_>>())
+                };
+                let (a, b) = (ids(&mut incremental), ids(&mut full));
+                assert_eq!(a, b, "step {step} at {at} ms, grid {grid}");
+                if a.is_some() {
+                    fired += 1;
+                    incremental.consume(0, &anchor);
+                    full.consume(0, &anchor);
+                } else if evaluate {
+                    quiet += 1;
+                }
+            }
+        }
+        // Both answers were asked for many times.
+        assert!(fired > 300 && quiet > 3_000, "fired {fired}, quiet {quiet}");
     }
 
     #[test]
