@@ -165,13 +165,15 @@ impl Engine {
         }
         // Its grids as the index's own `Arc`s, like every anchor found around it: the
         // windows and rule alerts are keyed by those, so a lookup compares pointers.
+        let mut all_known = true;
         for g in &mut obs.grids {
-            if let Some(shared) = self.grids.shared(g) {
-                if !Arc::ptr_eq(shared, g) {
-                    *g = shared.clone();
-                }
+            match self.grids.shared(g) {
+                Some(shared) if !Arc::ptr_eq(shared, g) => *g = shared.clone(),
+                Some(_) => {}
+                None => all_known = false,
             }
         }
+        obs.indexed_grids = all_known;
         let obs = Arc::new(obs);
         // One buffer for every rule's anchors (a nested call finds it taken and makes its own).
         let mut anchors = std::mem::take(&mut self.rules.anchor_buf);

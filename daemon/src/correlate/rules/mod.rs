@@ -51,6 +51,10 @@ pub struct Obs {
     pub item_code: String,
     /// The evidence item an alert shows for it.
     pub evidence: pb::Evidence,
+    /// Every one of `grids` is the grid index's own `Arc` (the rule layer makes them so):
+    /// then one grid is one pointer among the anchors found around it, all of which come
+    /// from the index, and telling them apart compares pointers, not names.
+    pub indexed_grids: bool,
 }
 
 impl Obs {
@@ -72,6 +76,7 @@ impl Obs {
                 time: Some(gridsight_proto::ts_from_millis(ev.device_ms)),
                 item: Some(pb::evidence::Item::SensorEvent(ev.to_pb(id))),
             },
+            indexed_grids: false,
         }
     }
 
@@ -93,6 +98,7 @@ impl Obs {
                 time: ev.time,
                 item: Some(pb::evidence::Item::CameraEvent(ev.clone())),
             },
+            indexed_grids: false,
         }
     }
 
@@ -114,6 +120,7 @@ impl Obs {
                 time: inc.reported_at,
                 item: Some(pb::evidence::Item::Incident(Box::new(inc.clone()))),
             },
+            indexed_grids: false,
         }
     }
 
@@ -277,8 +284,14 @@ impl Rule {
         out: &mut Vec<Arc<str>>,
     ) {
         let from = out.len();
+        let by_pointer = o.indexed_grids;
         let mut push = |g: &Arc<str>| {
-            if !out[from..].iter().any(|x| x == g) {
+            let seen = if by_pointer {
+                out[from..].iter().any(|x| Arc::ptr_eq(x, g))
+            } else {
+                out[from..].iter().any(|x| x == g)
+            };
+            if !seen {
                 out.push(g.clone());
             }
         };

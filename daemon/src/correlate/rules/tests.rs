@@ -889,3 +889,50 @@ state = "normal"
     assert!(!set.wants_sensor("gas", SensorState::Fault));
     assert!(set.wants_sensor("water_level", SensorState::Normal));
 }
+
+#[test]
+fn anchors_told_apart_by_pointer_are_the_anchors_told_apart_by_name() {
+    let mut text = String::new();
+    for (i, scope) in ["grid", "neighbours", "parent", "tier"].iter().enumerate() {
+        let withins: &[&str] = if matches!(*scope, "grid" | "neighbours") {
+            &["", "within_m = 1500.0\n"]
+        } else {
+            &[""]
+        };
+        for within in withins {
+            let tier = if *scope == "tier" { "tier = 1\n" } else { "" };
+            text.push_str(&format!(
+                "[[rules]]\nid = \"r{i}{}\"\ntitle = \"t\"\nseverity = \"major\"\n\
+                 scope = \"{scope}\"\n{tier}{within}window_secs = 60\n\
+                 [[rules.when]]\nsource = \"sensor\"\nkind = \"smoke\"\n\n",
+                within.len()
+            ));
+        }
+    }
+    let set = RuleSet::new(&rules(&text));
+    let grids = GridIndex::new(&city());
+    let mut compared = 0;
+    for g in city().iter().map(|g| g.id.clone()) {
+        let ev = sensor("s-1", "smoke", &g, SensorState::Alarm, 1_000);
+        // As an event arrives: its grid a name of its own, not the index's.
+        let by_name = super::Obs::sensor(1, &ev);
+        assert!(!by_name.indexed_grids);
+        // As the rule layer hands it on: the index's own grid.
+        let mut by_pointer = super::Obs::sensor(1, &ev);
+        by_pointer.grids = vec![grids.shared(&g).expect("a known grid").clone()];
+        by_pointer.indexed_grids = true;
+        for rule in &set.rules {
+            let (a, b) = (
+                rule.anchors(&by_name, &grids),
+                rule.anchors(&by_pointer, &grids),
+            );
+            assert_eq!(a, b, "rule {} at {g}", rule.cfg.id);
+            let mut unique = b.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), b.len(), "no anchor twice: {b:?}");
+            compared += b.len();
+        }
+    }
+    assert!(compared > 50, "{compared} anchors compared");
+}
