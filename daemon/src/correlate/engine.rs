@@ -14,7 +14,7 @@
 //! replaces this module behind the same inputs and outputs ([`Engine::on_sensor`],
 //! [`Engine::on_incident`], [`Engine::command`]).
 
-use crate::domain::AlertChange;
+use crate::domain::{keys, AlertChange};
 use foldhash::{HashMap, HashMapExt};
 use std::{borrow::Cow, sync::Arc};
 
@@ -326,7 +326,7 @@ impl Engine {
         }
         let mut out = self.on_sensor_alert(event_id, ev);
         if flapping && ev.state == SensorState::Alarm {
-            let key = format!("sensor/{}/{}", ev.sensor_id, ev.kind);
+            let key = keys::sensor_key(&ev.sensor_id, &ev.kind);
             self.mark_flapping(&key);
             // The change shows the alert as now held (marked): share it, no second copy.
             let held = self.by_key.get(&key).and_then(|id| self.open.get(id));
@@ -348,14 +348,14 @@ impl Engine {
         let (key, severity) = match ev.state {
             SensorState::Normal => return Vec::new(),
             SensorState::Alarm => (
-                format!("sensor/{}/{}", ev.sensor_id, ev.kind),
+                keys::sensor_key(&ev.sensor_id, &ev.kind),
                 self.cfg
                     .sensor_severity
                     .get(&ev.kind)
                     .copied()
                     .unwrap_or(self.cfg.default_sensor_severity),
             ),
-            SensorState::Fault => (format!("fault/{}", ev.sensor_id), Severity::Warning),
+            SensorState::Fault => (keys::fault_key(&ev.sensor_id), Severity::Warning),
         };
         let evidence = pb::Evidence {
             time: Some(ts_from_millis(ev.device_ms)),
@@ -385,7 +385,7 @@ impl Engine {
         mut inc: pb::Incident,
         now: i64,
     ) -> (pb::Incident, Vec<AlertChange>) {
-        let key = format!("incident/{}", inc.id);
+        let key = keys::incident_key(&inc.id);
         let severity = self.cfg.incident_severity;
         let mut shown = inc.clone();
         shown.alert_id.clear();
@@ -701,12 +701,10 @@ fn has(a: &pb::Alert, want: Source) -> bool {
 fn evidence_key(e: &pb::Evidence) -> Option<String> {
     match &e.item {
         Some(pb::evidence::Item::SensorEvent(s)) if s.state == pb::SensorState::Fault as i32 => {
-            Some(format!("fault/{}", s.sensor_id))
+            Some(keys::fault_key(&s.sensor_id))
         }
-        Some(pb::evidence::Item::SensorEvent(s)) => {
-            Some(format!("sensor/{}/{}", s.sensor_id, s.kind))
-        }
-        Some(pb::evidence::Item::Incident(i)) => Some(format!("incident/{}", i.id)),
+        Some(pb::evidence::Item::SensorEvent(s)) => Some(keys::sensor_key(&s.sensor_id, &s.kind)),
+        Some(pb::evidence::Item::Incident(i)) => Some(keys::incident_key(&i.id)),
         Some(pb::evidence::Item::CameraEvent(c)) => camera::camera_key(c),
         None => None,
     }

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use crate::domain::AlertChange;
+use crate::domain::{keys::concat, AlertChange};
 use gridsight_proto::{ts_from_millis, v1 as pb};
 
 use super::{has, Engine, Source};
@@ -53,8 +53,8 @@ pub fn snapshot_url(alert_id: &str, camera_id: &str) -> String {
 pub(super) fn camera_key(c: &pb::CameraEvent) -> Option<String> {
     use pb::CameraEventKind as K;
     match K::try_from(c.kind) {
-        Ok(K::Offline) => Some(format!("camera/{}/offline", c.camera_id)),
-        Ok(K::Freeze) => Some(format!("camera/{}/freeze", c.camera_id)),
+        Ok(K::Offline) => Some(concat(&["camera/", &c.camera_id, "/offline"])),
+        Ok(K::Freeze) => Some(concat(&["camera/", &c.camera_id, "/freeze"])),
         _ => None,
     }
 }
@@ -115,9 +115,9 @@ impl Engine {
             }
             K::Online | K::Unfreeze => {
                 let key = if kind == K::Online {
-                    format!("camera/{}/offline", ev.camera_id)
+                    concat(&["camera/", &ev.camera_id, "/offline"])
                 } else {
-                    format!("camera/{}/freeze", ev.camera_id)
+                    concat(&["camera/", &ev.camera_id, "/freeze"])
                 };
                 let Some(id) = self.by_key.get(&key).cloned() else {
                     return Vec::new();

@@ -275,7 +275,7 @@ impl Engine {
         if !self.sensor_keyed(&ev.sensor_id) {
             return Vec::new();
         }
-        let key = format!("sensor/{}/{}", ev.sensor_id, ev.kind);
+        let key = crate::domain::keys::sensor_key(&ev.sensor_id, &ev.kind);
         let Some(id) = self.by_key.get(&key).cloned() else {
             return Vec::new();
         };

@@ -13,6 +13,7 @@
 
 mod alert_change;
 mod grids;
+pub mod keys;
 mod spatial;
 #[cfg(test)]
 mod spatial_tests;

@@ -40,7 +40,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use read::{AlertFilter, DeadLetter, IncidentFilter, Page};
 pub(crate) use writer::prune;
 
-use crate::{config::StoreConfig, domain::SensorEvent, telemetry::Metrics};
+use crate::{
+    config::StoreConfig,
+    domain::{keys::numbered, SensorEvent},
+    telemetry::Metrics,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -185,14 +189,11 @@ impl Ids {
     }
     /// The next incident id, e.g. `INC-000042`.
     pub fn next_incident(&self) -> String {
-        format!(
-            "INC-{:06}",
-            self.incident.fetch_add(1, Ordering::Relaxed) + 1
-        )
+        numbered("INC-", self.incident.fetch_add(1, Ordering::Relaxed) + 1, 6)
     }
     /// The next alert id, e.g. `ALR-000042`.
     pub fn next_alert(&self) -> String {
-        format!("ALR-{:06}", self.alert.fetch_add(1, Ordering::Relaxed) + 1)
+        numbered("ALR-", self.alert.fetch_add(1, Ordering::Relaxed) + 1, 6)
     }
     /// The next silence id, e.g. `sil-7`.
     pub fn next_silence(&self) -> String {
