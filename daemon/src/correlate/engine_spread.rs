@@ -25,6 +25,7 @@ use crate::correlate::open_alert::id_print;
 use crate::{
     config::{Pattern, RuleAction, Scope},
     correlate::rules::{Obs, Rule},
+    domain::GridIndex,
 };
 
 /// Whether rule `rule` is offered events through [`Engine::offer_spread`].
@@ -55,16 +56,24 @@ impl Engine {
         // The reach around all of the event's grids; with one grid (the usual case) it is
         // also the reach the evaluation below reads, so it is found once.
         let mut whole = None;
+        // The grids, held apart from `self` so that an anchor borrowed from them outlives
+        // the calls below that change the engine.
+        let grids = self.grids.clone();
         if self.rules.alerts.any(ri) {
             let reach = whole.insert(self.reach(rule, obs, None));
-            for anchor in reach.iter() {
-                if !self.rules.alerts.has(ri, anchor) || !self.owns(anchor) {
+            for (ix, anchor) in reach.grids(&grids) {
+                // By index a bit; by id (a grid the index does not know) a lookup.
+                let listed = |e: &Engine| match ix {
+                    Some(ix) => e.rules.alerts.has_at(ri, ix),
+                    None => e.rules.alerts.has(ri, anchor),
+                };
+                if !listed(self) || !self.owns(anchor) {
                     continue;
                 }
                 if clears && !replaying {
                     out.extend(self.clear_rule(ri, anchor, obs, now));
                 }
-                if folded || mask == 0 || !self.rules.alerts.has(ri, anchor) {
+                if folded || mask == 0 || !listed(self) {
                     continue;
                 }
                 if let Some(changes) = self.fold_rule_key(rule, ri, anchor, obs, now) {
@@ -99,8 +108,8 @@ impl Engine {
                 Some(read) if obs.grids.len() == 1 => read,
                 _ => self.reach(rule, obs, Some(g)),
             };
-            let Some(evidence) = self.rules.windows.gather(rule, ri, &read, obs, &self.grids)
-            else {
+            let ids = read.grids(&grids).map(|(_, id)| id);
+            let Some(evidence) = self.rules.windows.gather(rule, ri, ids, obs, &grids) else {
                 continue;
             };
             if !replaying {
@@ -112,30 +121,52 @@ impl Engine {
 
     /// The grids in reach of `obs` under `rule`: around each of its grids (or only `at`),
     /// its neighbours (`neighbours`) and the grids of the same depth within `within_m` of
-    /// where it happened. Not de-duplicated.
-    fn reach(&mut self, rule: &Rule, obs: &Obs, at: Option<&Arc<str>>) -> Vec<Arc<str>> {
-        // Room for a grid, its neighbours and what lies within a few hundred metres, made
-        // once (growing it step by step was ~2 % of the rules' time).
-        let mut out: Vec<Arc<str>> = Vec::with_capacity(32);
+    /// where it happened. Not de-duplicated. By index when the index knows every grid of
+    /// the event (always, but for an event naming a grid the config does not have).
+    fn reach(&mut self, rule: &Rule, obs: &Obs, at: Option<&Arc<str>>) -> Reach {
         let place = rule
             .cfg
             .within_m
             .and_then(|m| Some((m, obs.place(&self.grids)?)));
-        for g in at
+        let own = at
             .into_iter()
-            .chain(obs.grids.iter().filter(|_| at.is_none()))
-        {
+            .chain(obs.grids.iter().filter(|_| at.is_none()));
+        let neighbours = rule.cfg.scope == Scope::Neighbours;
+        let grids = &*self.grids;
+        if obs.indexed_grids {
+            // Room for a grid, its neighbours and what lies within a few hundred metres,
+            // made once (growing it step by step was ~2 % of the rules' time).
+            let mut out: Vec<u32> = Vec::with_capacity(32);
+            for ix in own.filter_map(|g| grids.index_of(g)) {
+                out.extend(u32::try_from(ix).ok());
+                if neighbours {
+                    out.extend_from_slice(grids.neighbour_indices(ix));
+                }
+                if let Some((m, point)) = place {
+                    let depth = grids.depth_at(ix);
+                    out.extend_from_slice(&self.rules.near.grids_within(grids, point, m, depth));
+                }
+            }
+            return Reach::Indices(out);
+        }
+        let mut out: Vec<Arc<str>> = Vec::with_capacity(32);
+        for g in own {
             out.push(g.clone());
-            if rule.cfg.scope == Scope::Neighbours {
-                out.extend(self.grids.neighbours(g).iter().cloned());
+            if neighbours {
+                out.extend(grids.neighbours(g).iter().cloned());
             }
             if let Some((m, point)) = place {
-                let depth = self.grids.depth(g);
-                let found = self.rules.near.grids_within(&self.grids, point, m, depth);
-                out.extend(found.iter().cloned());
+                let depth = grids.depth(g);
+                let found = self.rules.near.grids_within(grids, point, m, depth);
+                out.extend(
+                    found
+                        .iter()
+                        .filter_map(|&ix| grids.shared_at(ix as usize))
+                        .cloned(),
+                );
             }
         }
-        out
+        Reach::Ids(out)
     }
 
     /// Folds `obs` into the rule's alert at `anchor` for the event's key, if one is open
@@ -176,6 +207,34 @@ impl Engine {
         }
         self.rules.touched.push(print);
         Some(self.fold(&id, Cow::Borrowed(&obs.evidence), now, None))
+    }
+}
+
+/// The grids in reach of an event ([`Engine::reach`]): grid indices (nothing hashed or
+/// reference-counted per grid; "has the rule an alert open there" is a bit), or shared ids
+/// when the event names a grid the index does not know.
+enum Reach {
+    Indices(Vec<u32>),
+    Ids(Vec<Arc<str>>),
+}
+
+impl Reach {
+    /// Each grid: its index when it has one, and its shared id.
+    fn grids<'a>(
+        &'a self,
+        grids: &'a GridIndex,
+    ) -> impl Iterator<Item = (Option<usize>, &'a Arc<str>)> + Clone + 'a {
+        let len = match self {
+            Reach::Indices(v) => v.len(),
+            Reach::Ids(v) => v.len(),
+        };
+        (0..len).filter_map(move |i| match self {
+            Reach::Indices(v) => {
+                let ix = v[i] as usize;
+                Some((Some(ix), grids.shared_at(ix)?))
+            }
+            Reach::Ids(v) => Some((None, &v[i])),
+        })
     }
 }
 

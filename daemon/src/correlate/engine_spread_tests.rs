@@ -130,3 +130,29 @@ fn within_m_counts_only_the_alarms_near_the_newest_one() {
         .collect();
     assert_eq!(ids, ["s-1", "s-3"]);
 }
+
+#[test]
+fn an_alarm_in_a_grid_the_index_does_not_know_still_folds_into_an_alert_in_reach() {
+    let mut e = engine_with(NEAR);
+    e.on_sensor(1, &smoke("s-1", "a00", 0, Some([120.0095, 30.005])));
+    let opened = e.on_sensor(2, &smoke("s-2", "a01", 1_000, Some([120.0105, 30.005])));
+    let opened = rule_alerts(&opened, pb::ChangeKind::Opened);
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    // A grid id from an old device config, at a place 100 m from both: its reach is
+    // found by id (not by index), and it folds into the open alert all the same.
+    let mut sent = e.on_sensor(3, &smoke("s-3", "gone", 2_000, Some([120.0100, 30.0055])));
+    sent.extend(e.drain());
+    let updated = rule_alerts(&sent, pb::ChangeKind::Updated);
+    assert_eq!(updated.len(), 1, "{sent:#?}");
+    assert_eq!(
+        (updated[0].id.as_str(), updated[0].count),
+        (opened[0].id.as_str(), 3)
+    );
+    // Known or not, a far one does not.
+    let mut far = e.on_sensor(4, &smoke("s-4", "gone", 3_000, Some([120.025, 30.025])));
+    far.extend(e.drain());
+    assert!(
+        rule_alerts(&far, pb::ChangeKind::Updated).is_empty(),
+        "{far:#?}"
+    );
+}

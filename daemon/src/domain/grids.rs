@@ -110,6 +110,16 @@ impl GridIndex {
         self.names.get(self.index_of(grid)?)
     }
 
+    /// The shared id of the grid with index `ix`.
+    pub fn shared_at(&self, ix: usize) -> Option<&Arc<str>> {
+        self.names.get(ix)
+    }
+
+    /// The depth of the grid with index `ix`.
+    pub fn depth_at(&self, ix: usize) -> Option<usize> {
+        self.depths.get(ix).copied()
+    }
+
     /// The enclosing grid; `None` for a root or an unknown grid.
     pub fn parent(&self, grid: &str) -> Option<&str> {
         self.parent_shared(grid).map(|p| &**p)

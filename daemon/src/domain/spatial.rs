@@ -49,6 +49,8 @@ pub(super) struct Geometry {
     tree: RTree<Boxed>,
     /// Each grid's neighbours (ids, sorted).
     neighbours: Vec<Box<[Arc<str>]>>,
+    /// The same neighbours as grid indices, in the same order.
+    neighbour_ix: Vec<Box<[u32]>>,
 }
 
 impl Geometry {
@@ -78,16 +80,22 @@ impl Geometry {
             centroids,
             tree: RTree::bulk_load(boxes),
             neighbours: Vec::new(),
+            neighbour_ix: Vec::new(),
         };
-        geometry.neighbours = (0..names.len())
+        geometry.neighbour_ix = (0..names.len())
             .map(|i| {
-                let mut ids: Vec<Arc<str>> = geometry
+                let mut ix: Vec<u32> = geometry
                     .touching(i, depths)
-                    .map(|j| names[j].clone())
+                    .filter_map(|j| u32::try_from(j).ok())
                     .collect();
-                ids.sort();
-                ids.into_boxed_slice()
+                ix.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
+                ix.into_boxed_slice()
             })
+            .collect();
+        geometry.neighbours = geometry
+            .neighbour_ix
+            .iter()
+            .map(|ix| ix.iter().map(|&j| names[j as usize].clone()).collect())
             .collect();
         geometry
     }
@@ -184,6 +192,15 @@ impl GridIndex {
             .unwrap_or(&[])
     }
 
+    /// [`GridIndex::neighbours`] of the grid with index `ix`, as indices (same order).
+    pub fn neighbour_indices(&self, ix: usize) -> &[u32] {
+        self.geometry
+            .neighbour_ix
+            .get(ix)
+            .map(|n| &n[..])
+            .unwrap_or(&[])
+    }
+
     /// The deepest grid whose polygon holds `(lon, lat)` (its boundary included); between
     /// grids of the same depth (a point on their shared edge) the first in the config.
     pub fn locate(&self, lon: f64, lat: f64) -> Option<&str> {
@@ -226,16 +243,16 @@ impl GridIndex {
             .collect()
     }
 
-    /// [`GridIndex::grids_within`], as shared ids (no allocation per grid).
-    pub fn grids_within_shared(
+    /// [`GridIndex::grids_within`], as grid indices (in its order).
+    pub fn grids_within_indices(
         &self,
         point: [f64; 2],
         metres: f64,
         depth: Option<usize>,
-    ) -> Vec<Arc<str>> {
+    ) -> Vec<u32> {
         self.within(point, metres, depth)
             .into_iter()
-            .map(|i| self.names[i].clone())
+            .filter_map(|i| u32::try_from(i).ok())
             .collect()
     }
 

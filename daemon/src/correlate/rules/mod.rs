@@ -320,9 +320,9 @@ impl Rule {
                     let depth = grids.depth(g);
                     let found = match near.as_deref_mut() {
                         Some(cache) => cache.grids_within(grids, at, m, depth),
-                        None => grids.grids_within_shared(at, m, depth).into(),
+                        None => grids.grids_within_indices(at, m, depth).into(),
                     };
-                    for n in found.iter() {
+                    for n in found.iter().filter_map(|&ix| grids.shared_at(ix as usize)) {
                         push(n);
                     }
                 }
@@ -340,8 +340,8 @@ impl Rule {
 /// holds (40,000 sensors and three radii); emptied whenever the grids change.
 #[derive(Debug)]
 pub struct NearCache {
-    answers: foldhash::HashMap<NearKey, Arc<[Arc<str>]>>,
-    old: foldhash::HashMap<NearKey, Arc<[Arc<str>]>>,
+    answers: foldhash::HashMap<NearKey, Arc<[u32]>>,
+    old: foldhash::HashMap<NearKey, Arc<[u32]>>,
     /// Answers per generation ([`NearCache::MAX`] but in tests).
     limit: usize,
 }
@@ -368,14 +368,14 @@ impl NearCache {
         }
     }
 
-    /// [`GridIndex::grids_within_shared`], remembered.
+    /// [`GridIndex::grids_within_indices`], remembered.
     pub fn grids_within(
         &mut self,
         grids: &GridIndex,
         at: [f64; 2],
         metres: f64,
         depth: Option<usize>,
-    ) -> Arc<[Arc<str>]> {
+    ) -> Arc<[u32]> {
         let key = (
             at[0].to_bits(),
             at[1].to_bits(),
@@ -385,9 +385,9 @@ impl NearCache {
         if let Some(found) = self.answers.get(&key) {
             return found.clone();
         }
-        let found: Arc<[Arc<str>]> = match self.old.remove(&key) {
+        let found: Arc<[u32]> = match self.old.remove(&key) {
             Some(kept) => kept,
-            None => grids.grids_within_shared(at, metres, depth).into(),
+            None => grids.grids_within_indices(at, metres, depth).into(),
         };
         if self.answers.len() >= self.limit {
             self.old = std::mem::take(&mut self.answers);

@@ -824,7 +824,7 @@ fn the_near_cache_keeps_the_points_in_use_across_generations() {
     let grids = GridIndex::new(&city());
     let mut near = super::NearCache::with_limit(4);
     let hot = [120.015, 30.015];
-    let want = grids.grids_within_shared(hot, 300.0, None);
+    let want = grids.grids_within_indices(hot, 300.0, None);
     assert!(!want.is_empty(), "the test point is inside the city");
     let first = near.grids_within(&grids, hot, 300.0, None);
     // Many other points, the hot one asked about in between: it is never recomputed

@@ -318,17 +318,17 @@ impl Windows {
     /// Evaluates rule `ri` for the event `newest` over the items kept at the grids `read`
     /// that are in its window and near it (`within_m`); when the pattern holds, consumes
     /// those items from every group read and returns the evidence.
-    pub fn gather(
+    pub fn gather<'a>(
         &mut self,
         rule: &Rule,
         ri: usize,
-        read: &[Arc<str>],
+        read: impl Iterator<Item = &'a Arc<str>> + Clone,
         newest: &Obs,
         grids: &GridIndex,
     ) -> Option<Vec<Arc<Obs>>> {
         let horizon = newest.at - rule.window_ms;
         let groups = self.groups.get_mut(ri)?;
-        let found: Vec<&Group> = read.iter().filter_map(|g| groups.get(g)).collect();
+        let found: Vec<&Group> = read.clone().filter_map(|g| groups.get(g)).collect();
         // Passed over without looking at the items when they cannot hold the pattern.
         if let Some(need) = needs_every(rule) {
             if found.iter().fold(0, |m, g| m | g.present()) & need != need {
