@@ -716,23 +716,36 @@ fn render_title(
     newest: Option<&Obs>,
     e: &Engine,
 ) -> String {
-    let mut out = rule.cfg.title.clone();
-    let label = |l: crate::config::Label| newest.and_then(|o| o.label(l)).unwrap_or("").to_string();
     use crate::config::Label as L;
-    for (name, value) in [
-        ("{grid_name}", e.grids.name(anchor).to_string()),
-        ("{grid}", anchor.to_string()),
-        ("{count}", count.to_string()),
-        ("{rule}", rule.cfg.id.clone()),
-        ("{kind}", label(L::Kind)),
-        ("{sensor}", label(L::Sensor)),
-        ("{camera}", label(L::Camera)),
-        ("{category}", label(L::Category)),
-        ("{item_code}", label(L::ItemCode)),
+    let mut out = rule.cfg.title.clone();
+    let label = |l: L| newest.and_then(|o| o.label(l)).unwrap_or("");
+    for name in [
+        "{grid_name}",
+        "{grid}",
+        "{count}",
+        "{rule}",
+        "{kind}",
+        "{sensor}",
+        "{camera}",
+        "{category}",
+        "{item_code}",
     ] {
-        if out.contains(name) {
-            out = out.replace(name, &value);
+        if !out.contains(name) {
+            continue;
         }
+        // Made only for a placeholder the title has.
+        let value: Cow<str> = match name {
+            "{grid_name}" => e.grids.name(anchor).into(),
+            "{grid}" => anchor.into(),
+            "{count}" => count.to_string().into(),
+            "{rule}" => rule.cfg.id.as_str().into(),
+            "{kind}" => label(L::Kind).into(),
+            "{sensor}" => label(L::Sensor).into(),
+            "{camera}" => label(L::Camera).into(),
+            "{category}" => label(L::Category).into(),
+            _ => label(L::ItemCode).into(),
+        };
+        out = out.replace(name, &value);
     }
     out
 }
