@@ -4,19 +4,31 @@
 //! (the base layer alone), in the same process, rounds alternating.
 //!
 //! `make bench-engine` (or `cargo bench -p gridsight --bench engine`). Events are generated
-//! before the timed loop; each run builds a fresh engine, then feeds every event the way a
+//! before the timed loop; each run builds a fresh engine and feeds it the events the way a
 //! shard does (`is_repeat`, `on_sensor` / `on_camera` / `on_incident`, `note`) on one
-//! thread, and calls `tick` once per simulated second. Lines starting with `RESULT` are the
-//! ones to grep. `ENGINE_BENCH_EVENTS` (default 200,000: 10 s of simulated time, which
-//! keeps the whole bench near a minute at today's speed) and `ENGINE_BENCH_ROUNDS` (default
-//! 5) scale it; `ENGINE_BENCH_BATCH` (default 64) is the most readings one batch holds; `ENGINE_BENCH_BREAKDOWN=0` skips the last pass, which times every call and
-//! counts its allocations by kind of event (a counting global allocator wraps the system
-//! one in every pass). `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration
-//! alone, for a profiler; `ENGINE_BENCH_PER_RULE=1` then runs each rule alone and prints
-//! what it adds to the baseline, costliest first; `ENGINE_BENCH_RULES=id,id` keeps only
-//! the rules named; `ENGINE_BENCH_PREFETCH=0` feeds the readings without the prefetches a
-//! shard makes (`Engine::prefetch_batch`, `Engine::prefetch_next`), to see what they save. Under `cargo test` (no `--bench` argument) the defaults are 20,000
-//! events and one round: a smoke run, not a measurement.
+//! thread, calling `tick` once per simulated second. The first `ENGINE_BENCH_WARMUP`
+//! events (default: as many as are timed) are fed untimed, so that the timed events meet
+//! the steady state of a daemon that has been running: its sensors known, its spatial
+//! answers cached, windows and alerts open (`ENGINE_BENCH_WARMUP=0` measures a fresh engine,
+//! as the benches before the eleventh session did). Lines starting with `RESULT` are the
+//! ones to grep.
+//!
+//! Knobs:
+//! - `ENGINE_BENCH_EVENTS` (default 200,000 timed: 10 s of simulated time, which keeps the
+//!   whole bench near a minute) and `ENGINE_BENCH_ROUNDS` (default 5) scale it;
+//! - `ENGINE_BENCH_BATCH` (default 64) is the most readings one batch holds;
+//! - `ENGINE_BENCH_BREAKDOWN=0` skips the last pass, which times every call and counts its
+//!   allocations by kind of event (a counting global allocator wraps the daemon's one in
+//!   every pass);
+//! - `ENGINE_BENCH_ONLY=baseline` (or `rules`) runs one configuration alone, for a
+//!   profiler (`callgrind --toggle-collect=engine::measured` counts the timed part alone);
+//! - `ENGINE_BENCH_PER_RULE=1` then runs each rule alone and prints what it adds to the
+//!   baseline, costliest first; `ENGINE_BENCH_RULES=id,id` keeps only the rules named;
+//! - `ENGINE_BENCH_PREFETCH=0` feeds the readings without the prefetches a shard makes
+//!   (`Engine::prefetch_batch`, `Engine::prefetch_next`), to see what they save.
+//!
+//! Under `cargo test` (no `--bench` argument) the defaults are 20,000 events and one round:
+//! a smoke run, not a measurement.
 
 #[path = "engine/county.rs"]
 mod county;
@@ -160,93 +172,151 @@ impl Run {
 const TICK_SLOT: usize = Kind::ALL.len();
 const BATCH_END_SLOT: usize = Kind::ALL.len() + 1;
 
-/// Feeds every event to a fresh engine; with `per_kind`, times each call (the clock's own
-/// cost, ~25 ns a reading, is then included). Consecutive readings go in batches of up to
-/// `batch`, as a shard gets them from the MQTT ingest (one batch per socket read); a camera
-/// event, a report or a tick ends the batch, as a separate shard message would.
+/// Where a feed stands between calls: the next tick, the readings in the open batch, the
+/// time of the last event.
+struct Feed {
+    next_tick: i64,
+    in_batch: usize,
+    last_at: i64,
+    batch: usize,
+    prefetch: bool,
+}
+
+/// Builds a fresh engine, feeds it the first `warm` events untimed (so that it is measured
+/// in the steady state a running daemon is in: sensors known, spatial answers cached,
+/// windows and alerts open), then times the rest; with `per_kind`, times each call (the
+/// clock's own cost, ~25 ns a reading, is then included).
 fn run(
     county: &County,
     rules: &Arc<RuleSet>,
     events: &[Timed],
+    warm: usize,
     per_kind: bool,
     batch: usize,
 ) -> Run {
-    let prefetch = env_or("ENGINE_BENCH_PREFETCH", 1) != 0;
     let mut e = Engine::new(CorrelationConfig::default(), Arc::new(Ids::default()));
     e.set_grids(county.grids.clone());
     e.set_rules(rules.clone());
     e.set_cameras(county.cameras.clone());
+    let mut feed = Feed {
+        next_tick: T0 + 1000,
+        in_batch: 0,
+        last_at: T0,
+        batch,
+        prefetch: env_or("ENGINE_BENCH_PREFETCH", 1) != 0,
+    };
+    let warm = warm.min(events.len());
+    let mut untimed = Run {
+        per_kind: vec![(Duration::ZERO, 0, 0); BATCH_END_SLOT + 1],
+        ..Run::default()
+    };
+    feed.events(&mut e, &mut untimed, events, 0..warm, false);
     let mut out = Run {
         rss_before: rss_mib(),
         per_kind: vec![(Duration::ZERO, 0, 0); BATCH_END_SLOT + 1],
         ..Run::default()
     };
-    let mut next_tick = T0 + 1000;
-    let mut in_batch = 0usize;
-    let mut last_at = T0;
+    measured(&mut feed, &mut e, &mut out, events, warm, per_kind);
+    out.open_at_end = e.open_count();
+    out.window_items.0 = e.rule_window_items();
+    out.rss_after = rss_mib();
+    drop(e);
+    out
+}
+
+/// The timed part of [`run`]: the events from `from` on (a function of its own, so that
+/// `callgrind --toggle-collect=engine::measured` counts it alone).
+#[inline(never)]
+fn measured(
+    feed: &mut Feed,
+    e: &mut Engine,
+    out: &mut Run,
+    events: &[Timed],
+    from: usize,
+    per_kind: bool,
+) {
     let allocs = allocations();
     let started = Instant::now();
-    // Runs `f` on the engine, tallies its changes, and times it into `slot`.
-    let step = |e: &mut Engine,
-                out: &mut Run,
-                slot: usize,
-                f: &mut dyn FnMut(&mut Engine) -> Vec<AlertChange>| {
-        let t = per_kind.then(|| (Instant::now(), allocations()));
-        let changes = f(e);
-        e.note(&changes);
-        out.tally(&changes);
-        drop(changes);
-        if let Some((t, a)) = t {
-            let slot = &mut out.per_kind[slot];
-            slot.0 += t.elapsed();
-            slot.1 += 1;
-            slot.2 += allocations() - a;
-        }
-    };
-    for (i, ev) in events.iter().enumerate() {
-        let is_reading = matches!(ev.event, Event::Sensor(..));
-        if in_batch > 0 && (!is_reading || in_batch >= batch || ev.at >= next_tick) {
-            step(&mut e, &mut out, BATCH_END_SLOT, &mut |e| {
-                e.end_batch(last_at)
-            });
-            in_batch = 0;
-        }
-        if ev.at >= next_tick {
-            step(&mut e, &mut out, TICK_SLOT, &mut |e| e.tick(next_tick));
-            next_tick += 1000;
-            if per_kind {
-                // Counting walks every window: only in the pass that times each call.
-                out.window_items.1 = out.window_items.1.max(e.rule_window_items());
+    feed.events(e, out, events, from..events.len(), per_kind);
+    out.elapsed = started.elapsed();
+    out.allocs = allocations() - allocs;
+}
+
+impl Feed {
+    /// Feeds `events[range]` the way a shard does, tallying into `out`. Consecutive
+    /// readings go in batches of up to `batch`, as a shard gets them from the MQTT ingest
+    /// (one batch per socket read); a camera event, a report, a tick or the end of the
+    /// range ends the batch, as a separate shard message would.
+    fn events(
+        &mut self,
+        e: &mut Engine,
+        out: &mut Run,
+        events: &[Timed],
+        range: std::ops::Range<usize>,
+        per_kind: bool,
+    ) {
+        // Runs `f` on the engine, tallies its changes, and times it into `slot`.
+        let step = |e: &mut Engine,
+                    out: &mut Run,
+                    slot: usize,
+                    f: &mut dyn FnMut(&mut Engine) -> Vec<AlertChange>| {
+            let t = per_kind.then(|| (Instant::now(), allocations()));
+            let changes = f(e);
+            e.note(&changes);
+            out.tally(&changes);
+            drop(changes);
+            if let Some((t, a)) = t {
+                let slot = &mut out.per_kind[slot];
+                slot.0 += t.elapsed();
+                slot.1 += 1;
+                slot.2 += allocations() - a;
             }
-        }
-        // The readings of this batch, as the shard has them (see `ShardMsg::Sensors`).
-        let batch_readings = || {
-            events[i..]
-                .iter()
-                .take(batch - in_batch)
-                .take_while(|n| n.at < next_tick)
-                .map_while(|n| match &n.event {
-                    Event::Sensor(_, r) => Some(r),
-                    _ => None,
-                })
         };
-        if is_reading && in_batch == 0 {
-            e.begin_batch();
-            if prefetch {
-                e.prefetch_batch(batch_readings());
+        let end = range.end;
+        for i in range {
+            let ev = &events[i];
+            let is_reading = matches!(ev.event, Event::Sensor(..));
+            if self.in_batch > 0
+                && (!is_reading || self.in_batch >= self.batch || ev.at >= self.next_tick)
+            {
+                let last_at = self.last_at;
+                step(e, out, BATCH_END_SLOT, &mut |e| e.end_batch(last_at));
+                self.in_batch = 0;
             }
-        }
-        if is_reading && prefetch {
-            if let Some(next) = batch_readings().nth(1) {
-                e.prefetch_next(next);
+            if ev.at >= self.next_tick {
+                let now = self.next_tick;
+                step(e, out, TICK_SLOT, &mut |e| e.tick(now));
+                self.next_tick += 1000;
+                if per_kind {
+                    // Counting walks every window: only in the pass that times each call.
+                    out.window_items.1 = out.window_items.1.max(e.rule_window_items());
+                }
             }
-        }
-        in_batch += usize::from(is_reading);
-        step(
-            &mut e,
-            &mut out,
-            ev.kind as usize,
-            &mut |e| match &ev.event {
+            // The readings of this batch, as the shard has them (see `ShardMsg::Sensors`).
+            let (next_tick, room) = (self.next_tick, self.batch - self.in_batch);
+            let batch_readings = || {
+                events[i..end]
+                    .iter()
+                    .take(room)
+                    .take_while(|n| n.at < next_tick)
+                    .map_while(|n| match &n.event {
+                        Event::Sensor(_, r) => Some(r),
+                        _ => None,
+                    })
+            };
+            if is_reading && self.in_batch == 0 {
+                e.begin_batch();
+                if self.prefetch {
+                    e.prefetch_batch(batch_readings());
+                }
+            }
+            if is_reading && self.prefetch {
+                if let Some(next) = batch_readings().nth(1) {
+                    e.prefetch_next(next);
+                }
+            }
+            self.in_batch += usize::from(is_reading);
+            step(e, out, ev.kind as usize, &mut |e| match &ev.event {
                 Event::Sensor(id, reading) => {
                     if e.is_repeat(reading) {
                         Vec::new()
@@ -256,22 +326,15 @@ fn run(
                 }
                 Event::Camera(c) => e.on_camera(c, ev.at),
                 Event::Report(inc) => e.on_incident(inc.clone(), ev.at).1,
-            },
-        );
-        last_at = ev.at;
+            });
+            self.last_at = ev.at;
+        }
+        if self.in_batch > 0 {
+            let last_at = self.last_at;
+            step(e, out, BATCH_END_SLOT, &mut |e| e.end_batch(last_at));
+            self.in_batch = 0;
+        }
     }
-    if in_batch > 0 {
-        step(&mut e, &mut out, BATCH_END_SLOT, &mut |e| {
-            e.end_batch(last_at)
-        });
-    }
-    out.elapsed = started.elapsed();
-    out.allocs = allocations() - allocs;
-    out.open_at_end = e.open_count();
-    out.window_items.0 = e.rule_window_items();
-    out.rss_after = rss_mib();
-    drop(e);
-    out
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -332,15 +395,16 @@ fn main() {
     let breakdown = env_or("ENGINE_BENCH_BREAKDOWN", 1) != 0;
     let only = std::env::var("ENGINE_BENCH_ONLY").unwrap_or_default();
     let batch = env_or("ENGINE_BENCH_BATCH", 64).max(1);
+    let warm = env_or("ENGINE_BENCH_WARMUP", n);
     let rss_start = rss_mib();
     let built = Instant::now();
     let county = County::build();
     let rule_cfgs = load_rules();
     let with_rules = Arc::new(RuleSet::new(&rule_cfgs));
     let no_rules = Arc::new(RuleSet::new(&[]));
-    let events = county::events(&county, n, 7);
+    let events = county::events(&county, warm + n, 7);
     let mut mix = [0usize; Kind::ALL.len()];
-    for ev in &events {
+    for ev in &events[warm..] {
         mix[ev.kind as usize] += 1;
     }
     let mix: Vec<String> = Kind::ALL
@@ -359,8 +423,9 @@ fn main() {
         built.elapsed().as_secs_f64()
     );
     println!(
-        "events: {n} over {:.1} s of simulated time ({RATE}/s), readings in batches of up to {batch}, tick once a simulated second; {}",
+        "events: {n} timed over {:.1} s of simulated time ({RATE}/s) after {warm} untimed ({:.1} s) on the same engine, readings in batches of up to {batch}, tick once a simulated second; {}",
         n as f64 / RATE as f64,
+        warm as f64 / RATE as f64,
         mix.join(", ")
     );
     println!(
@@ -386,7 +451,7 @@ fn main() {
             } else {
                 ("baseline", &no_rules)
             };
-            let r = run(&county, set, &events, false, batch);
+            let r = run(&county, set, &events, warm, false, batch);
             print_run(label, round, n, &r);
             if rules_on {
                 rule_runs.push(r);
@@ -398,27 +463,40 @@ fn main() {
 
     report(n, &base_runs, &rule_runs);
     if env_or("ENGINE_BENCH_PER_RULE", 0) != 0 {
-        per_rule(&county, &rule_cfgs, &events, batch, &base_runs);
+        per_rule(&county, &rule_cfgs, &events, warm, batch, &base_runs);
     }
     if breakdown {
         // One more run of each, timing every call: where the time goes, by kind of event.
         if only != "rules" {
-            print_breakdown("baseline", &run(&county, &no_rules, &events, true, batch));
+            print_breakdown(
+                "baseline",
+                &run(&county, &no_rules, &events, warm, true, batch),
+            );
         }
         if only != "baseline" {
-            print_breakdown("rules", &run(&county, &with_rules, &events, true, batch));
+            print_breakdown(
+                "rules",
+                &run(&county, &with_rules, &events, warm, true, batch),
+            );
         }
     }
 }
 
 /// Each rule alone over the same events: what it adds to the base layer, costliest first.
-fn per_rule(county: &County, cfgs: &[RuleConfig], events: &[Timed], batch: usize, base: &[Run]) {
+fn per_rule(
+    county: &County,
+    cfgs: &[RuleConfig],
+    events: &[Timed],
+    warm: usize,
+    batch: usize,
+    base: &[Run],
+) {
     let base_s = median(base.iter().map(|r| r.elapsed.as_secs_f64()).collect());
     let mut costs: Vec<(f64, &str, u64)> = cfgs
         .iter()
         .map(|cfg| {
             let set = Arc::new(RuleSet::new(std::slice::from_ref(cfg)));
-            let r = run(county, &set, events, false, batch);
+            let r = run(county, &set, events, warm, false, batch);
             (
                 r.elapsed.as_secs_f64() - base_s,
                 cfg.id.as_str(),
@@ -427,7 +505,7 @@ fn per_rule(county: &County, cfgs: &[RuleConfig], events: &[Timed], batch: usize
         })
         .collect();
     costs.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let n = events.len() as f64;
+    let n = (events.len() - warm.min(events.len())) as f64;
     for (extra, id, opened) in costs {
         println!(
             "RESULT per_rule rule={id} extra_ns_per_event={:.0} rule_alerts_opened={opened}",
