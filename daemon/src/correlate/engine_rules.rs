@@ -119,7 +119,8 @@ impl Engine {
         let at = obs.at;
         let _ = self.observe(obs, at);
         // Deadlines that passed while the journal went on had fired before the restart.
-        let _ = self.rules.windows.due(at);
+        let rules = &mut self.rules;
+        let _ = rules.windows.due(at, &rules.set.rules);
         self.rules.replaying = false;
     }
 
@@ -544,7 +545,7 @@ impl Engine {
     pub fn tick_rules(&mut self, now: i64) -> Vec<AlertChange> {
         let set = self.rules.set.clone();
         let mut out = Vec::new();
-        for (ri, anchor, obs) in self.rules.windows.due(now) {
+        for (ri, anchor, obs) in self.rules.windows.due(now, &set.rules) {
             let Some(rule) = set.rules.get(ri) else {
                 continue;
             };

@@ -172,10 +172,6 @@ fn needs_every(rule: &Rule) -> Option<u32> {
 pub struct Windows {
     /// Per rule index: anchor (or own grid, for rules that gather) → group.
     groups: Vec<HashMap<Arc<str>, Group>>,
-    /// Per rule index: whether any of its groups was ever given a wait (absence rules
-    /// only), so that [`Windows::due`] walks only those rules' groups, not every group of
-    /// every rule at each tick. Never reset but by a reload, so never wrongly false.
-    waits: Vec<bool>,
     /// The next item's sequence number.
     next_seq: u64,
     /// Tests: check adjacency over every grid held, never from the new item's grid alone
@@ -294,10 +290,6 @@ impl Windows {
         }
         if mask & 0b01 != 0 && obs.grids.iter().any(|g| g == anchor) {
             let deadline = obs.at + rule.window_ms;
-            if self.waits.len() <= ri {
-                self.waits.resize(ri + 1, false);
-            }
-            self.waits[ri] = true;
             self.group_mut(ri, anchor)
                 .pending
                 .push((deadline, obs.clone()));
@@ -378,11 +370,16 @@ impl Windows {
     }
 
     /// `absence` events whose deadline passed at `now`: (rule index, anchor, event).
-    pub fn due(&mut self, now: i64) -> Vec<(usize, Arc<str>, Arc<Obs>)> {
+    /// Only the groups of `rules`' absence rules are walked (no other rule waits), not
+    /// every group of every rule at each tick.
+    pub fn due(&mut self, now: i64, rules: &[Rule]) -> Vec<(usize, Arc<str>, Arc<Obs>)> {
         let mut out = Vec::new();
-        let waits = &self.waits;
-        let all = (self.groups.iter_mut().enumerate())
-            .filter(|(ri, _)| waits.get(*ri).copied().unwrap_or(false));
+        let waiting = |ri: usize| {
+            rules
+                .get(ri)
+                .is_some_and(|r| r.cfg.pattern == Pattern::Absence)
+        };
+        let all = (self.groups.iter_mut().enumerate()).filter(|(ri, _)| waiting(*ri));
         for (ri, (anchor, g)) in all.flat_map(|(ri, m)| m.iter_mut().map(move |e| (ri, e))) {
             g.pending.retain(|(deadline, obs)| {
                 if *deadline <= now {
@@ -400,7 +397,6 @@ impl Windows {
     /// Drops observations older than their rule's window, and empty groups.
     pub fn sweep(&mut self, now: i64, rules: &[Rule]) {
         self.groups.truncate(rules.len());
-        self.waits.truncate(rules.len());
         for (rule, groups) in rules.iter().zip(&mut self.groups) {
             let horizon = now - rule.window_ms;
             groups.retain(|_, g| {
@@ -414,19 +410,12 @@ impl Windows {
     /// new index, `None` for a rule removed or changed).
     pub fn renumber(&mut self, map: &[Option<usize>]) {
         let old = std::mem::take(&mut self.groups);
-        let old_waits = std::mem::take(&mut self.waits);
         for (ri, groups) in old.into_iter().enumerate() {
             if let Some(Some(new)) = map.get(ri) {
                 if self.groups.len() <= *new {
                     self.groups.resize_with(*new + 1, HashMap::default);
                 }
                 self.groups[*new] = groups;
-                if old_waits.get(ri).copied().unwrap_or(false) {
-                    if self.waits.len() <= *new {
-                        self.waits.resize(*new + 1, false);
-                    }
-                    self.waits[*new] = true;
-                }
             }
         }
     }
@@ -854,24 +843,33 @@ event = "activity"
         ));
         w.observe(rule, 0, &own, 0b10, &later, &grids, true);
         assert!(w.is_empty());
-        assert!(w.due(400_000).is_empty());
+        let rules = std::slice::from_ref(rule);
+        assert!(w.due(400_000, rules).is_empty());
         // Without the activity, the wait falls due at 301 s.
         w.observe(rule, 0, &own, 0b01, &alarm, &grids, true);
-        assert!(w.due(300_999).is_empty());
-        let due = w.due(301_000);
+        assert!(w.due(300_999, rules).is_empty());
+        let due = w.due(301_000, rules);
         assert_eq!(due.len(), 1);
         assert_eq!(&*due[0].1, "g1");
         // A wait kept across a reload that moves the rule from index 0 to 2 falls due
-        // there (`due` walks only the rules known to wait: the mark moves with the rule).
+        // there (`due` walks only the absence rules of the new set).
         w.observe(rule, 0, &own, 0b01, &alarm, &grids, true);
         w.renumber(&[Some(2)]);
-        let due = w.due(301_000);
+        let moved = [set.rules[0].clone(), set.rules[0].clone(), rule.clone()];
+        let mut counting = set.rules[0].clone();
+        counting.cfg.pattern = Pattern::Count;
+        let not_absence = [moved[0].clone(), moved[1].clone(), counting];
+        assert!(
+            w.due(301_000, &not_absence).is_empty(),
+            "only absence rules wait"
+        );
+        let due = w.due(301_000, &moved);
         assert_eq!(due.len(), 1, "the wait moved with its rule");
         assert_eq!((due[0].0, &*due[0].1), (2, "g1"));
         // A rule dropped by the reload takes its waits along.
         w.observe(rule, 2, &own, 0b01, &alarm, &grids, true);
         w.renumber(&[None, None, None]);
-        assert!(w.due(301_000).is_empty());
+        assert!(w.due(301_000, &moved).is_empty());
         assert!(w.is_empty());
     }
 }
