@@ -6,11 +6,11 @@
 //! per community.
 //!
 //! The stream is deterministic from its seed and advances like a live one: event `i` is
-//! received at `T0 + i / RATE` seconds. Its mix: 90 % normal readings (a random sensor),
-//! 5 % alarms, 0.5 % faults, 3 % camera activity, 1 % cameras going offline or back
-//! online, 0.5 % reports. Alarms, strong activity and safety reports cluster around a few
-//! *hotspots* (a fire, a flood...) that move every 30–120 s, so the spatial rules have
-//! something to find; the rest is spread over the whole county.
+//! received at `T0 + i / RATE` seconds (40,000 sensors each every 2 s). What it holds is a
+//! [`Mix`]: [`Mix::DAY`] (a busy day at DESIGN.md's scale) or [`Mix::STORM`] (a flood or
+//! fire across the county, far beyond it). Alarms, strong activity and safety reports
+//! cluster around a few *hotspots* (a fire, a flood...) that move every 30–120 s, so the
+//! spatial rules have something to find; the rest is spread over the whole county.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -88,6 +88,87 @@ pub enum Event {
     Camera(pb::CameraEvent),
     /// A report (cloned into the engine, which takes it by value, as a shard does).
     Report(pb::Incident),
+}
+
+/// The shares of the kinds of event in a stream (the rest are normal readings from a random
+/// sensor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mix {
+    /// Its name in the bench's output and in `ENGINE_BENCH_MIX`.
+    pub name: &'static str,
+    /// Readings in alarm (80 % of them near a hotspot).
+    pub alarm: f64,
+    /// Readings of a sensor in fault.
+    pub fault: f64,
+    /// Camera activity (half of it strong, near a hotspot).
+    pub activity: f64,
+    /// Cameras going offline or coming back.
+    pub camera_status: f64,
+    /// Incident reports from grid workers.
+    pub report: f64,
+}
+
+impl Mix {
+    /// A busy day at the scale DESIGN.md gives (sensors every few seconds, 10,000 cameras,
+    /// about 55,000 reports a year), each share set above what that scale makes:
+    /// - alarms 1 % of readings (200 a second: 400 sensors in alarm at once), bench-mqtt's
+    ///   default too;
+    /// - faults 0.5 % (200 faulty sensors reporting);
+    /// - camera activity 3 % (600 a second: each camera every 17 s);
+    /// - cameras offline or back 2 a second (each camera about twice a day; the day's
+    ///   average is under 1 a second);
+    /// - reports 1 a second (55,000 a year is one every 9.5 minutes on average: this is
+    ///   about 570 times that).
+    pub const DAY: Mix = Mix {
+        name: "day",
+        alarm: 0.01,
+        fault: 0.005,
+        activity: 0.03,
+        camera_status: 0.0001,
+        report: 0.00005,
+    };
+
+    /// A storm over the whole county, the target workload of the benches before the twelfth
+    /// session: 1,000 alarms a second (2,000 sensors in alarm), 200 cameras going offline or
+    /// back a second, 100 reports a second (about 57,000 times the year's average).
+    pub const STORM: Mix = Mix {
+        name: "storm",
+        alarm: 0.05,
+        fault: 0.005,
+        activity: 0.03,
+        camera_status: 0.01,
+        report: 0.005,
+    };
+
+    /// The mix named `name`.
+    pub fn named(name: &str) -> Option<Mix> {
+        [Mix::DAY, Mix::STORM].into_iter().find(|m| m.name == name)
+    }
+
+    /// The share of normal readings.
+    pub fn normal(&self) -> f64 {
+        1.0 - self.alarm - self.fault - self.activity - self.camera_status - self.report
+    }
+
+    /// The upper bounds of a uniform draw for normal, alarm, fault, activity and camera
+    /// status (a report above the last). Storm's are 0.90, 0.95, 0.955, 0.985, 0.995, as
+    /// the stream had them written out before mixes were named, so it is the same stream.
+    fn bounds(&self) -> [f64; 5] {
+        if *self == Mix::STORM {
+            return [0.90, 0.95, 0.955, 0.985, 0.995];
+        }
+        let normal = self.normal();
+        let alarm = normal + self.alarm;
+        let fault = alarm + self.fault;
+        let activity = fault + self.activity;
+        [
+            normal,
+            alarm,
+            fault,
+            activity,
+            activity + self.camera_status,
+        ]
+    }
 }
 
 /// An event, when it is received and what it is.
@@ -180,6 +261,8 @@ struct Hotspot {
 /// The stream generator.
 struct Gen<'a> {
     county: &'a County,
+    /// [`Mix::bounds`].
+    bounds: [f64; 5],
     rng: StdRng,
     hotspots: Vec<Hotspot>,
     offline: Vec<usize>,
@@ -297,13 +380,14 @@ impl Gen<'_> {
         let at = T0 + i as i64 * 1000 / RATE;
         let id = i as u64 + 1;
         let r: f64 = self.rng.random();
-        let (kind, event) = if r < 0.90 {
+        let [normal, alarm, fault, activity, camera_status] = self.bounds;
+        let (kind, event) = if r < normal {
             let (c, k) = (self.anywhere(), self.rng.random_range(0..KINDS.len()));
             (
                 Kind::Normal,
                 self.reading(c, k, at, id, SensorState::Normal),
             )
-        } else if r < 0.95 {
+        } else if r < alarm {
             let (c, k) = if self.rng.random_bool(0.8) {
                 let (c, fire) = self.near_hotspot(at);
                 // Fire: smoke or gas; flood: water level or manhole cover.
@@ -319,17 +403,17 @@ impl Gen<'_> {
                 (self.anywhere(), self.rng.random_range(0..KINDS.len()))
             };
             (Kind::Alarm, self.reading(c, k, at, id, SensorState::Alarm))
-        } else if r < 0.955 {
+        } else if r < fault {
             let (c, k) = (self.anywhere(), self.rng.random_range(0..KINDS.len()));
             (Kind::Fault, self.reading(c, k, at, id, SensorState::Fault))
-        } else if r < 0.985 {
+        } else if r < activity {
             let (c, activity) = if self.rng.random_bool(0.5) {
                 (self.near_hotspot(at).0, self.rng.random_range(3.0..8.0))
             } else {
                 (self.anywhere(), self.rng.random_range(0.5..3.0))
             };
             (Kind::Activity, self.camera(c, K::Activity, activity, at))
-        } else if r < 0.995 {
+        } else if r < camera_status {
             let back = !self.offline.is_empty() && self.rng.random_bool(0.5);
             let event = if back {
                 let j = self.rng.random_range(0..self.offline.len());
@@ -348,10 +432,11 @@ impl Gen<'_> {
     }
 }
 
-/// `n` events of the county, deterministic from `seed`.
-pub fn events(county: &County, n: usize, seed: u64) -> Vec<Timed> {
+/// `n` events of the county in `mix`, deterministic from `seed`.
+pub fn events(county: &County, n: usize, seed: u64, mix: &Mix) -> Vec<Timed> {
     let mut g = Gen {
         county,
+        bounds: mix.bounds(),
         rng: StdRng::seed_from_u64(seed),
         hotspots: Vec::new(),
         offline: Vec::new(),
