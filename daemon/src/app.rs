@@ -248,7 +248,7 @@ pub async fn run(
         grpc_listener,
         grpc::Services {
             incidents,
-            alerts,
+            alerts: alerts.clone(),
             cameras: camera_api,
             stats: stats_api,
             silences: silence_api,
@@ -267,6 +267,7 @@ pub async fn run(
         snapshots: snapshots.clone(),
         camera_window: Duration::from_secs_f64(cfg.video.rate_window_secs),
         figures,
+        alerts,
     };
     let http_task = tokio::spawn(http::serve(http_listener, http_state, api_cancel.clone()));
     let retention = tokio::spawn(retention_loop(cfg.clone(), store.clone(), cancel.clone()));

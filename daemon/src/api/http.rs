@@ -1,6 +1,6 @@
 //! HTTP: `/healthz`, `/readyz`, `/metrics`, JSON reads (alerts, dead letters, silences),
-//! snapshots (in `http_cameras`), the daily figures (in `http_stats`), and the dashboard
-//! page.
+//! snapshots (in `http_cameras`), the daily figures (in `http_stats`), the alert stream over
+//! a WebSocket (in `ws`), and the dashboard page.
 //!
 //! Everything but `/healthz` and `/readyz` needs a token, as `authorization: Bearer ...`
 //! or, for a browser opening the page, `?token=...`. Wrong or missing token: 401; a role
@@ -52,13 +52,15 @@ pub struct HttpState {
     pub camera_window: std::time::Duration,
     /// The daily figures (`/api/stats`).
     pub figures: crate::incidents::Figures,
+    /// Alert subscriptions (`/ws`) and, at shutdown, the tasks that serve them.
+    pub alerts: crate::api::grpc::AlertApi,
 }
 
 #[derive(Deserialize, Default)]
 pub(super) struct TokenQuery {
-    token: Option<String>,
-    limit: Option<u32>,
-    include_expired: Option<bool>,
+    pub(super) token: Option<String>,
+    pub(super) limit: Option<u32>,
+    pub(super) include_expired: Option<bool>,
 }
 
 pub(super) fn authorize(
@@ -92,6 +94,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/silences", get(silences))
         .route("/api/cameras", get(super::http_cameras::cameras))
         .route("/api/stats", get(super::http_stats::stats))
+        .route("/ws", get(super::ws::ws))
         .route("/snapshot/{file}", get(super::http_cameras::live_snapshot))
         .route(
             "/snapshots/{alert}/{file}",

@@ -1,7 +1,10 @@
-//! The daemon's interfaces: gRPC (`grpc`), HTTP (`http`) and the tokens both check (`auth`).
+//! The daemon's interfaces: gRPC (`grpc`), HTTP (`http`, with the WebSocket stream in `ws`
+//! and the browsers' JSON forms in `json`) and the tokens both check (`auth`).
 
 pub mod auth;
 pub mod grpc;
 pub mod http;
 mod http_cameras;
 mod http_stats;
+pub mod json;
+mod ws;

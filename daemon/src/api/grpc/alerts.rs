@@ -26,6 +26,9 @@ use crate::{
     telemetry::Metrics,
 };
 
+/// The messages of one subscription, as [`AlertApi::open`] hands them out.
+pub type Subscription = mpsc::Receiver<Result<pb::SubscribeAlertsResponse, Status>>;
+
 /// Change log rows read per query while catching up.
 const CATCH_UP_PAGE: u32 = 1000;
 
@@ -131,6 +134,26 @@ impl AlertApi {
             exclude_muted: r.exclude_muted,
             index: self.router.grids().clone(),
         })
+    }
+
+    /// Starts a subscription (gRPC `Subscribe`, or the WebSocket of `api::ws`): checks the
+    /// request, then a task sends the snapshot or the catch-up, then live changes, into the
+    /// returned receiver until it is dropped or the server stops (a last `UNAVAILABLE`).
+    ///
+    /// Backpressure: the receiver holds 256 messages; when it is full the task waits, and
+    /// meanwhile it lags on the live bus, which it then catches up on from the change log.
+    /// So a slow subscriber delays only itself, and never gets a gap.
+    pub fn open(&self, r: pb::SubscribeAlertsRequest) -> Result<Subscription, ApiError> {
+        let f = self.check_subscribe(&r)?;
+        let (tx, rx) = mpsc::channel(256);
+        let this = self.clone();
+        let metrics = self.metrics.clone();
+        self.tasks.spawn(async move {
+            metrics.subscribers.inc();
+            let _ = this.stream(r, f, tx).await;
+            metrics.subscribers.dec();
+        });
+        Ok(rx)
     }
 
     /// Sends every change after `last` from the change log; returns the new last seq.
@@ -294,16 +317,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         req: Request<pb::SubscribeAlertsRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         self.auth.grpc(&req, Perm::Read)?;
-        let r = req.into_inner();
-        let f = self.check_subscribe(&r)?;
-        let (tx, rx) = mpsc::channel(256);
-        let this = self.clone();
-        let metrics = self.metrics.clone();
-        self.tasks.spawn(async move {
-            metrics.subscribers.inc();
-            let _ = this.stream(r, f, tx).await;
-            metrics.subscribers.dec();
-        });
+        let rx = self.open(req.into_inner())?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

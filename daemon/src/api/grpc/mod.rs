@@ -20,7 +20,7 @@ use gridsight_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use alerts::AlertApi;
+pub use alerts::{AlertApi, Subscription};
 pub use cameras::CameraApi;
 pub use incidents::IncidentApi;
 pub use silence_book::SilenceBook;

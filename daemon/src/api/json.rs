@@ -1,0 +1,195 @@
+//! The JSON forms of the API's messages for browsers (the WebSocket stream, the dashboard).
+//!
+//! Owns one mapping per message, kept close to the protobuf fields' names (snake_case) so
+//! an integrator reading the `.proto` can read these: enums as their short upper-case
+//! names (`CRITICAL`, `OPENED`, `OFFLINE`, without the type's prefix), timestamps as
+//! milliseconds since the epoch in fields ending `_ms` (`null` when unset), ids as strings,
+//! 64-bit counters as numbers (seqs stay far below 2^53). Camera URLs and credentials are
+//! never part of any message here.
+
+use gridsight_proto::{millis_from_ts, v1 as pb};
+use serde_json::{json, Value};
+
+/// `SEVERITY_CRITICAL` → `CRITICAL`: the name without its type's prefix.
+fn short(name: &'static str, prefix: &str) -> &'static str {
+    name.strip_prefix(prefix).unwrap_or(name)
+}
+
+fn ms(t: &Option<prost_types::Timestamp>) -> Option<i64> {
+    t.as_ref().map(millis_from_ts)
+}
+
+/// A severity's short name (`UNKNOWN` for a value outside the enum).
+pub fn severity(v: i32) -> &'static str {
+    pb::Severity::try_from(v).map_or("UNKNOWN", |s| short(s.as_str_name(), "SEVERITY_"))
+}
+
+/// An alert status's short name.
+pub fn alert_status(v: i32) -> &'static str {
+    pb::AlertStatus::try_from(v).map_or("UNKNOWN", |s| short(s.as_str_name(), "ALERT_STATUS_"))
+}
+
+/// A change kind's short name.
+pub fn change_kind(v: i32) -> &'static str {
+    pb::ChangeKind::try_from(v).map_or("UNKNOWN", |s| short(s.as_str_name(), "CHANGE_KIND_"))
+}
+
+fn lat_lon(l: &Option<pb::LatLon>) -> Value {
+    l.as_ref()
+        .map_or(Value::Null, |l| json!({ "lon": l.lon, "lat": l.lat }))
+}
+
+/// A camera event.
+pub fn camera_event(e: &pb::CameraEvent) -> Value {
+    let kind = pb::CameraEventKind::try_from(e.kind)
+        .map_or("UNKNOWN", |k| short(k.as_str_name(), "CAMERA_EVENT_KIND_"));
+    json!({
+        "camera_id": e.camera_id, "kind": kind, "time_ms": ms(&e.time),
+        "grid_ids": e.grid_ids, "activity": e.activity, "detail": e.detail,
+    })
+}
+
+/// One piece of an alert's evidence: `{"time_ms", "source", ...}` with the item's fields.
+pub fn evidence(e: &pb::Evidence) -> Value {
+    use pb::evidence::Item;
+    let time_ms = ms(&e.time);
+    match &e.item {
+        Some(Item::SensorEvent(s)) => {
+            let state = pb::SensorState::try_from(s.state)
+                .map_or("UNKNOWN", |v| short(v.as_str_name(), "SENSOR_STATE_"));
+            json!({
+                "time_ms": time_ms, "source": "sensor", "sensor_id": s.sensor_id,
+                "kind": s.kind, "grid_id": s.grid_id, "state": state, "reading": s.reading,
+                "location": lat_lon(&s.location),
+            })
+        }
+        Some(Item::CameraEvent(c)) => {
+            let mut v = camera_event(c);
+            v["time_ms"] = json!(time_ms);
+            v["source"] = json!("camera");
+            v
+        }
+        Some(Item::Incident(i)) => {
+            let category = pb::IncidentCategory::try_from(i.category)
+                .map_or("UNKNOWN", |c| short(c.as_str_name(), "INCIDENT_CATEGORY_"));
+            json!({
+                "time_ms": time_ms, "source": "incident", "incident_id": i.id,
+                "category": category, "item_code": i.item_code, "description": i.description,
+                "grid_id": i.grid_id, "reporter_id": i.reporter_id,
+                "location": lat_lon(&i.location),
+            })
+        }
+        None => json!({ "time_ms": time_ms, "source": "unknown" }),
+    }
+}
+
+/// An alert, whole.
+pub fn alert(a: &pb::Alert) -> Value {
+    let snapshots: Vec<Value> = a
+        .snapshots
+        .iter()
+        .map(|s| json!({ "camera_id": s.camera_id, "url": s.url, "taken_at_ms": ms(&s.taken_at) }))
+        .collect();
+    json!({
+        "id": a.id, "seq": a.seq, "version": a.version,
+        "severity": severity(a.severity), "status": alert_status(a.status),
+        "title": a.title, "grid_id": a.grid_id,
+        "evidence": a.evidence.iter().map(evidence).collect::<Vec<_>>(),
+        "first_seen_ms": ms(&a.first_seen), "last_seen_ms": ms(&a.last_seen),
+        "updated_at_ms": ms(&a.updated_at), "count": a.count, "dedup_key": a.dedup_key,
+        "acknowledged_by": a.acknowledged_by, "acknowledged_at_ms": ms(&a.acknowledged_at),
+        "resolved_by": a.resolved_by, "note": a.note,
+        "camera_ids": a.camera_ids, "snapshots": snapshots, "rule_id": a.rule_id,
+        "merged_into": a.merged_into, "parent_id": a.parent_id, "group_size": a.group_size,
+        "silenced_by": a.silenced_by, "inhibited_by": a.inhibited_by, "flapping": a.flapping,
+        "escalation_level": a.escalation_level, "escalated_to": a.escalated_to,
+        "incident_ids": a.incident_ids, "labels": a.labels,
+    })
+}
+
+/// One message of an alert subscription, as the WebSocket sends it (see `api::ws`).
+pub fn subscribe_response(r: &pb::SubscribeAlertsResponse) -> Value {
+    use pb::subscribe_alerts_response::Event;
+    match &r.event {
+        Some(Event::Change(c)) => json!({
+            "type": "change", "seq": c.seq, "kind": change_kind(c.kind),
+            "alert": c.alert.as_ref().map_or(Value::Null, alert),
+        }),
+        Some(Event::SnapshotEnd(e)) => json!({
+            "type": "snapshot_end", "cursor": e.cursor, "open_alerts": e.open_alerts,
+        }),
+        Some(Event::Heartbeat(h)) => json!({
+            "type": "heartbeat", "last_seq": h.last_seq, "server_time_ms": ms(&h.server_time),
+        }),
+        Some(Event::CameraEvent(e)) => json!({ "type": "camera", "camera": camera_event(e) }),
+        None => json!({ "type": "unknown" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gridsight_proto::ts_from_millis;
+
+    use super::*;
+
+    #[test]
+    fn an_alert_change_carries_short_names_times_in_ms_and_its_evidence() {
+        let alert = pb::Alert {
+            id: "ALR-000007".into(),
+            seq: 41,
+            version: 2,
+            severity: pb::Severity::Critical as i32,
+            status: pb::AlertStatus::Open as i32,
+            first_seen: Some(ts_from_millis(1_790_000_000_123)),
+            evidence: vec![pb::Evidence {
+                time: Some(ts_from_millis(1_790_000_000_123)),
+                item: Some(pb::evidence::Item::SensorEvent(pb::SensorEvent {
+                    sensor_id: "smoke-1".into(),
+                    kind: "smoke".into(),
+                    state: pb::SensorState::Alarm as i32,
+                    reading: 0.8,
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        };
+        let r = pb::SubscribeAlertsResponse {
+            event: Some(pb::subscribe_alerts_response::Event::Change(
+                pb::AlertChange {
+                    seq: 41,
+                    kind: pb::ChangeKind::Opened as i32,
+                    alert: Some(alert),
+                },
+            )),
+        };
+        let v = subscribe_response(&r);
+        assert_eq!(v["type"], "change");
+        assert_eq!(v["kind"], "OPENED");
+        assert_eq!(v["alert"]["severity"], "CRITICAL");
+        assert_eq!(v["alert"]["status"], "OPEN");
+        assert_eq!(v["alert"]["first_seen_ms"], 1_790_000_000_123i64);
+        assert_eq!(v["alert"]["last_seen_ms"], Value::Null);
+        let ev = &v["alert"]["evidence"][0];
+        assert_eq!(ev["source"], "sensor");
+        assert_eq!(ev["state"], "ALARM");
+        assert_eq!(ev["sensor_id"], "smoke-1");
+    }
+
+    #[test]
+    fn a_value_outside_an_enum_is_unknown_not_a_panic() {
+        assert_eq!(severity(99), "UNKNOWN");
+        assert_eq!(change_kind(-1), "UNKNOWN");
+        let e = pb::Evidence {
+            time: None,
+            item: Some(pb::evidence::Item::CameraEvent(pb::CameraEvent {
+                camera_id: "cam-1".into(),
+                kind: 1234,
+                ..Default::default()
+            })),
+        };
+        let v = evidence(&e);
+        assert_eq!(v["source"], "camera");
+        assert_eq!(v["kind"], "UNKNOWN");
+        assert_eq!(v["time_ms"], Value::Null);
+    }
+}
