@@ -12,6 +12,8 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp python3-gi gir1.2-gst-rtsp-server-1.0
   mosquitto mosquitto-clients
+  # The wall's tests run it in headless Chromium; its Chinese labels need CJK glyphs.
+  chromium fonts-noto-cjk
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(ffmpeg valgrind)
@@ -23,6 +25,12 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+
+# The dashboard is bundled by the daemon's build with Node.js and npm (from the npm
+# registry). Debian's own packages, unless the machine already has both.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

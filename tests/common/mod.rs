@@ -394,6 +394,16 @@ impl Daemon {
         pb::alert_service_client::AlertServiceClient::new(self.channel().await)
     }
 
+    /// An unfiltered `Subscribe` as a viewer, from its snapshot on.
+    pub async fn subscribe_all(&self) -> tonic::Streaming<pb::SubscribeAlertsResponse> {
+        self.alerts()
+            .await
+            .subscribe(req(pb::SubscribeAlertsRequest::default(), VIEWER))
+            .await
+            .expect("subscribe")
+            .into_inner()
+    }
+
     pub async fn cameras(&self) -> pb::camera_service_client::CameraServiceClient<Channel> {
         pb::camera_service_client::CameraServiceClient::new(self.channel().await)
     }

@@ -14,7 +14,7 @@ use std::sync::{
 use axum::{
     extract::{Query, State},
     http::{header, HeaderMap, StatusCode},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
@@ -68,12 +68,12 @@ pub(super) fn authorize(
     headers: &HeaderMap,
     q: &TokenQuery,
     perm: Perm,
-) -> Result<(), Box<Response>> {
+) -> Result<crate::api::auth::Identity, Box<Response>> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let given = header.or(q.token.as_deref());
-    s.auth.check(given, perm).map(|_| ()).map_err(|e| {
+    s.auth.check(given, perm).map_err(|e| {
         let code = match e {
             AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -85,7 +85,9 @@ pub(super) fn authorize(
 /// The routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(super::assets::index))
+        .route("/app.js", get(super::assets::app_js))
+        .route("/app.css", get(super::assets::app_css))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -95,6 +97,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/cameras", get(super::http_cameras::cameras))
         .route("/api/stats", get(super::http_stats::stats))
         .route("/ws", get(super::ws::ws))
+        .route("/api/whoami", get(super::http_actions::whoami))
+        .route(
+            "/api/alerts/{id}/{action}",
+            axum::routing::post(super::http_actions::alert_action),
+        )
         .route("/snapshot/{file}", get(super::http_cameras::live_snapshot))
         .route(
             "/snapshots/{alert}/{file}",
@@ -237,10 +244,6 @@ fn alert_json(a: &gridsight_proto::v1::Alert) -> serde_json::Value {
         "first_seen_ms": ms(&a.first_seen), "last_seen_ms": ms(&a.last_seen),
         "evidence": a.evidence.len(),
     })
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("../../../dashboard/index.html"))
 }
 
 /// Serves HTTP on `listener` until `cancel`.

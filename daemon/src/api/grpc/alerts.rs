@@ -258,7 +258,9 @@ impl AlertApi {
         }
     }
 
-    async fn command(
+    /// An operator's action on an alert (acknowledge, resolve), attributed to `actor`;
+    /// returns the alert once the change is durable (and so on every stream).
+    pub(crate) async fn command(
         &self,
         id: String,
         expected_version: u64,

@@ -1,0 +1,144 @@
+//! Operator actions over HTTP, for the dashboard: `POST /api/alerts/{id}/acknowledge` and
+//! `POST /api/alerts/{id}/resolve`, and `GET /api/whoami` (the token's name and role, so
+//! the page shows the actions only to those who may take them).
+//!
+//! An action is the same command as gRPC `AlertService.Acknowledge` / `Resolve`
+//! ([`crate::api::grpc::AlertApi::command`]): attributed to the token's name, answered once
+//! the change is durable, and so seen at once by every WebSocket and gRPC subscriber. The
+//! body is JSON `{"expected_version": N, "note": "..."}`. Errors are the gRPC ones as HTTP
+//! codes, the body naming the field or the reason: 400 a bad field, 401/403 the token, 404
+//! no such alert, 409 a stale `expected_version` or an alert already resolved, 503 while
+//! the daemon stops.
+
+use axum::{
+    extract::{rejection::JsonRejection, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+use super::{
+    auth::Perm,
+    grpc::ApiError,
+    http::{authorize, HttpState, TokenQuery},
+};
+use crate::{correlate::Action, store::StoreError};
+
+/// The body of an action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActionBody {
+    /// The version of the alert the operator saw.
+    expected_version: u64,
+    /// Kept with the alert.
+    #[serde(default)]
+    note: String,
+}
+
+/// `GET /api/whoami`: `{"name", "role"}` of the token (any role that may read).
+pub(super) async fn whoami(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    match authorize(&s, &headers, &q, Perm::Read) {
+        Ok(who) => Json(serde_json::json!({
+            "name": who.name,
+            "role": who.role.as_str(),
+            "may_operate": who.role.allows(Perm::Operate),
+        }))
+        .into_response(),
+        Err(r) => *r,
+    }
+}
+
+/// `POST /api/alerts/{id}/{action}`.
+pub(super) async fn alert_action(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Response {
+    let who = match authorize(&s, &headers, &q, Perm::Operate) {
+        Ok(who) => who,
+        Err(r) => return *r,
+    };
+    let action = match action.as_str() {
+        "acknowledge" => Action::Acknowledge,
+        "resolve" => Action::Resolve,
+        other => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}` (acknowledge, resolve)\n"),
+            )
+                .into_response()
+        }
+    };
+    let body = match body {
+        Ok(Json(b)) => b,
+        // serde's message names the field (`missing field `expected_version``).
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())).into_response(),
+    };
+    match s
+        .alerts
+        .command(id, body.expected_version, body.note, action, who.name)
+        .await
+    {
+        Ok(alert) => Json(crate::api::json::alert(&alert)).into_response(),
+        Err(e) => (code(&e), format!("{e}\n")).into_response(),
+    }
+}
+
+/// The HTTP status of an API error (as its gRPC code would be).
+fn code(e: &ApiError) -> StatusCode {
+    match e {
+        ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        ApiError::Aborted(_) | ApiError::FailedPrecondition(_) => StatusCode::CONFLICT,
+        ApiError::Store(StoreError::Refused(_)) => StatusCode::CONFLICT,
+        ApiError::OutOfRange(_) => StatusCode::BAD_REQUEST,
+        ApiError::Unavailable | ApiError::Store(StoreError::Closed) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_codes_a_browser_acts_on() {
+        assert_eq!(
+            code(&ApiError::Aborted("version 3 is stale".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            code(&ApiError::NotFound("alert ALR-1 not found".into())),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            code(&ApiError::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            code(&ApiError::InvalidArgument {
+                field: "note".into(),
+                message: "at most 2000 bytes".into()
+            }),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn a_body_with_an_unknown_field_is_refused() {
+        let r: Result<ActionBody, _> =
+            serde_json::from_str(r#"{"expected_version": 2, "notes": "x"}"#);
+        assert!(r.unwrap_err().to_string().contains("notes"));
+        let ok: ActionBody = serde_json::from_str(r#"{"expected_version": 2}"#).unwrap();
+        assert_eq!((ok.expected_version, ok.note.as_str()), (2, ""));
+    }
+}

@@ -1,0 +1,81 @@
+// Labels in Chinese (the default: the centres' language) and English, switchable; the
+// choice is kept in localStorage. `t(key)` returns the label, `apply()` fills every
+// element with a `data-i18n` attribute.
+const LABELS = {
+  zh: {
+    title: '城市运行指挥中心 · 告警',
+    open_alerts: '当前告警',
+    by_severity: '告警等级分布',
+    changes_per_minute: '每分钟告警变化',
+    connecting: '连接中…',
+    live: '实时',
+    lost: '连接已断开，正在重连…',
+    login_failed: '登录失败',
+    token_refused: '令牌无效或无权查看：请检查地址中的 token。',
+    token_missing: '地址中缺少 token（?token=...）。',
+    acknowledge: '确认',
+    acknowledged_by: '已确认：',
+    evidence: '证据',
+    no_picture: '无图像',
+    grid: '网格',
+    count: '次数',
+    lang: 'English',
+    CRITICAL: '特急', MAJOR: '紧急', MINOR: '一般', WARNING: '提示', INFO: '信息',
+    OPEN: '待处理', ACKNOWLEDGED: '已确认', RESOLVED: '已解除',
+    sensor: '传感器', camera: '摄像机', incident: '上报',
+  },
+  en: {
+    title: 'City command centre · alerts',
+    open_alerts: 'Open alerts',
+    by_severity: 'Open alerts by severity',
+    changes_per_minute: 'Alert changes per minute',
+    connecting: 'Connecting…',
+    live: 'Live',
+    lost: 'Connection lost — reconnecting…',
+    login_failed: 'Login failed',
+    token_refused: 'The token was refused or may not read: check the token in the address.',
+    token_missing: 'No token in the address (?token=...).',
+    acknowledge: 'Acknowledge',
+    acknowledged_by: 'Acknowledged by ',
+    evidence: 'Evidence',
+    no_picture: 'No picture',
+    grid: 'Grid',
+    count: 'Count',
+    lang: '中文',
+    CRITICAL: 'Critical', MAJOR: 'Major', MINOR: 'Minor', WARNING: 'Warning', INFO: 'Info',
+    OPEN: 'Open', ACKNOWLEDGED: 'Acknowledged', RESOLVED: 'Resolved',
+    sensor: 'Sensor', camera: 'Camera', incident: 'Report',
+  },
+};
+
+let lang = (() => {
+  try {
+    const saved = localStorage.getItem('gridsight.lang');
+    return saved in LABELS ? saved : 'zh';
+  } catch {
+    return 'zh';
+  }
+})();
+
+export function current() {
+  return lang;
+}
+
+export function t(key) {
+  return LABELS[lang][key] ?? LABELS.en[key] ?? key;
+}
+
+export function apply(root = document) {
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+}
+
+export function toggle() {
+  lang = lang === 'zh' ? 'en' : 'zh';
+  try {
+    localStorage.setItem('gridsight.lang', lang);
+  } catch {
+    // A wall browser without storage keeps the choice until reload.
+  }
+  apply();
+}

@@ -1,0 +1,112 @@
+// Drives the wall in Debian's headless Chromium (playwright-core) for tests/e2e_dashboard.rs,
+// which starts the daemon, the broker and the cameras and does the rest. It talks over
+// stdout, one line each: `READY`, `ACKED {json}`, `DONE {json}` (or `LOGIN {json}`), and
+// `FAIL message` when something the test waits for never shows.
+//
+//   node wall.mjs login URL          the page with a wrong token
+//   node wall.mjs wall URL SHOTS     the live page with an operator's token
+import { chromium } from 'playwright-core';
+import { existsSync, mkdirSync } from 'node:fs';
+
+const [mode, url, shots] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM
+  ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
+
+function say(word, data) {
+  process.stdout.write(data === undefined ? `${word}\n` : `${word} ${JSON.stringify(data)}\n`);
+}
+
+async function wait(what, promise) {
+  try {
+    return await promise;
+  } catch (e) {
+    say('FAIL', `${what}: ${e.message.split('\n')[0]}`);
+    process.exit(1);
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+const errors = [];
+let watching = true;
+page.on('console', (m) => {
+  if (watching && m.type() === 'error') errors.push(m.text());
+});
+page.on('pageerror', (e) => errors.push(String(e)));
+
+/** Overflow to the side at the current size, and a screenshot. */
+async function shot(name, width, height) {
+  await page.setViewportSize({ width, height });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: `${shots}/${name}.png` });
+  return { name, width, height, overflow };
+}
+
+if (mode === 'login') {
+  await page.goto(url);
+  await wait('the login error', page.locator('#login').waitFor({ state: 'visible', timeout: 10000 }));
+  say('LOGIN', {
+    text: await page.locator('#login').innerText(),
+    wall_visible: await page.locator('#wall').isVisible(),
+    errors: errors.filter((e) => !e.includes('401')),
+  });
+} else if (mode === 'wall') {
+  await page.goto(url);
+  await wait('the stream to be live', page.locator('#conn[data-state="live"]').waitFor({ timeout: 10000 }));
+  await page.evaluate(() => { window.__sameLoad = true; });
+  say('READY');
+
+  const popup = page.locator('.popup').first();
+  await wait('a pop-up', popup.waitFor({ state: 'visible', timeout: 15000 }));
+  const popupAt = Date.now();
+  const img = popup.locator('img.snapshot');
+  await wait('the snapshot to load', img.waitFor({ timeout: 10000 }));
+  await wait('the snapshot to load', page.waitForFunction(
+    () => document.querySelector('.popup img.snapshot')?.complete, null, { timeout: 10000 },
+  ));
+  const naturalWidth = await img.evaluate((i) => i.naturalWidth);
+  const popupText = await popup.innerText();
+  const screens = [await shot('wall-1920x1080', 1920, 1080), await shot('wall-3840x2160', 3840, 2160)];
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  const consoleErrors = [...errors];
+  await popup.locator('button.ack').click();
+  await wait('the pop-up to close after acknowledging', popup.waitFor({ state: 'detached', timeout: 10000 }));
+  const row = page.locator('#feed .alert.sev-MAJOR').first();
+  await wait('the row to show who acknowledged', page.waitForFunction(
+    () => document.querySelector('#feed .st-ACKNOWLEDGED') !== null, null, { timeout: 10000 },
+  ));
+  say('ACKED', {
+    popup_at_ms: popupAt,
+    natural_width: naturalWidth,
+    popup_text: popupText,
+    screens,
+    console_errors: consoleErrors,
+    row_text: await row.innerText(),
+  });
+
+  // The daemon goes away and comes back: the page says so, then catches up by itself.
+  watching = false;
+  await wait('the lost-connection banner', page.locator('#lost').waitFor({ state: 'visible', timeout: 20000 }));
+  const lostText = await page.locator('#lost').innerText();
+  await wait('the stream to be live again', page.locator('#conn[data-state="live"]').waitFor({ timeout: 30000 }));
+  await wait('the alert published while it was down', page.waitForFunction(
+    () => [...document.querySelectorAll('#feed .alert .grid')].some((g) => g.textContent === 'b-1'),
+    null,
+    { timeout: 20000 },
+  ));
+  say('DONE', {
+    lost_text: lostText,
+    lost_hidden_after: await page.locator('#lost').isHidden(),
+    same_load: await page.evaluate(() => window.__sameLoad === true),
+    grids: await page.locator('#feed .alert .grid').allInnerTexts(),
+  });
+} else {
+  say('FAIL', `unknown mode ${mode}`);
+}
+await browser.close();

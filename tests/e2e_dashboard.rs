@@ -1,0 +1,172 @@
+//! End to end: the wall in real headless Chromium (Debian `chromium`, driven by
+//! playwright-core from `dashboard/tests/wall.mjs`), against the real binary, a real
+//! Mosquitto, a farm camera and a real gRPC subscriber. Screenshots at 1920×1080 and
+//! 3840×2160 are saved under `target/tmp/dashboard/`.
+
+mod common;
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use common::{city::farm, *};
+use gridsight_proto::v1 as pb;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+const T: Duration = Duration::from_secs(60);
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboard/tests/wall.mjs")
+}
+
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard")
+}
+
+/// The browser driver, running.
+struct Browser {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Browser {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new("node")
+            .arg(script())
+            .args(args)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node (installed by scripts/install-deps.sh)");
+        let stdout = child.stdout.take().expect("stdout");
+        Browser {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line the driver says, which must be `word`; its JSON, if any.
+    async fn expect(&mut self, word: &str) -> Value {
+        let line = tokio::time::timeout(T, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the browser said nothing for {T:?} (waiting for {word})"))
+            .expect("read")
+            .unwrap_or_else(|| panic!("the browser ended before {word}"));
+        let (said, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        assert_eq!(said, word, "the browser: {line}");
+        if rest.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(rest).expect("JSON")
+        }
+    }
+
+    async fn finish(mut self) {
+        let status = tokio::time::timeout(T, self.child.wait())
+            .await
+            .expect("the browser to end")
+            .expect("wait");
+        assert!(status.success(), "browser driver: {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_shows_a_login_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&write_config(dir.path(), &DaemonOpts::new(None))).await;
+    let url = format!("http://127.0.0.1:{}/?token=not-a-token", d.http);
+    let mut b = Browser::start(&["login", &url]);
+    let seen = b.expect("LOGIN").await;
+    let text = seen["text"].as_str().unwrap();
+    assert!(text.contains("登录失败"), "Chinese by default: {text}");
+    assert!(text.contains("401"), "{text}");
+    assert_eq!(seen["wall_visible"], false);
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart() {
+    let broker = Mosquitto::start();
+    let (_farm, cams) = farm(&[("cam-a1", "a-1")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(Some(broker.port));
+    o.extra = cams;
+    let cfg = write_config(dir.path(), &o);
+    let mut d = Daemon::start(&cfg).await;
+    wait_status(&d, "cam-a1", pb::CameraStatus::Online).await;
+    let mut s = d.subscribe_all().await;
+    read_snapshot(&mut s, T).await;
+
+    let url = format!("http://127.0.0.1:{}/?token={OPERATOR}", d.http);
+    let out = shots();
+    let mut b = Browser::start(&["wall", &url, out.to_str().unwrap()]);
+    b.expect("READY").await;
+
+    // An alarm on the broker: on the page within a second, with the camera's picture.
+    let published = now_ms();
+    publish_all(
+        broker.port,
+        vec![(
+            topic("a-1", "smoke", "smk-1"),
+            payload(published, "alarm", 0.8),
+        )],
+    )
+    .await;
+    let acked = b.expect("ACKED").await;
+    let shown_after = acked["popup_at_ms"].as_i64().unwrap() - published;
+    assert!(
+        shown_after < 1000,
+        "pop-up {shown_after} ms after publishing"
+    );
+    assert!(acked["natural_width"].as_u64().unwrap() > 0, "{acked}");
+    let popup = acked["popup_text"].as_str().unwrap();
+    assert!(popup.contains("a-1") && popup.contains("smk-1"), "{popup}");
+    for screen in acked["screens"].as_array().unwrap() {
+        assert!(screen["overflow"].as_i64().unwrap() <= 0, "{screen}");
+        let file = out.join(format!("{}.png", screen["name"].as_str().unwrap()));
+        assert!(std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > 10_000);
+    }
+    assert_eq!(acked["console_errors"], serde_json::json!([]), "{acked}");
+    assert!(
+        acked["row_text"].as_str().unwrap().contains("desk-1"),
+        "{acked}"
+    );
+
+    // The click reached every subscriber, attributed to the page's operator.
+    let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Acknowledged as i32).await;
+    let a = seen.last().unwrap().alert.clone().unwrap();
+    assert_eq!(a.acknowledged_by, "desk-1");
+    assert_eq!(sensors_of(&a), vec!["smk-1"]);
+
+    // Down and back: the page shows the lost connection, then recovers without a reload
+    // and shows the alarm that came while the daemon was down.
+    let (code, _) = d.terminate();
+    assert_eq!(code, Some(0));
+    publish_all(
+        broker.port,
+        vec![(
+            topic("b-1", "smoke", "smk-2"),
+            payload(now_ms(), "alarm", 0.9),
+        )],
+    )
+    .await;
+    d = Daemon::start(&cfg).await;
+    let done = b.expect("DONE").await;
+    assert!(
+        done["lost_text"].as_str().unwrap().contains("连接已断开"),
+        "{done}"
+    );
+    assert_eq!(done["lost_hidden_after"], true);
+    assert_eq!(done["same_load"], true, "recovered without a reload");
+    let grids: Vec<&str> = done["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(grids.contains(&"a-1") && grids.contains(&"b-1"), "{done}");
+    b.finish().await;
+    drop(d);
+}
