@@ -96,6 +96,11 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     let cfg = write_config(dir.path(), &o);
     let mut d = Daemon::start(&cfg).await;
     wait_status(&d, "cam-a1", pb::CameraStatus::Online).await;
+    // A keyframe to take the alert's picture from.
+    wait_for("a snapshot of cam-a1", T, || async {
+        (http_get_bytes(d.http, "/snapshot/cam-a1.jpg", Some(VIEWER)).0 == 200).then_some(())
+    })
+    .await;
     let mut s = d.subscribe_all().await;
     read_snapshot(&mut s, T).await;
 

@@ -79,11 +79,24 @@ function evidenceLine(e) {
   );
 }
 
+/**
+ * The alert's picture: the one taken when it opened, else its first camera's live
+ * snapshot. The daemon answers 503 while a camera has no keyframe yet or its snapshot pool
+ * is busy, so a failed load is tried again (live) a few times before "no picture".
+ */
 function picture(a) {
-  const url = a.snapshots?.[0]?.url ?? (a.camera_ids?.[0] ? `/snapshot/${a.camera_ids[0]}.jpg` : null);
-  if (!url) return el('div', { class: 'no-picture', text: i18n.t('no_picture') });
-  const img = el('img', { class: 'snapshot', alt: a.camera_ids?.[0] ?? '', src: withToken(url) });
-  img.onerror = () => img.replaceWith(el('div', { class: 'no-picture', text: i18n.t('no_picture') }));
+  const live = a.camera_ids?.[0] ? `/snapshot/${a.camera_ids[0]}.jpg` : null;
+  const urls = [a.snapshots?.[0]?.url, live, live, live, live, live].filter(Boolean);
+  const none = () => el('div', { class: 'no-picture', text: i18n.t('no_picture') });
+  if (urls.length === 0) return none();
+  const img = el('img', { class: 'snapshot', alt: a.camera_ids?.[0] ?? '' });
+  let tries = 0;
+  img.onerror = () => {
+    tries += 1;
+    if (tries >= urls.length) img.replaceWith(none());
+    else setTimeout(() => { img.src = withToken(urls[tries]); }, 1000);
+  };
+  img.src = withToken(urls[0]);
   return img;
 }
 

@@ -66,9 +66,8 @@ if (mode === 'login') {
   await wait('a pop-up', popup.waitFor({ state: 'visible', timeout: 15000 }));
   const popupAt = Date.now();
   const img = popup.locator('img.snapshot');
-  await wait('the snapshot to load', img.waitFor({ timeout: 10000 }));
   await wait('the snapshot to load', page.waitForFunction(
-    () => document.querySelector('.popup img.snapshot')?.complete, null, { timeout: 10000 },
+    () => document.querySelector('.popup img.snapshot')?.naturalWidth > 0, null, { timeout: 10000 },
   ));
   const naturalWidth = await img.evaluate((i) => i.naturalWidth);
   const popupText = await popup.innerText();

@@ -126,17 +126,57 @@ pub(super) async fn alert_snapshot(
         )
             .into_response();
     };
-    match s
-        .store
-        .read(move |c| read::snapshot(c, &alert, &camera))
-        .await
-    {
-        Ok(Some((_, bytes))) => jpeg(bytes),
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            "no picture for this alert and camera (the camera had no keyframe, or it is still being made)\n",
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    // The alert is streamed as it opens, naming its pictures, while they are still being
+    // made: a request for one that is pending waits for it (polling the store), so the URL
+    // works as soon as a client sees it.
+    let mut until: Option<Option<tokio::time::Instant>> = None;
+    loop {
+        let (a, c) = (alert.clone(), camera.clone());
+        match s.store.read(move |db| read::snapshot(db, &a, &c)).await {
+            Ok(Some((_, bytes))) => return jpeg(bytes),
+            Ok(None) => {}
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        }
+        if until.is_none() {
+            until = Some(pending_until(&s, &alert, &camera).await);
+        }
+        match until.flatten() {
+            Some(deadline) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(PENDING_POLL).await;
+            }
+            _ => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    "no picture for this alert and camera (the camera had no keyframe when it opened)\n",
+                )
+                    .into_response()
+            }
+        }
     }
+}
+
+/// How long after an alert names a picture it may still be in the making (longer than a
+/// snapshot's own timeout, `video.snapshot_timeout_ms`, 2 s by default).
+const PENDING_WAIT_MS: i64 = 5_000;
+/// How often a pending picture is looked for.
+const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// When a picture of `camera` for `alert` stops being worth waiting for: `None` when the
+/// alert names no such picture, or named it long ago.
+async fn pending_until(s: &HttpState, alert: &str, camera: &str) -> Option<tokio::time::Instant> {
+    let id = alert.to_string();
+    let found = s
+        .store
+        .read(move |db| read::get_alert(db, &id))
+        .await
+        .ok()??;
+    let taken = found
+        .snapshots
+        .iter()
+        .find(|r| r.camera_id == camera)?
+        .taken_at
+        .as_ref()
+        .map(gridsight_proto::millis_from_ts)?;
+    let left = taken + PENDING_WAIT_MS - crate::domain::now_ms();
+    (left > 0).then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(left as u64))
 }
