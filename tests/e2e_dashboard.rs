@@ -7,7 +7,10 @@ mod common;
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use common::{city::farm, *};
+use common::{
+    city::{farm, town},
+    *,
+};
 use gridsight_proto::v1 as pb;
 use serde_json::Value;
 use tokio::{
@@ -89,16 +92,18 @@ async fn a_wrong_token_shows_a_login_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart() {
     let broker = Mosquitto::start();
-    let (_farm, cams) = farm(&[("cam-a1", "a-1")]).await;
+    let (_farm, cams) = farm(&[("cam-a11", "a11")]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = DaemonOpts::new(Some(broker.port));
+    // The tiled town of `common::city`: its communities have polygons for the map.
+    o.grids = town();
     o.extra = cams;
     let cfg = write_config(dir.path(), &o);
     let mut d = Daemon::start(&cfg).await;
-    wait_status(&d, "cam-a1", pb::CameraStatus::Online).await;
+    wait_status(&d, "cam-a11", pb::CameraStatus::Online).await;
     // A keyframe to take the alert's picture from.
-    wait_for("a snapshot of cam-a1", T, || async {
-        (http_get_bytes(d.http, "/snapshot/cam-a1.jpg", Some(VIEWER)).0 == 200).then_some(())
+    wait_for("a snapshot of cam-a11", T, || async {
+        (http_get_bytes(d.http, "/snapshot/cam-a11.jpg", Some(VIEWER)).0 == 200).then_some(())
     })
     .await;
     let mut s = d.subscribe_all().await;
@@ -114,7 +119,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     publish_all(
         broker.port,
         vec![(
-            topic("a-1", "smoke", "smk-1"),
+            topic("a11", "smoke", "smk-1"),
             payload(published, "alarm", 0.8),
         )],
     )
@@ -127,7 +132,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     );
     assert!(acked["natural_width"].as_u64().unwrap() > 0, "{acked}");
     let popup = acked["popup_text"].as_str().unwrap();
-    assert!(popup.contains("a-1") && popup.contains("smk-1"), "{popup}");
+    assert!(popup.contains("a11") && popup.contains("smk-1"), "{popup}");
     for screen in acked["screens"].as_array().unwrap() {
         assert!(screen["overflow"].as_i64().unwrap() <= 0, "{screen}");
         let file = out.join(format!("{}.png", screen["name"].as_str().unwrap()));
@@ -138,6 +143,14 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         acked["row_text"].as_str().unwrap().contains("desk-1"),
         "{acked}"
     );
+
+    // The map: the alert's community in MAJOR's colour; a click on a quiet community shows
+    // nothing, on the alert's community its alert, and "show all" everything again.
+    let map = &acked["map"];
+    assert_eq!(map["colour"], "#ff9c2e", "{map}");
+    assert_eq!(map["empty_grid"]["shown"], 0, "{map}");
+    assert_eq!(map["alert_grid"]["shown"], 1, "{map}");
+    assert_eq!(map["cleared"], 1, "{map}");
 
     // The click reached every subscriber, attributed to the page's operator.
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Acknowledged as i32).await;
@@ -152,7 +165,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     publish_all(
         broker.port,
         vec![(
-            topic("b-1", "smoke", "smk-2"),
+            topic("b00", "smoke", "smk-2"),
             payload(now_ms(), "alarm", 0.9),
         )],
     )
@@ -171,7 +184,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(grids.contains(&"a-1") && grids.contains(&"b-1"), "{done}");
+    assert!(grids.contains(&"a11") && grids.contains(&"b00"), "{done}");
     b.finish().await;
     drop(d);
 }

@@ -268,6 +268,7 @@ pub async fn run(
         camera_window: Duration::from_secs_f64(cfg.video.rate_window_secs),
         figures,
         alerts,
+        sensors: Arc::new(cfg.sensors.clone()),
     };
     let http_task = tokio::spawn(http::serve(http_listener, http_state, api_cancel.clone()));
     let retention = tokio::spawn(retention_loop(cfg.clone(), store.clone(), cancel.clone()));

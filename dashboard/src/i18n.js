@@ -5,6 +5,8 @@ const LABELS = {
   zh: {
     title: '城市运行指挥中心 · 告警',
     open_alerts: '当前告警',
+    grid_map: '网格地图',
+    show_all: '全部',
     by_severity: '告警等级分布',
     changes_per_minute: '每分钟告警变化',
     connecting: '连接中…',
@@ -27,6 +29,8 @@ const LABELS = {
   en: {
     title: 'City command centre · alerts',
     open_alerts: 'Open alerts',
+    grid_map: 'Grid map',
+    show_all: 'Show all',
     by_severity: 'Open alerts by severity',
     changes_per_minute: 'Alert changes per minute',
     connecting: 'Connecting…',

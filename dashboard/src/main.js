@@ -1,11 +1,13 @@
 // The wall: open alerts live from the daemon's WebSocket, newest and most severe first; a
 // new CRITICAL or MAJOR alert pops up with its picture and evidence and stays until someone
 // acknowledges it (here or anywhere: every client sees the change); charts of what the
-// stream brought. The token comes from the address (?token=...): a wrong one shows a login
-// error, a viewer's shows no actions.
+// stream brought; the grid map, where a click on a grid filters the feed and charts to it
+// and beneath (pop-ups still come from everywhere). The token comes from the address
+// (?token=...): a wrong one shows a login error, a viewer's shows no actions.
 import { AlertStream } from './stream.js';
 import * as i18n from './i18n.js';
 import { Charts, SEVERITIES } from './charts.js';
+import { GridMap } from './map.js';
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get('token') ?? '';
@@ -15,6 +17,9 @@ const alerts = new Map();
 const popups = new Map();
 let who = null;
 let charts = null;
+let map = null;
+/** The grid selected on the map: the page shows it and what is beneath it. */
+let filter = null;
 let loginError = null;
 let drawQueued = false;
 
@@ -166,12 +171,22 @@ function feedItem(a) {
 
 function draw() {
   drawQueued = false;
-  const list = [...alerts.values()].sort(
+  const all = [...alerts.values()];
+  const within = filter && map ? map.below.get(filter) : null;
+  const list = (within ? all.filter((a) => within.has(a.grid_id)) : all).sort(
     (x, y) => rank(x) - rank(y) || (y.last_seen_ms ?? 0) - (x.last_seen_ms ?? 0),
   );
   $('feed').replaceChildren(...list.map(feedItem));
   $('open-count').textContent = String(list.length);
   charts?.draw(list);
+  map?.draw(all);
+}
+
+function select(id) {
+  filter = id;
+  $('filter').hidden = !id;
+  $('filter-name').textContent = id ? `${id}` : '';
+  queueDraw();
 }
 
 function queueDraw() {
@@ -231,6 +246,11 @@ async function start() {
   who = await r.json();
   $('who').textContent = `${who.name} (${who.role})`;
   charts = new Charts($('chart-severity'), $('chart-changes'));
+  const places = await fetch('/api/map', { headers: { authorization: `Bearer ${token}` } })
+    .then((m) => (m.ok ? m.json() : null))
+    .catch(() => null);
+  if (places) map = new GridMap($('map'), places, select);
+  $('filter-clear').onclick = () => (map ? map.select(null) : select(null));
   const stream = new AlertStream(token, {
     onMessage,
     onState: setState,
@@ -242,7 +262,7 @@ async function start() {
   });
   stream.connect();
   // For tests and for a curious operator: the stream's cursor and the alerts held.
-  window.gridsight = { stream, alerts };
+  window.gridsight = { stream, alerts, map, filter: () => filter };
 }
 
 start();

@@ -80,7 +80,26 @@ if (mode === 'login') {
   await wait('the row to show who acknowledged', page.waitForFunction(
     () => document.querySelector('#feed .st-ACKNOWLEDGED') !== null, null, { timeout: 10000 },
   ));
+  // The map: the alert's grid in its severity's colour; a click on a grid filters the
+  // feed to it, the button shows all again.
+  const map = {};
+  map.colour = await page.evaluate(() => window.gridsight.map.chart.getOption().geo[0].regions
+    .find((r) => r.name === 'a11')?.itemStyle?.areaColor);
+  const clickGrid = async (id) => {
+    const at = await page.evaluate((g) => window.gridsight.map.pixelOf(g), id);
+    await page.mouse.click(at.x, at.y);
+    await page.waitForFunction((g) => window.gridsight.filter() === g, id, { timeout: 5000 });
+    await page.waitForTimeout(100);
+    return { filter: id, shown: Number(await page.locator('#open-count').innerText()) };
+  };
+  map.empty_grid = await wait('a click on a01', clickGrid('a01'));
+  map.alert_grid = await wait('a click on a11', clickGrid('a11'));
+  await page.locator('#filter-clear').click();
+  await page.waitForFunction(() => window.gridsight.filter() === null, null, { timeout: 5000 });
+  map.cleared = Number(await page.locator('#open-count').innerText());
+
   say('ACKED', {
+    map,
     popup_at_ms: popupAt,
     natural_width: naturalWidth,
     popup_text: popupText,
@@ -95,7 +114,7 @@ if (mode === 'login') {
   const lostText = await page.locator('#lost').innerText();
   await wait('the stream to be live again', page.locator('#conn[data-state="live"]').waitFor({ timeout: 30000 }));
   await wait('the alert published while it was down', page.waitForFunction(
-    () => [...document.querySelectorAll('#feed .alert .grid')].some((g) => g.textContent === 'b-1'),
+    () => [...document.querySelectorAll('#feed .alert .grid')].some((g) => g.textContent === 'b00'),
     null,
     { timeout: 20000 },
   ));

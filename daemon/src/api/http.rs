@@ -54,13 +54,15 @@ pub struct HttpState {
     pub figures: crate::incidents::Figures,
     /// Alert subscriptions (`/ws`) and, at shutdown, the tasks that serve them.
     pub alerts: crate::api::grpc::AlertApi,
+    /// The listed sensors, as configured at start (`/api/map`).
+    pub sensors: Arc<Vec<crate::config::SensorConfig>>,
 }
 
 #[derive(Deserialize, Default)]
 pub(super) struct TokenQuery {
-    pub(super) token: Option<String>,
-    pub(super) limit: Option<u32>,
-    pub(super) include_expired: Option<bool>,
+    token: Option<String>,
+    limit: Option<u32>,
+    include_expired: Option<bool>,
 }
 
 pub(super) fn authorize(
@@ -82,6 +84,52 @@ pub(super) fn authorize(
     })
 }
 
+/// The caller of a handler that reads: `Reader(identity)`, or the 401/403 answer.
+pub(super) struct Reader(pub crate::api::auth::Identity);
+
+/// The caller of a handler that acts (acknowledge, resolve...): operators and integrators.
+pub(super) struct Operator(pub crate::api::auth::Identity);
+
+/// The token from the `authorization` header or `?token=`, checked for `perm`.
+fn caller(
+    parts: &axum::http::request::Parts,
+    s: &HttpState,
+    perm: Perm,
+) -> Result<crate::api::auth::Identity, Box<Response>> {
+    // Only `token` is read here: another parameter that does not parse is its handler's
+    // to refuse, naming it, not a reason for a 401.
+    #[derive(Deserialize, Default)]
+    struct OnlyToken {
+        token: Option<String>,
+    }
+    let token = Query::<OnlyToken>::try_from_uri(&parts.uri)
+        .map(|Query(q)| q.token)
+        .unwrap_or_default();
+    let q = TokenQuery {
+        token,
+        ..TokenQuery::default()
+    };
+    authorize(s, &parts.headers, &q, perm)
+}
+
+/// `FromRequestParts` for a caller type: its token checked for `$perm`.
+macro_rules! caller_extractor {
+    ($name:ident, $perm:expr) => {
+        impl axum::extract::FromRequestParts<HttpState> for $name {
+            type Rejection = Response;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                s: &HttpState,
+            ) -> Result<Self, Response> {
+                caller(parts, s, $perm).map($name).map_err(|r| *r)
+            }
+        }
+    };
+}
+caller_extractor!(Reader, Perm::Read);
+caller_extractor!(Operator, Perm::Operate);
+
 /// The routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -98,6 +146,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/stats", get(super::http_stats::stats))
         .route("/ws", get(super::ws::ws))
         .route("/api/whoami", get(super::http_actions::whoami))
+        .route("/api/map", get(super::http_map::map))
         .route(
             "/api/alerts/{id}/{action}",
             axum::routing::post(super::http_actions::alert_action),

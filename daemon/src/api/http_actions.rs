@@ -11,8 +11,8 @@
 //! the daemon stops.
 
 use axum::{
-    extract::{rejection::JsonRejection, Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    extract::{rejection::JsonRejection, Path, State},
+    http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::{
     auth::Perm,
     grpc::ApiError,
-    http::{authorize, HttpState, TokenQuery},
+    http::{HttpState, Operator, Reader},
 };
 use crate::{correlate::Action, store::StoreError};
 
@@ -37,34 +37,22 @@ pub(super) struct ActionBody {
 }
 
 /// `GET /api/whoami`: `{"name", "role"}` of the token (any role that may read).
-pub(super) async fn whoami(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    match authorize(&s, &headers, &q, Perm::Read) {
-        Ok(who) => Json(serde_json::json!({
-            "name": who.name,
-            "role": who.role.as_str(),
-            "may_operate": who.role.allows(Perm::Operate),
-        }))
-        .into_response(),
-        Err(r) => *r,
-    }
+pub(super) async fn whoami(Reader(who): Reader) -> Response {
+    Json(serde_json::json!({
+        "name": who.name,
+        "role": who.role.as_str(),
+        "may_operate": who.role.allows(Perm::Operate),
+    }))
+    .into_response()
 }
 
 /// `POST /api/alerts/{id}/{action}`.
 pub(super) async fn alert_action(
     State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    Operator(who): Operator,
     Path((id, action)): Path<(String, String)>,
     body: Result<Json<ActionBody>, JsonRejection>,
 ) -> Response {
-    let who = match authorize(&s, &headers, &q, Perm::Operate) {
-        Ok(who) => who,
-        Err(r) => return *r,
-    };
     let action = match action.as_str() {
         "acknowledge" => Action::Acknowledge,
         "resolve" => Action::Resolve,

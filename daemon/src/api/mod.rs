@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod http;
 mod http_actions;
 mod http_cameras;
+mod http_map;
 mod http_stats;
 pub mod json;
 mod ws;

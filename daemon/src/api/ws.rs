@@ -25,7 +25,7 @@ use axum::{
         },
         Query, State,
     },
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use gridsight_proto::v1 as pb;
@@ -34,10 +34,9 @@ use tonic::Code;
 
 use super::{
     grpc::{ApiError, Subscription},
-    http::{authorize, HttpState, TokenQuery},
+    http::{HttpState, Reader},
     json,
 };
-use crate::api::auth::Perm;
 
 /// Close code: the resume cursor is outside the change log.
 pub const CLOSE_OUT_OF_RANGE: u16 = 4416;
@@ -48,9 +47,9 @@ pub const CLOSE_ERROR: u16 = 1011;
 
 /// The query of `/ws`. Numbers and flags are read as text, so that a wrong one is
 /// refused naming its parameter.
+/// (The token is read by [`Reader`].)
 #[derive(Deserialize, Default)]
 pub(super) struct WsQuery {
-    token: Option<String>,
     resume_after: Option<String>,
     grid: Option<String>,
     min_severity: Option<String>,
@@ -103,17 +102,10 @@ fn request(q: &WsQuery) -> Result<pb::SubscribeAlertsRequest, (String, String)> 
 /// The handler.
 pub(super) async fn ws(
     State(s): State<HttpState>,
-    headers: HeaderMap,
+    _: Reader,
     Query(q): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = TokenQuery {
-        token: q.token.clone(),
-        ..TokenQuery::default()
-    };
-    if let Err(r) = authorize(&s, &headers, &token, Perm::Read) {
-        return *r;
-    }
     let req = match request(&q) {
         Ok(r) => r,
         Err((param, message)) => {

@@ -229,6 +229,12 @@ impl GridIndex {
         Some(lon.is_finite() && lat.is_finite() && polygon.intersects(&Point::new(lon, lat)))
     }
 
+    /// The outer ring of the grid's polygon, `[lon, lat]` points, closed (for drawing).
+    pub fn outline(&self, grid: &str) -> Option<Vec<[f64; 2]>> {
+        let p = self.geometry.polygons.get(self.index_of(grid)?)?.as_ref()?;
+        Some(p.exterior().coords().map(|c| [c.x, c.y]).collect())
+    }
+
     /// The centroid of the grid's polygon, `[lon, lat]`.
     pub fn centroid(&self, grid: &str) -> Option<[f64; 2]> {
         *self.geometry.centroids.get(self.index_of(grid)?)?

@@ -261,3 +261,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_outline_is_the_closed_ring_of_the_grid_and_none_without_a_polygon() {
+    let g = town_of_nine();
+    let ring = g.outline("r0c0").expect("a polygon");
+    assert_eq!(ring.first(), ring.last(), "closed");
+    assert_eq!(ring.len(), 5);
+    for corner in [
+        [LON0, LAT0],
+        [LON0 + STEP, LAT0],
+        [LON0 + STEP, LAT0 + STEP],
+        [LON0, LAT0 + STEP],
+    ] {
+        assert!(ring.contains(&corner), "{corner:?} in {ring:?}");
+    }
+    assert!(g.outline("nowhere").is_none());
+    let no_polygon = GridIndex::new(&[GridConfig {
+        id: "county".into(),
+        name: "County".into(),
+        parent: None,
+        polygon: vec![],
+    }]);
+    assert!(no_polygon.outline("county").is_none());
+}
