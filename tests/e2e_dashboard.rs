@@ -11,6 +11,7 @@ use common::{
     city::{farm, town},
     *,
 };
+use gridsight_farm::Fault;
 use gridsight_proto::v1 as pb;
 use serde_json::Value;
 use tokio::{
@@ -92,7 +93,7 @@ async fn a_wrong_token_shows_a_login_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart() {
     let broker = Mosquitto::start();
-    let (_farm, cams) = farm(&[("cam-a11", "a11")]).await;
+    let (farm, cams) = farm(&[("cam-a11", "a11"), ("cam-a00", "a00")]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = DaemonOpts::new(Some(broker.port));
     // The tiled town of `common::city`: its communities have polygons for the map.
@@ -101,6 +102,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     let cfg = write_config(dir.path(), &o);
     let mut d = Daemon::start(&cfg).await;
     wait_status(&d, "cam-a11", pb::CameraStatus::Online).await;
+    wait_status(&d, "cam-a00", pb::CameraStatus::Online).await;
     // A keyframe to take the alert's picture from.
     wait_for("a snapshot of cam-a11", T, || async {
         (http_get_bytes(d.http, "/snapshot/cam-a11.jpg", Some(VIEWER)).0 == 200).then_some(())
@@ -124,7 +126,18 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         )],
     )
     .await;
+    let mosaic = b.expect("MOSAIC").await;
+    assert_eq!(mosaic["tiles"], 2, "{mosaic}");
+    // A camera dies: its tile must say so, not keep its last picture.
+    farm.set_fault("cam-a00", Fault::Refuse).expect("fault");
     let acked = b.expect("ACKED").await;
+    assert!(
+        acked["mosaic"]["offline_text"]
+            .as_str()
+            .unwrap()
+            .contains("离线"),
+        "{acked}"
+    );
     let shown_after = acked["popup_at_ms"].as_i64().unwrap() - published;
     assert!(
         shown_after < 1000,

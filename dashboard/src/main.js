@@ -2,12 +2,13 @@
 // new CRITICAL or MAJOR alert pops up with its picture and evidence and stays until someone
 // acknowledges it (here or anywhere: every client sees the change); charts of what the
 // stream brought; the grid map, where a click on a grid filters the feed and charts to it
-// and beneath (pop-ups still come from everywhere). The token comes from the address
-// (?token=...): a wrong one shows a login error, a viewer's shows no actions.
+// and beneath (pop-ups still come from everywhere); the camera mosaic. The token comes from
+// the address (?token=...): a wrong one shows a login error, a viewer's shows no actions.
 import { AlertStream } from './stream.js';
 import * as i18n from './i18n.js';
 import { Charts, SEVERITIES } from './charts.js';
 import { GridMap } from './map.js';
+import { Mosaic } from './mosaic.js';
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get('token') ?? '';
@@ -18,6 +19,7 @@ const popups = new Map();
 let who = null;
 let charts = null;
 let map = null;
+let mosaic = null;
 /** The grid selected on the map: the page shows it and what is beneath it. */
 let filter = null;
 let loginError = null;
@@ -162,9 +164,10 @@ function feedItem(a) {
     { class: `alert sev-${a.severity}${muted(a) ? ' muted' : ''}`, 'data-alert': a.id },
     el('span', { class: 'sev', text: i18n.t(a.severity) }),
     el('span', { class: 'title', text: a.title }),
-    el('span', { class: 'grid', text: a.grid_id }),
-    el('span', { class: 'n', text: `×${a.count}` }),
-    el('time', { text: time(a.last_seen_ms) }),
+    el('span', { class: 'meta' },
+      el('span', { class: 'grid', text: a.grid_id }),
+      el('span', { class: 'n', text: `×${a.count}` }),
+      el('time', { text: time(a.last_seen_ms) })),
     el('span', { class: `status st-${a.status}`, text: status }),
   );
 }
@@ -184,6 +187,7 @@ function draw() {
 
 function select(id) {
   filter = id;
+  mosaic?.setGrids(id && map ? map.below.get(id) : null);
   $('filter').hidden = !id;
   $('filter-name').textContent = id ? `${id}` : '';
   queueDraw();
@@ -209,6 +213,8 @@ function onMessage(msg) {
     queueDraw();
   } else if (msg.type === 'snapshot_end') {
     queueDraw();
+  } else if (msg.type === 'camera') {
+    mosaic?.update(msg.camera);
   }
 }
 
@@ -217,6 +223,7 @@ function relabel() {
   $('lang').textContent = i18n.t('lang');
   setState($('conn').dataset.state);
   if (loginError) showLoginError(loginError.key, loginError.status);
+  mosaic?.layout();
   for (const id of [...popups.keys()]) {
     const a = alerts.get(id);
     if (a) popup(a);
@@ -250,6 +257,10 @@ async function start() {
     .then((m) => (m.ok ? m.json() : null))
     .catch(() => null);
   if (places) map = new GridMap($('map'), places, select);
+  const cams = await fetch('/api/cameras', { headers: { authorization: `Bearer ${token}` } })
+    .then((m) => (m.ok ? m.json() : null))
+    .catch(() => null);
+  if (cams) mosaic = new Mosaic($('mosaic'), token, cams.cameras, i18n.t);
   $('filter-clear').onclick = () => (map ? map.select(null) : select(null));
   const stream = new AlertStream(token, {
     onMessage,
@@ -262,7 +273,7 @@ async function start() {
   });
   stream.connect();
   // For tests and for a curious operator: the stream's cursor and the alerts held.
-  window.gridsight = { stream, alerts, map, filter: () => filter };
+  window.gridsight = { stream, alerts, map, mosaic, filter: () => filter };
 }
 
 start();

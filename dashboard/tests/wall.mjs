@@ -76,7 +76,7 @@ if (mode === 'login') {
   const consoleErrors = [...errors];
   await popup.locator('button.ack').click();
   await wait('the pop-up to close after acknowledging', popup.waitFor({ state: 'detached', timeout: 10000 }));
-  const row = page.locator('#feed .alert.sev-MAJOR').first();
+  const row = page.locator('#feed .alert', { hasText: 'smk-1' }).first();
   await wait('the row to show who acknowledged', page.waitForFunction(
     () => document.querySelector('#feed .st-ACKNOWLEDGED') !== null, null, { timeout: 10000 },
   ));
@@ -98,7 +98,34 @@ if (mode === 'login') {
   await page.waitForFunction(() => window.gridsight.filter() === null, null, { timeout: 5000 });
   map.cleared = Number(await page.locator('#open-count').innerText());
 
+  // The mosaic: the healthy camera's tile shows a picture and refreshes it; the test then
+  // takes the other camera down, and its tile must say so instead of a stale picture.
+  const tile = (id) => `.tile[data-camera="${id}"]`;
+  const mosaic = {};
+  await wait('a picture in the tile of cam-a11', page.waitForFunction(
+    (sel) => document.querySelector(`${sel} img`)?.naturalWidth > 0, tile('cam-a11'), { timeout: 10000 },
+  ));
+  const firstSrc = await page.locator(`${tile('cam-a11')} img`).getAttribute('src');
+  await wait('the tile of cam-a11 to refresh', page.waitForFunction(
+    ([sel, before]) => {
+      const img = document.querySelector(`${sel} img`);
+      return img && img.getAttribute('src') !== before && img.naturalWidth > 0;
+    },
+    [tile('cam-a11'), firstSrc],
+    { timeout: 5000 },
+  ));
+  mosaic.tiles = await page.locator('.tile').count();
+  say('MOSAIC', mosaic);
+  await wait('the tile of cam-a00 to show it offline', page.waitForFunction(
+    (sel) => document.querySelector(sel)?.dataset.status === 'OFFLINE'
+      && !document.querySelector(`${sel} img`),
+    tile('cam-a00'),
+    { timeout: 20000 },
+  ));
+  mosaic.offline_text = await page.locator(`${tile('cam-a00')} .tile-state`).innerText();
+
   say('ACKED', {
+    mosaic,
     map,
     popup_at_ms: popupAt,
     natural_width: naturalWidth,
