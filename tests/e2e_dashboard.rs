@@ -157,6 +157,16 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         "{acked}"
     );
 
+    // The figures of the day: the reading counted in its hour, the alert in today's
+    // opened, both cameras online (before one is taken down).
+    let figures = &acked["figures"];
+    assert!(
+        figures["readings_today"].as_u64().unwrap() >= 1,
+        "{figures}"
+    );
+    assert!(figures["opened_today"].as_u64().unwrap() >= 1, "{figures}");
+    assert_eq!(figures["cameras_online"], "100%", "{figures}");
+
     // The map: the alert's community in MAJOR's colour; a click on a quiet community shows
     // nothing, on the alert's community its alert, and "show all" everything again.
     let map = &acked["map"];

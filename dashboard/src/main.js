@@ -1,12 +1,12 @@
 // The wall: open alerts live from the daemon's WebSocket, newest and most severe first; a
 // new CRITICAL or MAJOR alert pops up with its picture and evidence and stays until someone
-// acknowledges it (here or anywhere: every client sees the change); charts of what the
-// stream brought; the grid map, where a click on a grid filters the feed and charts to it
+// acknowledges it (here or anywhere: every client sees the change); the figures of the day
+// (read again every minute); the grid map, where a click on a grid filters the feed and charts to it
 // and beneath (pop-ups still come from everywhere); the camera mosaic. The token comes from
 // the address (?token=...): a wrong one shows a login error, a viewer's shows no actions.
 import { AlertStream } from './stream.js';
 import * as i18n from './i18n.js';
-import { Charts, SEVERITIES } from './charts.js';
+import { DayCharts, SEVERITIES } from './charts.js';
 import { GridMap } from './map.js';
 import { Mosaic } from './mosaic.js';
 
@@ -18,6 +18,8 @@ const alerts = new Map();
 const popups = new Map();
 let who = null;
 let charts = null;
+/** How often the figures of the day are read again (they are sums, not the live state). */
+const FIGURES_MS = 60000;
 let map = null;
 let mosaic = null;
 /** The grid selected on the map: the page shows it and what is beneath it. */
@@ -181,16 +183,68 @@ function draw() {
   );
   $('feed').replaceChildren(...list.map(feedItem));
   $('open-count').textContent = String(list.length);
-  charts?.draw(list);
   map?.draw(all);
+  camerasOnline();
 }
 
 function select(id) {
   filter = id;
   mosaic?.setGrids(id && map ? map.below.get(id) : null);
+  loadFigures();
   $('filter').hidden = !id;
   $('filter-name').textContent = id ? `${id}` : '';
   queueDraw();
+}
+
+function get(path) {
+  return fetch(path, { headers: { authorization: `Bearer ${token}` } })
+    .then((r) => (r.ok ? r.json() : null))
+    .catch(() => null);
+}
+
+/** YYYY-MM-DD `n` days before `day` (calendar arithmetic, no time zone). */
+function daysBefore(day, n) {
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(Date.UTC(y, m - 1, d - n)).toISOString().slice(0, 10);
+}
+
+function kpi(id, text, bad = false) {
+  const e = $(id);
+  e.textContent = text;
+  e.classList.toggle('bad', bad);
+}
+
+/** Cameras online (or degraded) of those shown: the selected grid's, or all. */
+function camerasOnline() {
+  if (!mosaic) return;
+  const within = filter && map ? map.below.get(filter) : null;
+  const cams = [...mosaic.cameras.values()]
+    .filter((c) => !within || c.grid_ids.some((g) => within.has(g)));
+  if (cams.length === 0) return kpi('kpi-online', '—');
+  const up = cams.filter((c) => c.status === 'ONLINE' || c.status === 'DEGRADED').length;
+  const pct = Math.round((100 * up) / cams.length);
+  kpi('kpi-online', `${pct}%`, pct < 90);
+}
+
+/** Events per hour (county-wide), the week's alerts and today's key figures (the grid's). */
+async function loadFigures() {
+  const hours = await get('/api/stats/hours');
+  if (!hours || !charts) return;
+  charts.drawHours(hours);
+  const grid = filter ? `&grid=${encodeURIComponent(filter)}` : '';
+  const week = await get(`/api/stats?from=${daysBefore(hours.day, 6)}&to=${hours.day}${grid}`);
+  if (!week) return;
+  charts.drawWeek(week.days);
+  const today = week.days[week.days.length - 1];
+  if (!today) return;
+  const pct = (x) => `${Math.round(x * 100)}%`;
+  const none = today.reported === 0;
+  kpi('kpi-closure', none ? '—' : pct(today.closure_rate));
+  kpi('kpi-handling', none ? '—' : pct(today.handling_rate));
+  const ack = today.mean_secs_to_acknowledge;
+  kpi('kpi-ack', ack > 0 ? (ack < 120 ? `${Math.round(ack)} s` : `${Math.round(ack / 60)} min`) : '—');
+  kpi('kpi-overdue', String(today.overdue), today.overdue > 0);
+  kpi('kpi-alerts', `${today.alerts_opened} / ${today.alerts_resolved}`);
 }
 
 function queueDraw() {
@@ -205,7 +259,6 @@ function onMessage(msg) {
     const a = msg.alert;
     if (a.status === 'RESOLVED') alerts.delete(a.id);
     else alerts.set(a.id, a);
-    if (msg.kind !== 'SNAPSHOT') charts?.countChange(a.updated_at_ms ?? Date.now());
     const serious = a.severity === 'CRITICAL' || a.severity === 'MAJOR';
     if (a.status !== 'OPEN') closePopup(a.id);
     else if (msg.kind === 'OPENED' && serious && !muted(a)) popup(a);
@@ -215,6 +268,7 @@ function onMessage(msg) {
     queueDraw();
   } else if (msg.type === 'camera') {
     mosaic?.update(msg.camera);
+    camerasOnline();
   }
 }
 
@@ -224,6 +278,10 @@ function relabel() {
   setState($('conn').dataset.state);
   if (loginError) showLoginError(loginError.key, loginError.status);
   mosaic?.layout();
+  if (charts) {
+    charts.drawHours(charts.hoursData);
+    charts.drawWeek(charts.weekData);
+  }
   for (const id of [...popups.keys()]) {
     const a = alerts.get(id);
     if (a) popup(a);
@@ -237,9 +295,11 @@ async function start() {
     i18n.toggle();
     relabel();
   };
-  setInterval(() => {
+  const tick = () => {
     $('clock').textContent = time(Date.now());
-  }, 1000);
+  };
+  tick();
+  setInterval(tick, 1000);
   if (!token) {
     showLoginError('token_missing', 0);
     return;
@@ -252,15 +312,13 @@ async function start() {
   }
   who = await r.json();
   $('who').textContent = `${who.name} (${who.role})`;
-  charts = new Charts($('chart-severity'), $('chart-changes'));
-  const places = await fetch('/api/map', { headers: { authorization: `Bearer ${token}` } })
-    .then((m) => (m.ok ? m.json() : null))
-    .catch(() => null);
+  charts = new DayCharts($('chart-hours'), $('chart-week'));
+  const places = await get('/api/map');
   if (places) map = new GridMap($('map'), places, select);
-  const cams = await fetch('/api/cameras', { headers: { authorization: `Bearer ${token}` } })
-    .then((m) => (m.ok ? m.json() : null))
-    .catch(() => null);
+  const cams = await get('/api/cameras');
   if (cams) mosaic = new Mosaic($('mosaic'), token, cams.cameras, i18n.t);
+  loadFigures();
+  setInterval(loadFigures, FIGURES_MS);
   $('filter-clear').onclick = () => (map ? map.select(null) : select(null));
   const stream = new AlertStream(token, {
     onMessage,
@@ -273,7 +331,7 @@ async function start() {
   });
   stream.connect();
   // For tests and for a curious operator: the stream's cursor and the alerts held.
-  window.gridsight = { stream, alerts, map, mosaic, filter: () => filter };
+  window.gridsight = { stream, alerts, map, mosaic, charts, loadFigures, filter: () => filter };
 }
 
 start();

@@ -71,6 +71,19 @@ if (mode === 'login') {
   ));
   const naturalWidth = await img.evaluate((i) => i.naturalWidth);
   const popupText = await popup.innerText();
+  // The figures of the day, read again now that the alarm is in.
+  await page.evaluate(() => window.gridsight.loadFigures());
+  const figures = await page.evaluate(() => {
+    const sum = (xs) => xs.reduce((a, b) => a + (Number(b) || 0), 0);
+    const hours = window.gridsight.charts.hours.getOption().series;
+    const week = window.gridsight.charts.week.getOption().series;
+    return {
+      readings_today: sum(hours[0].data),
+      opened_today: week[0].data[week[0].data.length - 1],
+      cameras_online: document.querySelector('#kpi-online').textContent,
+      alerts_today: document.querySelector('#kpi-alerts').textContent,
+    };
+  });
   const screens = [await shot('wall-1920x1080', 1920, 1080), await shot('wall-3840x2160', 3840, 2160)];
   await page.setViewportSize({ width: 1920, height: 1080 });
   const consoleErrors = [...errors];
@@ -125,6 +138,7 @@ if (mode === 'login') {
   mosaic.offline_text = await page.locator(`${tile('cam-a00')} .tile-state`).innerText();
 
   say('ACKED', {
+    figures,
     mosaic,
     map,
     popup_at_ms: popupAt,

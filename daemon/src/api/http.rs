@@ -144,6 +144,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/silences", get(silences))
         .route("/api/cameras", get(super::http_cameras::cameras))
         .route("/api/stats", get(super::http_stats::stats))
+        .route("/api/stats/hours", get(super::http_stats::hours))
         .route("/ws", get(super::ws::ws))
         .route("/api/whoami", get(super::http_actions::whoami))
         .route("/api/map", get(super::http_map::map))

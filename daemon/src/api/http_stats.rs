@@ -1,4 +1,5 @@
-//! `GET /api/stats`: the daily figures as JSON, for the wall's charts.
+//! `GET /api/stats`: the daily figures as JSON, for the wall's charts; `GET /api/stats/hours`:
+//! events per hour of a day by source.
 //!
 //! Query: `from`, `to` (YYYY-MM-DD in the centre's time zone; empty = today), `grid`
 //! (comma-separated grid ids, each with its descendants; empty = all), `by_grid=true`, and
@@ -102,4 +103,46 @@ fn reporter_json(r: &pb::ReporterStats) -> Value {
         "reporter_id": r.reporter_id, "month": r.month, "reports": r.reports,
         "quota": r.quota, "quota_ratio": r.quota_ratio,
     })
+}
+
+/// The query of `/api/stats/hours`.
+#[derive(Deserialize, Default)]
+pub(super) struct HoursQuery {
+    day: Option<String>,
+}
+
+/// `GET /api/stats/hours?day=YYYY-MM-DD` (empty = today): `{"day", "sources", "hours":
+/// [{"hour", "sensor", "camera", "incident"}]}`, 24 local hours of what came in.
+pub(super) async fn hours(
+    State(s): State<HttpState>,
+    _: super::http::Reader,
+    Query(q): Query<HoursQuery>,
+) -> Response {
+    use crate::incidents::hours::SOURCES;
+    match s
+        .figures
+        .hours(q.day.as_deref().unwrap_or(""), now_ms())
+        .await
+    {
+        Ok((day, hours)) => {
+            let hours: Vec<Value> = hours
+                .iter()
+                .map(|h| {
+                    let mut v = json!({ "hour": h.hour });
+                    for (name, n) in SOURCES.iter().zip(h.counts) {
+                        v[*name] = json!(n);
+                    }
+                    v
+                })
+                .collect();
+            Json(json!({ "day": day, "sources": SOURCES, "hours": hours })).into_response()
+        }
+        Err(StatsError::Field { field, message }) => {
+            (StatusCode::BAD_REQUEST, format!("{field}: {message}\n")).into_response()
+        }
+        Err(e @ StatsError::Store(_)) => {
+            tracing::error!(error = %e, "store error in /api/stats/hours");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+    }
 }

@@ -14,6 +14,7 @@
 
 pub mod days;
 pub mod desk;
+pub mod hours;
 pub mod lifecycle;
 pub mod stats;
 pub mod supervision;

@@ -4,7 +4,9 @@
 //! incident or alert they come from, so they never disagree with it:
 //! - `incident_steps`: one row per lifecycle step (the incident blob's `steps`, keyed by
 //!   `(incident_id, idx)`, inserted once);
-//! - `alert_times`: per alert, when it opened, was first acknowledged and was resolved.
+//! - `alert_times`: per alert, when it opened, was first acknowledged and was resolved;
+//! - `event_quarters`: how many readings, camera events and reports came in per quarter
+//!   hour (the wall's events per hour), added to by each batch's transaction.
 //!
 //! The schema is additive (`CREATE ... IF NOT EXISTS`): an older data folder opens, and
 //! its alerts are filled into `alert_times` from their blobs on first open.
@@ -40,7 +42,74 @@ CREATE TABLE IF NOT EXISTS alert_times (
 );
 CREATE INDEX IF NOT EXISTS alert_times_opened ON alert_times(opened_ms);
 CREATE INDEX IF NOT EXISTS alert_times_resolved ON alert_times(resolved_ms);
+CREATE TABLE IF NOT EXISTS event_quarters (
+    quarter_ms INTEGER NOT NULL,
+    source     TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (quarter_ms, source)
+) WITHOUT ROWID;
 "#;
+
+/// A quarter of an hour in ms: every time zone's offset is a whole number of them, so local
+/// hours are sums of whole quarters.
+pub const QUARTER_MS: i64 = 15 * 60_000;
+
+/// Events that came in, by source (`sensor` readings, `camera` events, `incident` reports)
+/// and quarter hour: what one committed batch adds to `event_quarters`.
+#[derive(Debug, Default)]
+pub(super) struct EventCounts(Vec<(i64, &'static str, i64)>);
+
+impl EventCounts {
+    /// Counts `r` if it is an event that came in (a reading, a camera event, a new report).
+    pub(super) fn add(&mut self, r: &super::Record) {
+        use super::Record;
+        let (at, source) = match r {
+            Record::SensorEvent { event, .. } => (event.receive_ms, "sensor"),
+            Record::CameraEvent(e) => (e.time.as_ref().map_or(0, millis_from_ts), "camera"),
+            Record::Incident(i) if i.version == 1 => {
+                (i.reported_at.as_ref().map_or(0, millis_from_ts), "incident")
+            }
+            _ => return,
+        };
+        let quarter = at - at.rem_euclid(QUARTER_MS);
+        // A batch spans a moment: a handful of (quarter, source) pairs at most.
+        match self
+            .0
+            .iter_mut()
+            .find(|(q, s, _)| *q == quarter && *s == source)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.0.push((quarter, source, 1)),
+        }
+    }
+
+    /// Adds the counts to the table, in the batch's transaction.
+    pub(super) fn write(&self, tx: &Connection) -> Result<(), StoreError> {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO event_quarters (quarter_ms, source, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT(quarter_ms, source) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for (quarter, source, n) in &self.0 {
+            st.execute(params![quarter, source, n])?;
+        }
+        Ok(())
+    }
+}
+
+/// The counts of `event_quarters` in `[from, to)`: `(quarter_ms, source, count)`.
+pub fn event_quarters(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    rows(
+        conn,
+        "SELECT quarter_ms, source, count FROM event_quarters
+         WHERE quarter_ms >= ?1 AND quarter_ms < ?2 ORDER BY quarter_ms",
+        vec![Value::from(from), Value::from(to)],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
 
 /// Creates the tables if missing and fills `alert_times` for alerts stored before it.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -291,6 +291,17 @@ async fn a_refused_item_is_answered_alone_and_the_writer_goes_on() {
         .unwrap();
     assert_eq!(kept.unwrap().id, "INC-1");
     assert_eq!(metrics.store_rejected.get(), 2);
+    // What came in is counted from what was committed: one report (not the two refused),
+    // one reading; alert changes are not events that came in.
+    let mut counted = store
+        .read(|c| figures::event_quarters(c, 0, figures::QUARTER_MS))
+        .await
+        .unwrap();
+    counted.sort();
+    assert_eq!(
+        counted,
+        vec![(0, "incident".to_string(), 1), (0, "sensor".to_string(), 1)]
+    );
     drop(store);
     writer.join().unwrap();
 }

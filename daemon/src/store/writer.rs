@@ -224,6 +224,14 @@ impl Writer {
                     Err(e) => return Err(e),
                 }
             }
+            // What came in, counted from the items that are committed.
+            let mut counts = super::figures::EventCounts::default();
+            for (i, item) in batch.iter().enumerate() {
+                if !refused.iter().any(|(r, _)| *r == i) {
+                    item.records.iter().for_each(|r| counts.add(r));
+                }
+            }
+            counts.write(&tx)?;
             if dead > 0 {
                 // Bounded dead-letter table: keep the newest `dead_letter_capacity`.
                 tx.execute(
@@ -460,9 +468,14 @@ pub(crate) fn prune(
             break;
         }
     }
-    // Camera events follow the sensor events' retention (indexed by time, few rows).
+    // Camera events follow the sensor events' retention (indexed by time, few rows), and
+    // so do the counts of what came in.
     events += conn.execute(
         "DELETE FROM camera_events WHERE at_ms < ?1",
+        params![now_ms - sensor_event_retention_ms],
+    )?;
+    conn.execute(
+        "DELETE FROM event_quarters WHERE quarter_ms < ?1",
         params![now_ms - sensor_event_retention_ms],
     )?;
     let cutoff = now_ms - alert_change_retention_ms;
