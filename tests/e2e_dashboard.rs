@@ -180,6 +180,28 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     let a = seen.last().unwrap().alert.clone().unwrap();
     assert_eq!(a.acknowledged_by, "desk-1");
     assert_eq!(sensors_of(&a), vec!["smk-1"]);
+    // So did the note and the resolution, attributed, on the same alert.
+    assert!(
+        acked["note_shown"].as_str().unwrap().contains("desk-1"),
+        "{acked}"
+    );
+    let seen = read_until(&mut s, T, |c| {
+        c.kind == pb::ChangeKind::Updated as i32
+            && c.alert.as_ref().is_some_and(|x| !x.notes.is_empty())
+    })
+    .await;
+    let noted = seen.last().unwrap().alert.clone().unwrap();
+    assert_eq!(noted.id, a.id);
+    assert_eq!(
+        (noted.notes[0].by.as_str(), noted.notes[0].text.as_str()),
+        ("desk-1", "crew on site")
+    );
+    let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Resolved as i32).await;
+    let resolved = seen.last().unwrap().alert.clone().unwrap();
+    assert_eq!(
+        (resolved.id.as_str(), resolved.resolved_by.as_str()),
+        (a.id.as_str(), "desk-1")
+    );
 
     // Down and back: the page shows the lost connection, then recovers without a reload
     // and shows the alarm that came while the daemon was down.
@@ -207,7 +229,10 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(grids.contains(&"a11") && grids.contains(&"b00"), "{done}");
+    // The camera's offline alert from before the restart, and the alarm from while it was
+    // down; the resolved alarm is gone.
+    assert!(grids.contains(&"a00") && grids.contains(&"b00"), "{done}");
+    assert!(!grids.contains(&"a11"), "{done}");
     b.finish().await;
     drop(d);
 }

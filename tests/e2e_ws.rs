@@ -151,7 +151,46 @@ async fn the_websocket_streams_alerts_resumes_without_a_gap_and_says_why_it_clos
     assert_eq!(acked["alert"]["id"], first_id.as_str());
     assert_eq!(acked["alert"]["acknowledged_by"], "desk-1");
     assert_eq!(acked["alert"]["status"], "ACKNOWLEDGED");
-    let last_seen = acked["seq"].as_u64().unwrap();
+    // A note over gRPC: refused without text (naming the field), then on every stream.
+    let note = |text: &str| pb::AddAlertNoteRequest {
+        id: first_id.clone(),
+        text: text.into(),
+    };
+    let e = d
+        .alerts()
+        .await
+        .add_note(req(note("  "), OPERATOR))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("text:"), "{}", e.message());
+    let e = d
+        .alerts()
+        .await
+        .add_note(req(note("x"), VIEWER))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    d.alerts()
+        .await
+        .add_note(req(note("pump truck on its way"), OPERATOR))
+        .await
+        .expect("note");
+    let (noted, _) = until(&mut ws, "change", |v| v["kind"] == "UPDATED").await;
+    // The acknowledgement's note first, then this one, each attributed.
+    let notes = &noted["alert"]["notes"];
+    assert_eq!(
+        (&notes[0]["by"], &notes[0]["text"]),
+        (&"desk-1".into(), &"on it".into())
+    );
+    assert_eq!(notes[1]["by"], "desk-1");
+    assert_eq!(notes[1]["text"], "pump truck on its way");
+    assert_eq!(noted["alert"]["note"], "pump truck on its way");
+    assert_eq!(
+        noted["alert"]["status"], "ACKNOWLEDGED",
+        "a note changes no status"
+    );
+    let last_seen = noted["seq"].as_u64().unwrap();
 
     // Gone for a while: an alarm in another town comes meanwhile. Resuming after the last
     // seq seen gets exactly what was missed, with no snapshot.

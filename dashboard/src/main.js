@@ -109,51 +109,94 @@ function picture(a) {
   return img;
 }
 
-async function acknowledge(id, button, errorEl) {
-  const a = alerts.get(id);
-  if (!a) return;
+/**
+ * An operator's action on alert `id` (`acknowledge`, `resolve`, `note`). On success the
+ * change comes back on the stream, as to every other client; a refusal is shown.
+ */
+async function act(id, action, body, button, errorEl) {
   button.disabled = true;
   errorEl.textContent = '';
-  const r = await fetch(`/api/alerts/${encodeURIComponent(id)}/acknowledge`, {
+  const r = await fetch(`/api/alerts/${encodeURIComponent(id)}/${action}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ expected_version: a.version }),
+    body: JSON.stringify(body),
   }).catch((e) => ({ ok: false, status: 0, text: async () => String(e) }));
-  if (!r.ok) {
-    errorEl.textContent = `${r.status}: ${await r.text()}`;
-    button.disabled = false;
-  }
-  // On success the change comes back on the stream, as to every other client.
+  if (!r.ok) errorEl.textContent = `${r.status}: ${await r.text()}`;
+  button.disabled = false;
+  return r.ok;
 }
 
-function popup(a) {
-  const errorEl = el('p', { class: 'popup-error' });
-  const actions = el('div', { class: 'popup-actions' });
-  if (who?.may_operate) {
-    const button = el('button', { type: 'button', class: 'ack', text: i18n.t('acknowledge') });
-    button.onclick = () => acknowledge(a.id, button, errorEl);
-    actions.append(button);
+function button(cls, label, onclick) {
+  const b = el('button', { type: 'button', class: cls, text: i18n.t(label) });
+  b.onclick = () => onclick(b);
+  return b;
+}
+
+/** The actions an operator may take on `a` in its panel. */
+function actions(a, errorEl, noteText) {
+  const box = el('div', { class: 'popup-actions' });
+  if (!who?.may_operate) return box;
+  const current = () => alerts.get(a.id) ?? a;
+  if (a.status === 'OPEN') {
+    box.append(button('ack', 'acknowledge', (b) => act(a.id, 'acknowledge', { expected_version: current().version }, b, errorEl)));
   }
+  box.append(button('resolve', 'resolve_action', (b) => act(a.id, 'resolve', { expected_version: current().version }, b, errorEl)));
+  const input = el('input', { type: 'text', class: 'note-text', maxlength: '2000', placeholder: i18n.t('note_placeholder') });
+  input.value = noteText;
+  const add = button('add-note', 'add_note', async (b) => {
+    if (!input.value.trim()) return;
+    if (await act(a.id, 'note', { note: input.value }, b, errorEl)) input.value = '';
+  });
+  input.onkeydown = (e) => {
+    if (e.key === 'Enter') add.click();
+  };
+  box.append(el('div', { class: 'note-row' }, input, add));
+  return box;
+}
+
+/**
+ * The panel of alert `a`: a pop-up (a new serious alert, which stays until acknowledged)
+ * or, with `detail`, the panel an operator opened from the feed (closed by hand, or when
+ * the alert is resolved). Drawn again in place on every change of the alert.
+ */
+function popup(a, detail = false) {
+  const old = popups.get(a.id);
+  const isDetail = detail || Boolean(old?.detail);
+  const noteText = old?.box.querySelector('.note-text')?.value ?? '';
+  const errorEl = el('p', { class: 'popup-error' });
+  const head = el('header', {},
+    el('span', { class: 'sev', text: i18n.t(a.severity) }),
+    el('h2', { text: a.title }));
+  if (isDetail) head.append(button('close', 'close', () => closePopup(a.id)));
+  const status = a.status === 'ACKNOWLEDGED'
+    ? `${i18n.t('acknowledged_by')}${a.acknowledged_by}`
+    : i18n.t(a.status);
   const box = el(
     'article',
-    { class: `popup sev-${a.severity}`, 'data-alert': a.id },
-    el('header', {},
-      el('span', { class: 'sev', text: i18n.t(a.severity) }),
-      el('h2', { text: a.title })),
-    el('p', { class: 'where', text: `${i18n.t('grid')} ${a.grid_id} · ${time(a.first_seen_ms)}` }),
+    { class: `popup sev-${a.severity}${isDetail ? ' detail' : ''}`, 'data-alert': a.id },
+    head,
+    el('p', { class: 'where', text: `${i18n.t('grid')} ${a.grid_id} · ${time(a.first_seen_ms)} · ${status}` }),
     picture(a),
     el('h3', { text: i18n.t('evidence') }),
     el('ol', { class: 'timeline' }, ...(a.evidence ?? []).map(evidenceLine)),
-    actions,
-    errorEl,
   );
-  popups.get(a.id)?.remove();
-  popups.set(a.id, box);
-  $('popups').prepend(box);
+  if (a.notes?.length) {
+    box.append(
+      el('h3', { text: i18n.t('notes') }),
+      el('ol', { class: 'notes' }, ...a.notes.map((n) => el('li', {},
+        el('time', { text: time(n.at_ms) }),
+        el('span', { class: 'note-by', text: n.by }),
+        el('span', { class: 'note-text-shown', text: n.text })))),
+    );
+  }
+  box.append(actions(a, errorEl, noteText), errorEl);
+  if (old) old.box.replaceWith(box);
+  else $('popups').prepend(box);
+  popups.set(a.id, { box, detail: isDetail });
 }
 
 function closePopup(id) {
-  popups.get(id)?.remove();
+  popups.get(id)?.box.remove();
   popups.delete(id);
 }
 
@@ -161,7 +204,7 @@ function feedItem(a) {
   const status = a.status === 'ACKNOWLEDGED'
     ? `${i18n.t('acknowledged_by')}${a.acknowledged_by}`
     : i18n.t(a.status);
-  return el(
+  const row = el(
     'li',
     { class: `alert sev-${a.severity}${muted(a) ? ' muted' : ''}`, 'data-alert': a.id },
     el('span', { class: 'sev', text: i18n.t(a.severity) }),
@@ -172,6 +215,8 @@ function feedItem(a) {
       el('time', { text: time(a.last_seen_ms) })),
     el('span', { class: `status st-${a.status}`, text: status }),
   );
+  row.onclick = () => popup(alerts.get(a.id) ?? a, true);
+  return row;
 }
 
 function draw() {
@@ -260,9 +305,10 @@ function onMessage(msg) {
     if (a.status === 'RESOLVED') alerts.delete(a.id);
     else alerts.set(a.id, a);
     const serious = a.severity === 'CRITICAL' || a.severity === 'MAJOR';
-    if (a.status !== 'OPEN') closePopup(a.id);
+    const shown = popups.get(a.id);
+    if (a.status === 'RESOLVED' || (shown && !shown.detail && a.status !== 'OPEN')) closePopup(a.id);
+    else if (shown) popup(a);
     else if (msg.kind === 'OPENED' && serious && !muted(a)) popup(a);
-    else if (popups.has(a.id)) popup(a);
     queueDraw();
   } else if (msg.type === 'snapshot_end') {
     queueDraw();

@@ -93,6 +93,7 @@ if (mode === 'login') {
   await wait('the row to show who acknowledged', page.waitForFunction(
     () => document.querySelector('#feed .st-ACKNOWLEDGED') !== null, null, { timeout: 10000 },
   ));
+  const rowText = await row.innerText();
   // The map: the alert's grid in its severity's colour; a click on a grid filters the
   // feed to it, the button shows all again.
   const map = {};
@@ -137,7 +138,28 @@ if (mode === 'login') {
   ));
   mosaic.offline_text = await page.locator(`${tile('cam-a00')} .tile-state`).innerText();
 
+  // From the feed, the operator opens the alert, adds a note and resolves it.
+  await row.click();
+  const panel = page.locator('.popup.detail').first();
+  await wait('the alert panel', panel.waitFor({ state: 'visible', timeout: 5000 }));
+  await panel.locator('.note-text').fill('crew on site');
+  await panel.locator('button.add-note').click();
+  await wait('the note on the panel', page.waitForFunction(
+    () => document.querySelector('.popup.detail .notes')?.textContent.includes('crew on site'),
+    null,
+    { timeout: 10000 },
+  ));
+  const noteShown = await panel.locator('.notes').innerText();
+  await panel.locator('button.resolve').click();
+  await wait('the resolved alert to leave the feed and its panel to close', page.waitForFunction(
+    () => !document.querySelector('.popup.detail')
+      && ![...document.querySelectorAll('#feed .alert .title')].some((t) => t.textContent.includes('smk-1')),
+    null,
+    { timeout: 10000 },
+  ));
+
   say('ACKED', {
+    note_shown: noteShown,
     figures,
     mosaic,
     map,
@@ -146,7 +168,7 @@ if (mode === 'login') {
     popup_text: popupText,
     screens,
     console_errors: consoleErrors,
-    row_text: await row.innerText(),
+    row_text: rowText,
   });
 
   // The daemon goes away and comes back: the page says so, then catches up by itself.

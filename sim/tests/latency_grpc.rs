@@ -9,9 +9,9 @@ use std::{
 
 use gridsight_proto::v1::{
     alert_service_server::{AlertService, AlertServiceServer},
-    evidence, subscribe_alerts_response, AcknowledgeAlertRequest, Alert, AlertChange, ChangeKind,
-    Evidence, GetAlertRequest, ListAlertsRequest, ListAlertsResponse, ResolveAlertRequest,
-    SensorEvent, SnapshotEnd, SubscribeAlertsRequest, SubscribeAlertsResponse,
+    evidence, subscribe_alerts_response, AcknowledgeAlertRequest, AddAlertNoteRequest, Alert,
+    AlertChange, ChangeKind, Evidence, GetAlertRequest, ListAlertsRequest, ListAlertsResponse,
+    ResolveAlertRequest, SensorEvent, SnapshotEnd, SubscribeAlertsRequest, SubscribeAlertsResponse,
 };
 use gridsight_sim::{
     broker::{free_port, MosquittoBroker},
@@ -136,6 +136,10 @@ impl AlertService for FakeAlerts {
 
     async fn resolve(&self, _: Request<ResolveAlertRequest>) -> Result<Response<Alert>, Status> {
         Err(Status::unimplemented("resolve"))
+    }
+
+    async fn add_note(&self, _: Request<AddAlertNoteRequest>) -> Result<Response<Alert>, Status> {
+        Err(Status::unimplemented("add_note"))
     }
 }
 

@@ -1,11 +1,11 @@
-//! Operator actions over HTTP, for the dashboard: `POST /api/alerts/{id}/acknowledge` and
-//! `POST /api/alerts/{id}/resolve`, and `GET /api/whoami` (the token's name and role, so
+//! Operator actions over HTTP, for the dashboard: `POST /api/alerts/{id}/acknowledge`,
+//! `.../resolve` and `.../note`, and `GET /api/whoami` (the token's name and role, so
 //! the page shows the actions only to those who may take them).
 //!
-//! An action is the same command as gRPC `AlertService.Acknowledge` / `Resolve`
+//! An action is the same command as gRPC `AlertService.Acknowledge` / `Resolve` / `AddNote`
 //! ([`crate::api::grpc::AlertApi::command`]): attributed to the token's name, answered once
 //! the change is durable, and so seen at once by every WebSocket and gRPC subscriber. The
-//! body is JSON `{"expected_version": N, "note": "..."}`. Errors are the gRPC ones as HTTP
+//! body is JSON `{"expected_version": N, "note": "..."}` (a note needs only `note`). Errors are the gRPC ones as HTTP
 //! codes, the body naming the field or the reason: 400 a bad field, 401/403 the token, 404
 //! no such alert, 409 a stale `expected_version` or an alert already resolved, 503 while
 //! the daemon stops.
@@ -29,7 +29,8 @@ use crate::{correlate::Action, store::StoreError};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ActionBody {
-    /// The version of the alert the operator saw.
+    /// The version of the alert the operator saw (not needed for a note).
+    #[serde(default)]
     expected_version: u64,
     /// Kept with the alert.
     #[serde(default)]
@@ -56,10 +57,11 @@ pub(super) async fn alert_action(
     let action = match action.as_str() {
         "acknowledge" => Action::Acknowledge,
         "resolve" => Action::Resolve,
+        "note" => Action::Note,
         other => {
             return (
                 StatusCode::NOT_FOUND,
-                format!("no action `{other}` (acknowledge, resolve)\n"),
+                format!("no action `{other}` (acknowledge, resolve, note)\n"),
             )
                 .into_response()
         }
@@ -128,5 +130,10 @@ mod tests {
         assert!(r.unwrap_err().to_string().contains("notes"));
         let ok: ActionBody = serde_json::from_str(r#"{"expected_version": 2}"#).unwrap();
         assert_eq!((ok.expected_version, ok.note.as_str()), (2, ""));
+        let note: ActionBody = serde_json::from_str(r#"{"note": "crew on site"}"#).unwrap();
+        assert_eq!(
+            (note.expected_version, note.note.as_str()),
+            (0, "crew on site")
+        );
     }
 }

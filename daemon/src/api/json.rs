@@ -104,6 +104,7 @@ pub fn alert(a: &pb::Alert) -> Value {
         "silenced_by": a.silenced_by, "inhibited_by": a.inhibited_by, "flapping": a.flapping,
         "escalation_level": a.escalation_level, "escalated_to": a.escalated_to,
         "incident_ids": a.incident_ids, "labels": a.labels,
+        "notes": a.notes.iter().map(|n| json!({ "by": n.by, "at_ms": ms(&n.at), "text": n.text })).collect::<Vec<_>>(),
     })
 }
 

@@ -37,7 +37,12 @@ pub enum Action {
     Acknowledge,
     /// Resolve it.
     Resolve,
+    /// Add the command's note to it (no version check: notes never conflict).
+    Note,
 }
+
+/// Most notes an alert keeps (the oldest go first).
+pub const MAX_ALERT_NOTES: usize = 100;
 
 /// An operator's command.
 #[derive(Debug, Clone)]
@@ -430,7 +435,7 @@ impl Engine {
         let Some(alert) = self.open.get_mut(&cmd.alert_id) else {
             return Err(CommandError::NotOpen(cmd.alert_id.clone()));
         };
-        if alert.version != cmd.expected_version {
+        if alert.version != cmd.expected_version && !matches!(cmd.action, Action::Note) {
             return Err(CommandError::Stale {
                 id: alert.id.clone(),
                 current: alert.version,
@@ -452,9 +457,18 @@ impl Engine {
                 alert.resolved_by = cmd.actor.clone();
                 pb::ChangeKind::Resolved
             }
+            Action::Note => pb::ChangeKind::Updated,
         };
         if !cmd.note.is_empty() {
             alert.note = cmd.note.clone();
+            if alert.notes.len() >= MAX_ALERT_NOTES {
+                alert.notes.remove(0);
+            }
+            alert.notes.push(pb::AlertNote {
+                by: cmd.actor.clone(),
+                at: Some(ts_from_millis(now)),
+                text: cmd.note.clone(),
+            });
         }
         alert.version += 1;
         alert.updated_at = Some(ts_from_millis(now));

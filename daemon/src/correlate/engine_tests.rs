@@ -150,6 +150,44 @@ fn stale_versions_are_refused_and_resolve_frees_the_key() {
 }
 
 #[test]
+fn notes_need_no_version_are_attributed_and_bounded() {
+    let mut e = engine();
+    let c = e.on_sensor(1, &alarm("s1", "g1", 1000));
+    let id = c[0].alert.as_ref().unwrap().id.clone();
+    let note = |text: String| Command {
+        alert_id: id.clone(),
+        action: Action::Note,
+        expected_version: 0,
+        actor: "desk".into(),
+        note: text,
+    };
+    let first = e.command(&note("crew on site".into()), 2000).unwrap();
+    assert_eq!(first.kind, pb::ChangeKind::Updated as i32);
+    let a = first.alert.as_ref().unwrap();
+    assert_eq!(
+        a.status,
+        pb::AlertStatus::Open as i32,
+        "a note changes no status"
+    );
+    assert_eq!(a.version, 2);
+    assert_eq!(a.notes.len(), 1);
+    assert_eq!(
+        (a.notes[0].by.as_str(), a.notes[0].text.as_str()),
+        ("desk", "crew on site")
+    );
+    assert_eq!(a.notes[0].at, Some(ts_from_millis(2000)));
+    for i in 0..MAX_ALERT_NOTES + 5 {
+        e.command(&note(format!("n{i}")), 3000 + i as i64).unwrap();
+    }
+    let last = e.command(&note("last".into()), 9000).unwrap();
+    let a = last.alert.as_ref().unwrap();
+    assert_eq!(a.notes.len(), MAX_ALERT_NOTES, "the oldest went first");
+    assert_eq!(a.notes.last().unwrap().text, "last");
+    assert_eq!(a.notes[0].text, "n6");
+    assert_eq!(a.note, "last");
+}
+
+#[test]
 fn evidence_is_bounded() {
     let mut e = engine();
     for i in 0..100 {

@@ -1,5 +1,5 @@
 //! `AlertService`: Subscribe (snapshot or resume, then live, gap-free), Get, List,
-//! Acknowledge, Resolve.
+//! Acknowledge, Resolve, AddNote.
 //!
 //! A subscription first joins the live bus, then reads the store, so every change is
 //! either in what it read or still to come on the bus; changes at or below the last seq
@@ -271,11 +271,17 @@ impl AlertApi {
         if id.is_empty() {
             return Err(invalid("id", "required"));
         }
-        if expected_version == 0 {
+        let is_note = matches!(action, Action::Note);
+        if expected_version == 0 && !is_note {
             return Err(invalid("expected_version", "required: the version you saw"));
         }
+        // A note's text is `text` on the wire (AddNote); Acknowledge and Resolve call it `note`.
+        let text_field = if is_note { "text" } else { "note" };
         if note.len() > 2000 {
-            return Err(invalid("note", "at most 2000 bytes"));
+            return Err(invalid(text_field, "at most 2000 bytes"));
+        }
+        if is_note && note.trim().is_empty() {
+            return Err(invalid(text_field, "required: the note's text"));
         }
         let found = {
             let id = id.clone();
@@ -396,6 +402,18 @@ impl pb::alert_service_server::AlertService for AlertApi {
         let r = req.into_inner();
         let a = self
             .command(r.id, r.expected_version, r.note, Action::Resolve, who.name)
+            .await?;
+        Ok(Response::new(a))
+    }
+
+    async fn add_note(
+        &self,
+        req: Request<pb::AddAlertNoteRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let who = self.auth.grpc(&req, Perm::Operate)?;
+        let r = req.into_inner();
+        let a = self
+            .command(r.id, 0, r.text, Action::Note, who.name)
             .await?;
         Ok(Response::new(a))
     }
