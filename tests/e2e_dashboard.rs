@@ -113,7 +113,8 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
 
     let url = format!("http://127.0.0.1:{}/?token={OPERATOR}", d.http);
     let out = shots();
-    let mut b = Browser::start(&["wall", &url, out.to_str().unwrap()]);
+    let viewer_url = format!("http://127.0.0.1:{}/?token={VIEWER}", d.http);
+    let mut b = Browser::start(&["wall", &url, out.to_str().unwrap(), &viewer_url]);
     b.expect("READY").await;
 
     // An alarm on the broker: on the page within a second, with the camera's picture.
@@ -175,6 +176,19 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     assert_eq!(map["alert_grid"]["shown"], 1, "{map}");
     assert_eq!(map["cleared"], 1, "{map}");
 
+    // Another page (a viewer's: no buttons) saw the acknowledgement at once, and switches
+    // to English.
+    let viewer = &acked["viewer"];
+    assert_eq!(viewer["buttons"], 0, "{viewer}");
+    assert!(
+        viewer["row"].as_str().unwrap().contains("desk-1"),
+        "{viewer}"
+    );
+    assert_eq!(
+        viewer["english_title"], "City command centre · alerts",
+        "{viewer}"
+    );
+
     // The click reached every subscriber, attributed to the page's operator.
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Acknowledged as i32).await;
     let a = seen.last().unwrap().alert.clone().unwrap();
@@ -203,10 +217,9 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         (a.id.as_str(), "desk-1")
     );
 
-    // Down and back: the page shows the lost connection, then recovers without a reload
+    // Killed and back: the page shows the lost connection, then recovers without a reload
     // and shows the alarm that came while the daemon was down.
-    let (code, _) = d.terminate();
-    assert_eq!(code, Some(0));
+    d.kill9();
     publish_all(
         broker.port,
         vec![(

@@ -246,6 +246,11 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     outln!();
     outln!("  Dashboard:  http://{}/?token={viewer}", bound.http);
     outln!(
+        "  Desk:       http://{}/?token={}  (the same page with an operator's token: acknowledge, resolve, notes)",
+        bound.http,
+        tok(Role::Operator)
+    );
+    outln!(
         "  Metrics:    curl -H 'authorization: Bearer {viewer}' http://{}/metrics",
         bound.http
     );

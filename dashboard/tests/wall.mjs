@@ -4,11 +4,13 @@
 // `FAIL message` when something the test waits for never shows.
 //
 //   node wall.mjs login URL          the page with a wrong token
-//   node wall.mjs wall URL SHOTS     the live page with an operator's token
+//   node wall.mjs wall URL SHOTS VIEWER_URL
+//                                    the live page with an operator's token, and a second
+//                                    page with a viewer's (another client of the same wall)
 import { chromium } from 'playwright-core';
 import { existsSync, mkdirSync } from 'node:fs';
 
-const [mode, url, shots] = process.argv.slice(2);
+const [mode, url, shots, viewerUrl] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM
   ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
 
@@ -60,6 +62,9 @@ if (mode === 'login') {
   await page.goto(url);
   await wait('the stream to be live', page.locator('#conn[data-state="live"]').waitFor({ timeout: 10000 }));
   await page.evaluate(() => { window.__sameLoad = true; });
+  const other = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+  await other.goto(viewerUrl);
+  await wait("the viewer's stream to be live", other.locator('#conn[data-state="live"]').waitFor({ timeout: 10000 }));
   say('READY');
 
   const popup = page.locator('.popup').first();
@@ -87,8 +92,19 @@ if (mode === 'login') {
   const screens = [await shot('wall-1920x1080', 1920, 1080), await shot('wall-3840x2160', 3840, 2160)];
   await page.setViewportSize({ width: 1920, height: 1080 });
   const consoleErrors = [...errors];
+  // The viewer's page has the pop-up too, without actions.
+  const otherPopup = other.locator('.popup').first();
+  await wait("the pop-up on the viewer's page", otherPopup.waitFor({ state: 'visible', timeout: 10000 }));
+  const viewerButtons = await otherPopup.locator('button').count();
   await popup.locator('button.ack').click();
   await wait('the pop-up to close after acknowledging', popup.waitFor({ state: 'detached', timeout: 10000 }));
+  // ...and it closes there too, at once, saying who acknowledged.
+  await wait("the pop-up to close on the viewer's page", otherPopup.waitFor({ state: 'detached', timeout: 10000 }));
+  const viewerRow = await other.locator('#feed .alert', { hasText: 'smk-1' }).first().innerText();
+  // The viewer switches the labels to English.
+  await other.locator('#lang').click();
+  const englishTitle = await other.locator('header h1').innerText();
+  await other.close();
   const row = page.locator('#feed .alert', { hasText: 'smk-1' }).first();
   await wait('the row to show who acknowledged', page.waitForFunction(
     () => document.querySelector('#feed .st-ACKNOWLEDGED') !== null, null, { timeout: 10000 },
@@ -159,6 +175,7 @@ if (mode === 'login') {
   ));
 
   say('ACKED', {
+    viewer: { buttons: viewerButtons, row: viewerRow, english_title: englishTitle },
     note_shown: noteShown,
     figures,
     mosaic,
