@@ -140,6 +140,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         "{acked}"
     );
     let shown_after = acked["popup_at_ms"].as_i64().unwrap() - published;
+    eprintln!("FIGURE pop-up shown {shown_after} ms after publishing");
     assert!(
         shown_after < 1000,
         "pop-up {shown_after} ms after publishing"

@@ -40,6 +40,11 @@ page.on('console', (m) => {
 });
 page.on('pageerror', (e) => errors.push(String(e)));
 
+/** After two animation frames: the page draws the feed at the next frame after a change. */
+function frames() {
+  return page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
 /** Overflow to the side at the current size, and a screenshot. */
 async function shot(name, width, height) {
   await page.setViewportSize({ width, height });
@@ -100,6 +105,13 @@ if (mode === 'login') {
   await wait('the pop-up to close after acknowledging', popup.waitFor({ state: 'detached', timeout: 10000 }));
   // ...and it closes there too, at once, saying who acknowledged.
   await wait("the pop-up to close on the viewer's page", otherPopup.waitFor({ state: 'detached', timeout: 10000 }));
+  // (The feed is drawn at the next frame: wait for it rather than read it at once.)
+  await wait("the viewer's row to say who acknowledged", other.waitForFunction(
+    () => [...document.querySelectorAll('#feed .alert')]
+      .some((r) => r.textContent.includes('smk-1') && r.querySelector('.st-ACKNOWLEDGED')),
+    null,
+    { timeout: 10000 },
+  ));
   const viewerRow = await other.locator('#feed .alert', { hasText: 'smk-1' }).first().innerText();
   // The viewer switches the labels to English.
   await other.locator('#lang').click();
@@ -119,13 +131,14 @@ if (mode === 'login') {
     const at = await page.evaluate((g) => window.gridsight.map.pixelOf(g), id);
     await page.mouse.click(at.x, at.y);
     await page.waitForFunction((g) => window.gridsight.filter() === g, id, { timeout: 5000 });
-    await page.waitForTimeout(100);
+    await frames();
     return { filter: id, shown: Number(await page.locator('#open-count').innerText()) };
   };
   map.empty_grid = await wait('a click on a01', clickGrid('a01'));
   map.alert_grid = await wait('a click on a11', clickGrid('a11'));
   await page.locator('#filter-clear').click();
   await page.waitForFunction(() => window.gridsight.filter() === null, null, { timeout: 5000 });
+  await frames();
   map.cleared = Number(await page.locator('#open-count').innerText());
 
   // The mosaic: the healthy camera's tile shows a picture and refreshes it; the test then
