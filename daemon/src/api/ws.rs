@@ -45,9 +45,8 @@ pub const CLOSE_RESTART: u16 = 1012;
 /// Close code: any other end of the stream.
 pub const CLOSE_ERROR: u16 = 1011;
 
-/// The query of `/ws`. Numbers and flags are read as text, so that a wrong one is
-/// refused naming its parameter.
-/// (The token is read by [`Reader`].)
+/// The query of `/ws` (its `token` is read by [`Reader`]). Numbers and flags are read as
+/// text, so that a wrong one is refused naming its parameter.
 #[derive(Deserialize, Default)]
 pub(super) struct WsQuery {
     resume_after: Option<String>,
