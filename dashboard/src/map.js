@@ -1,8 +1,8 @@
-// The grid map (ECharts `geo`): the grids' polygons from /api/map, each coloured by the
-// worst open alert on it or beneath it; cameras (squares, red when offline) and listed
-// sensors (dots, red while an open alert's evidence names them) at their places. A click
-// on a grid selects it (and so filters the page to it and beneath); a click on the
-// selected grid, or on the sea around, clears it.
+// The grid map (ECharts `geo`): the deepest grids' polygons from /api/map, each coloured by
+// the worst open alert on it, beneath it or on a grid above it; cameras (squares, red when
+// offline) and listed sensors (dots, red while an open alert's evidence names them) at their
+// places. A click on a grid selects it (and so filters the page to it and beneath); a click
+// on the selected grid, or on the sea around, clears it.
 import * as echarts from 'echarts/core';
 import { ScatterChart } from 'echarts/charts';
 import { GeoComponent, TooltipComponent } from 'echarts/components';
@@ -40,7 +40,11 @@ export class GridMap {
     this.selected = null;
     this.below = descendants(data.grids);
     this.parents = new Map(data.grids.map((g) => [g.id, g.parent]));
-    const drawn = data.grids.filter((g) => Array.isArray(g.polygon) && g.polygon.length >= 4);
+    // The deepest grids with polygons: a town drawn over its communities would hide them
+    // (alerts on a town colour the communities beneath it through `worst`).
+    const shaped = data.grids.filter((g) => Array.isArray(g.polygon) && g.polygon.length >= 4);
+    const withShapedChild = new Set(shaped.map((g) => g.parent).filter(Boolean));
+    const drawn = shaped.filter((g) => !withShapedChild.has(g.id));
     this.drawn = drawn;
     echarts.registerMap('grids', {
       type: 'FeatureCollection',
@@ -71,16 +75,21 @@ export class GridMap {
     this.draw(this.last);
   }
 
-  /** The worst severity of `alerts` on each drawn grid or beneath it. */
+  /**
+   * The worst severity of `alerts` for each drawn grid: alerts on it, beneath it, or on a
+   * grid above it (a town's alert colours its communities).
+   */
   worst(alerts) {
     const rank = new Map();
+    const note = (g, r) => {
+      if (!rank.has(g) || rank.get(g) > r) rank.set(g, r);
+    };
     for (const a of alerts) {
       const r = SEVERITIES.indexOf(a.severity);
       if (r < 0 || a.silenced_by || a.inhibited_by) continue;
-      // An alert counts on its grid and on every grid above it that is drawn.
-      for (let g = a.grid_id; g; g = this.parents.get(g)) {
-        if (!rank.has(g) || rank.get(g) > r) rank.set(g, r);
-      }
+      // Up: the grids that hold it; down: the drawn grids beneath it.
+      for (let g = a.grid_id; g; g = this.parents.get(g)) note(g, r);
+      for (const g of this.below.get(a.grid_id) ?? []) note(g, r);
     }
     return rank;
   }
@@ -121,7 +130,8 @@ export class GridMap {
         map: 'grids',
         roam: true,
         aspectScale: 1 / Math.cos((30 * Math.PI) / 180),
-        label: { show: this.drawn.length <= 60, color: '#dfe6f5', fontSize: size * 0.7 },
+        // Names only where cells are few enough to hold them; otherwise on hover.
+        label: { show: this.drawn.length <= 16, color: '#dfe6f5', fontSize: size * 0.7 },
         itemStyle: { areaColor: IDLE, borderColor: BORDER },
         emphasis: { label: { show: true, color: '#fff' }, itemStyle: { areaColor: '#2d4270' } },
         regions,
