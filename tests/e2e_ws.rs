@@ -156,23 +156,16 @@ async fn the_websocket_streams_alerts_resumes_without_a_gap_and_says_why_it_clos
         id: first_id.clone(),
         text: text.into(),
     };
-    let e = d
-        .alerts()
-        .await
+    let mut alerts = d.alerts().await;
+    let e = alerts
         .add_note(req(note("  "), OPERATOR))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().starts_with("text:"), "{}", e.message());
-    let e = d
-        .alerts()
-        .await
-        .add_note(req(note("x"), VIEWER))
-        .await
-        .unwrap_err();
+    let e = alerts.add_note(req(note("x"), VIEWER)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
-    d.alerts()
-        .await
+    alerts
         .add_note(req(note("pump truck on its way"), OPERATOR))
         .await
         .expect("note");

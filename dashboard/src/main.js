@@ -314,7 +314,7 @@ function onMessage(msg) {
     queueDraw();
   } else if (msg.type === 'camera') {
     mosaic?.update(msg.camera);
-    camerasOnline();
+    queueDraw();
   }
 }
 

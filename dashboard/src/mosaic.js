@@ -31,7 +31,8 @@ export class Mosaic {
     }]));
     /** Tiles on screen by camera id: { box, img, label, shownAt, loading }. */
     this.tiles = new Map();
-    new ResizeObserver(() => this.layout()).observe(el);
+    this.layoutQueued = false;
+    new ResizeObserver(() => this.queueLayout()).observe(el);
     this.timer = setInterval(() => this.refresh(), REFRESH_MS);
   }
 
@@ -51,13 +52,23 @@ export class Mosaic {
         break;
       default:
     }
-    this.layout();
+    this.queueLayout();
+  }
+
+  /** Lays the tiles out at the next frame: a burst of camera events sorts the cameras once. */
+  queueLayout() {
+    if (this.layoutQueued) return;
+    this.layoutQueued = true;
+    requestAnimationFrame(() => {
+      this.layoutQueued = false;
+      this.layout();
+    });
   }
 
   /** Shows the cameras of these grids first (`null`: no grid selected). */
   setGrids(grids) {
     this.grids = grids;
-    this.layout();
+    this.queueLayout();
   }
 
   order() {

@@ -48,7 +48,9 @@ function frames() {
 /** Overflow to the side at the current size, and a screenshot. */
 async function shot(name, width, height) {
   await page.setViewportSize({ width, height });
-  await page.waitForTimeout(300);
+  // The charts and tiles redraw on resize at the next frames.
+  await frames();
+  await frames();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: `${shots}/${name}.png` });

@@ -13,7 +13,7 @@ use std::sync::{
 
 use axum::{
     extract::{Query, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -58,30 +58,11 @@ pub struct HttpState {
     pub sensors: Arc<Vec<crate::config::SensorConfig>>,
 }
 
+/// Query parameters of the list reads (the token, if given there, is read by [`caller`]).
 #[derive(Deserialize, Default)]
-pub(super) struct TokenQuery {
-    token: Option<String>,
+pub(super) struct ListQuery {
     limit: Option<u32>,
     include_expired: Option<bool>,
-}
-
-pub(super) fn authorize(
-    s: &HttpState,
-    headers: &HeaderMap,
-    q: &TokenQuery,
-    perm: Perm,
-) -> Result<crate::api::auth::Identity, Box<Response>> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let given = header.or(q.token.as_deref());
-    s.auth.check(given, perm).map_err(|e| {
-        let code = match e {
-            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        };
-        Box::new((code, [(header::WWW_AUTHENTICATE, "Bearer")], e.to_string()).into_response())
-    })
 }
 
 /// The caller of a handler that reads: `Reader(identity)`, or the 401/403 answer.
@@ -90,7 +71,8 @@ pub(super) struct Reader(pub crate::api::auth::Identity);
 /// The caller of a handler that acts (acknowledge, resolve...): operators and integrators.
 pub(super) struct Operator(pub crate::api::auth::Identity);
 
-/// The token from the `authorization` header or `?token=`, checked for `perm`.
+/// The token from the `authorization` header or, for a browser, `?token=`, checked for
+/// `perm`: 401 when missing or unknown, 403 when its role may not.
 fn caller(
     parts: &axum::http::request::Parts,
     s: &HttpState,
@@ -102,14 +84,22 @@ fn caller(
     struct OnlyToken {
         token: Option<String>,
     }
-    let token = Query::<OnlyToken>::try_from_uri(&parts.uri)
+    let query = Query::<OnlyToken>::try_from_uri(&parts.uri)
         .map(|Query(q)| q.token)
         .unwrap_or_default();
-    let q = TokenQuery {
-        token,
-        ..TokenQuery::default()
-    };
-    authorize(s, &parts.headers, &q, perm)
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    s.auth
+        .check(header.or(query.as_deref()), perm)
+        .map_err(|e| {
+            let code = match e {
+                AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+                AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            };
+            Box::new((code, [(header::WWW_AUTHENTICATE, "Bearer")], e.to_string()).into_response())
+        })
 }
 
 /// `FromRequestParts` for a caller type: its token checked for `$perm`.
@@ -177,14 +167,7 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     }
 }
 
-async fn metrics(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
+async fn metrics(State(s): State<HttpState>, _: Reader) -> Response {
     s.metrics
         .store_queue_depth
         .set(s.store.queue_depth() as i64);
@@ -206,14 +189,7 @@ async fn metrics(
         .into_response()
 }
 
-async fn alerts(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
+async fn alerts(State(s): State<HttpState>, _: Reader) -> Response {
     match s.store.read(read::open_alerts).await {
         Ok((alerts, cursor)) => {
             let list: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
@@ -225,12 +201,9 @@ async fn alerts(
 
 async fn dead_letters(
     State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    _: Reader,
+    Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
     let limit = q.limit.unwrap_or(100).min(1000);
     match s.store.read(move |c| read::dead_letters(c, limit)).await {
         Ok(list) => Json(list).into_response(),
@@ -238,14 +211,7 @@ async fn dead_letters(
     }
 }
 
-async fn silences(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
+async fn silences(State(s): State<HttpState>, _: Reader, Query(q): Query<ListQuery>) -> Response {
     let all = q.include_expired.unwrap_or(false);
     let now = crate::domain::now_ms();
     match s

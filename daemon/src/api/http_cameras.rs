@@ -3,28 +3,20 @@
 //! when the alert opened). All need a viewer token; credentials never appear.
 
 use axum::{
-    extract::{Path, Query, State},
-    http::{header, HeaderMap, StatusCode},
+    extract::{Path, State},
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 
-use super::http::{authorize, HttpState, TokenQuery};
+use super::http::{HttpState, Reader};
 use crate::{
-    api::auth::Perm,
     media::{MediaError, SnapshotError},
     store::read,
 };
 
 /// Every camera with its health, sorted by id.
-pub(super) async fn cameras(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
+pub(super) async fn cameras(State(s): State<HttpState>, _: Reader) -> Response {
     let mut list: Vec<_> = s.cameras.iter().map(|e| e.to_pb(s.camera_window)).collect();
     list.sort_by(|a, b| a.id.cmp(&b.id));
     let json: Vec<serde_json::Value> = list
@@ -79,12 +71,8 @@ fn jpeg(bytes: Vec<u8>) -> Response {
 pub(super) async fn live_snapshot(
     State(s): State<HttpState>,
     Path(file): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    _: Reader,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
     let Some(camera) = jpeg_name(&file) else {
         return (StatusCode::NOT_FOUND, "expected /snapshot/{camera}.jpg\n").into_response();
     };
@@ -113,12 +101,8 @@ pub(super) async fn live_snapshot(
 pub(super) async fn alert_snapshot(
     State(s): State<HttpState>,
     Path((alert, file)): Path<(String, String)>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    _: Reader,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, &q, Perm::Read) {
-        return *r;
-    }
     let Some(camera) = jpeg_name(&file).map(str::to_string) else {
         return (
             StatusCode::NOT_FOUND,

@@ -9,7 +9,7 @@
 
 use axum::{
     extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
@@ -17,13 +17,10 @@ use gridsight_proto::v1 as pb;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    auth::Perm,
-    http::{authorize, HttpState, TokenQuery},
-};
+use super::http::{HttpState, Reader};
 use crate::{domain::now_ms, incidents::StatsError};
 
-/// The query parameters (the token is read as [`TokenQuery`]).
+/// The query parameters (the token is read by [`Reader`]).
 #[derive(Deserialize, Default)]
 pub(super) struct StatsQuery {
     from: Option<String>,
@@ -35,13 +32,9 @@ pub(super) struct StatsQuery {
 /// The handler.
 pub(super) async fn stats(
     State(s): State<HttpState>,
-    headers: HeaderMap,
-    Query(token): Query<TokenQuery>,
+    _: Reader,
     Query(q): Query<StatsQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, &token, Perm::Read) {
-        return *r;
-    }
     let req = pb::StatsRequest {
         grid_ids: q
             .grid
@@ -115,7 +108,7 @@ pub(super) struct HoursQuery {
 /// [{"hour", "sensor", "camera", "incident"}]}`, 24 local hours of what came in.
 pub(super) async fn hours(
     State(s): State<HttpState>,
-    _: super::http::Reader,
+    _: Reader,
     Query(q): Query<HoursQuery>,
 ) -> Response {
     use crate::incidents::hours::SOURCES;
