@@ -71,6 +71,28 @@ async fn error_and_close(ws: &mut Ws) -> (String, CloseCode) {
     }
 }
 
+/// `POST path` with a JSON body over plain HTTP/1.0; the status code and body.
+fn http_post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = write!(
+        s,
+        "POST {path} HTTP/1.0\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (code, body.unwrap_or_default())
+}
+
 async fn alarm(broker: u16, grid: &str, sensor: &str) {
     publish_all(
         broker,
@@ -133,6 +155,37 @@ async fn the_websocket_streams_alerts_resumes_without_a_gap_and_says_why_it_clos
     assert_eq!(a["evidence"][0]["state"], "ALARM");
     let first_id = a["id"].as_str().unwrap().to_string();
     let version = a["version"].as_u64().unwrap();
+
+    // The page's actions refuse bad requests with what is wrong, and change nothing.
+    let path = |action: &str| format!("/api/alerts/{first_id}/{action}");
+    let ok_body = format!(r#"{{"expected_version": {version}}}"#);
+    for (token, action, body, code, says) in [
+        (VIEWER, "acknowledge", ok_body.as_str(), 403, "may not"),
+        ("not-a-token", "acknowledge", ok_body.as_str(), 401, ""),
+        (OPERATOR, "explode", ok_body.as_str(), 404, "explode"),
+        (OPERATOR, "acknowledge", "{not json", 400, ""),
+        (
+            OPERATOR,
+            "acknowledge",
+            r#"{"expected_version": 1, "nots": "x"}"#,
+            400,
+            "nots",
+        ),
+        (
+            OPERATOR,
+            "acknowledge",
+            r#"{"expected_version": 99}"#,
+            409,
+            "version",
+        ),
+        (OPERATOR, "note", r#"{"note": ""}"#, 400, "text"),
+    ] {
+        let (got, text) = http_post(d.http, &path(action), token, body);
+        assert_eq!(got, code, "{action} {body}: {text}");
+        assert!(text.contains(says), "{action} {body}: {text}");
+    }
+    let e = http_post(d.http, "/api/alerts/ALR-999999/resolve", OPERATOR, &ok_body);
+    assert_eq!(e.0, 404, "{}", e.1);
 
     // An operator acknowledges over gRPC: the WebSocket shows who.
     d.alerts()
