@@ -98,7 +98,9 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     let mut o = DaemonOpts::new(Some(broker.port));
     // The tiled town of `common::city`: its communities have polygons for the map.
     o.grids = town();
-    o.extra = cams;
+    o.extra = format!(
+        "{cams}\n[[departments]]\nid = \"fire\"\nname = \"消防救援\"\n\n[[departments]]\nid = \"roads\"\nname = \"市政道路\"\n"
+    );
     let cfg = write_config(dir.path(), &o);
     let mut d = Daemon::start(&cfg).await;
     wait_status(&d, "cam-a11", pb::CameraStatus::Online).await;
@@ -210,6 +212,68 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     assert_eq!(
         (noted.notes[0].by.as_str(), noted.notes[0].text.as_str()),
         ("desk-1", "crew on site")
+    );
+    // The dispatch from the panel: the page shows the work dispatched to the department,
+    // with its deadline, in the panel and as a badge in the feed...
+    let dispatch = &acked["dispatch"];
+    let work = dispatch["work"].as_str().unwrap();
+    assert!(
+        work.contains("已派遣") && work.contains("消防救援") && work.contains("desk-1"),
+        "{dispatch}"
+    );
+    assert!(
+        dispatch["badge"].as_str().unwrap().contains("消防救援"),
+        "{dispatch}"
+    );
+    assert_eq!(
+        dispatch["departments"],
+        serde_json::json!(["消防救援", "市政道路"])
+    );
+    assert_eq!(dispatch["note_cleared"], true, "{dispatch}");
+    assert!(
+        dispatch["screen"]["overflow"].as_i64().unwrap() <= 0,
+        "{dispatch}"
+    );
+    // ...and every subscriber sees it on the alert: a work order, dispatched to `fire` by
+    // the page's operator, due in 30 minutes, with the crew's note.
+    let seen = read_until(&mut s, T, |c| {
+        c.alert.as_ref().is_some_and(|x| {
+            x.incidents
+                .iter()
+                .any(|l| l.status == pb::IncidentStatus::Dispatched as i32)
+        })
+    })
+    .await;
+    let sent = seen.last().unwrap().alert.clone().unwrap();
+    assert_eq!(sent.id, a.id);
+    let l = &sent.incidents[0];
+    assert_eq!(
+        (l.department.as_str(), l.updated_by.as_str()),
+        ("fire", "desk-1")
+    );
+    assert_eq!(l.category, pb::IncidentCategory::CentralTask as i32);
+    let due = l
+        .deadline
+        .as_ref()
+        .map(gridsight_proto::millis_from_ts)
+        .unwrap();
+    let clicked = dispatch["clicked_ms"].as_i64().unwrap();
+    let shown = dispatch["shown_ms"].as_i64().unwrap();
+    eprintln!(
+        "FIGURE dispatch clicked → work shown on the panel in {} ms",
+        shown - clicked
+    );
+    assert!(
+        (clicked + 30 * 60_000..=shown + 30 * 60_000).contains(&due),
+        "deadline {due}, clicked at {clicked}, shown at {shown}"
+    );
+    assert!(
+        sent.notes.iter().any(|n| n
+            .text
+            .ends_with("DISPATCHED to 消防救援: send the fire crew")
+            && n.by == "desk-1"),
+        "{:?}",
+        sent.notes
     );
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Resolved as i32).await;
     let resolved = seen.last().unwrap().alert.clone().unwrap();

@@ -16,28 +16,16 @@ use tonic::{transport::Channel, Code};
 
 type Incidents = pb::incident_service_client::IncidentServiceClient<Channel>;
 
-/// Deadlines checked every second; two departments; the centre at UTC+08:00.
-const EXTRA: &str = r#"
-[incidents]
-overdue_check_secs = 1
-supervision_severity = "critical"
-
+/// The centre at UTC+08:00, four reports a month (with [`SUPERVISED_DEPARTMENTS`]).
+const STATS: &str = r#"
 [stats]
 utc_offset_minutes = 480
 monthly_report_quota = 4
-
-[[departments]]
-id = "fire"
-name = "Fire brigade"
-
-[[departments]]
-id = "transport"
-name = "Transport bureau"
 "#;
 
 async fn daemon(dir: &std::path::Path) -> Daemon {
     let mut opts = DaemonOpts::new(None);
-    opts.extra = EXTRA.into();
+    opts.extra = format!("{SUPERVISED_DEPARTMENTS}{STATS}");
     Daemon::start(&write_config(dir, &opts)).await
 }
 

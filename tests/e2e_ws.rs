@@ -72,27 +72,6 @@ async fn error_and_close(ws: &mut Ws) -> (String, CloseCode) {
 }
 
 /// `POST path` with a JSON body over plain HTTP/1.0; the status code and body.
-fn http_post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = write!(
-        s,
-        "POST {path} HTTP/1.0\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
-    (code, body.unwrap_or_default())
-}
-
 async fn alarm(broker: u16, grid: &str, sensor: &str) {
     publish_all(
         broker,

@@ -190,7 +190,7 @@ pub async fn run(
         ))
     });
 
-    let desk = Desk::new(store.clone(), cfg.departments.clone());
+    let desk = Desk::new(store.clone(), router.clone(), cfg.departments.clone());
     let figures = Figures {
         store: store.clone(),
         grids: grids.clone(),
@@ -215,7 +215,7 @@ pub async fn run(
         store: store.clone(),
         metrics: metrics.clone(),
         inflight: Arc::new(DashMap::new()),
-        desk,
+        desk: desk.clone(),
     };
     let alerts = AlertApi {
         auth: auth.clone(),
@@ -226,6 +226,7 @@ pub async fn run(
         cancel: api_cancel.clone(),
         tasks: tasks.clone(),
         camera_events: camera_events.clone(),
+        desk,
     };
     let camera_api = grpc::CameraApi {
         auth: auth.clone(),

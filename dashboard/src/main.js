@@ -4,6 +4,9 @@
 // (read again every minute); the grid map, where a click on a grid filters the feed and charts to it
 // and beneath (pop-ups still come from everywhere); the camera mosaic. The token comes from
 // the address (?token=...): a wrong one shows a login error, a viewer's shows no actions.
+// An operator acknowledges, adds notes, resolves, and dispatches an alert's work to a
+// department with a deadline; where that work stands (dispatched, in progress, overdue)
+// comes back on the alert itself (`incidents`), in its panel and as a badge in the feed.
 import { AlertStream } from './stream.js';
 import * as i18n from './i18n.js';
 import { DayCharts, SEVERITIES } from './charts.js';
@@ -16,6 +19,16 @@ const token = new URLSearchParams(location.search).get('token') ?? '';
 const alerts = new Map();
 /** Pop-ups on screen, by alert id. */
 const popups = new Map();
+/**
+ * What the operator is filling in on each alert's panel — `{ note, dept, within }` — kept
+ * apart from the panel, which is drawn again on every change of its alert.
+ */
+const drafts = new Map();
+
+function draft(id) {
+  if (!drafts.has(id)) drafts.set(id, { note: '', dept: null, within: '120' });
+  return drafts.get(id);
+}
 let who = null;
 let charts = null;
 /** How often the figures of the day are read again (they are sums, not the live state). */
@@ -26,6 +39,10 @@ let mosaic = null;
 let filter = null;
 let loginError = null;
 let drawQueued = false;
+/** Departments work can be dispatched to (id → name); empty when any id is taken. */
+let departments = new Map();
+/** Deadlines offered when dispatching, in minutes. */
+const WITHIN_MIN = [30, 60, 120, 240, 1440];
 
 function withToken(path) {
   return `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
@@ -110,7 +127,7 @@ function picture(a) {
 }
 
 /**
- * An operator's action on alert `id` (`acknowledge`, `resolve`, `note`). On success the
+ * An operator's action on alert `id` (`acknowledge`, `resolve`, `note`, `dispatch`). On success the
  * change comes back on the stream, as to every other client; a refusal is shown.
  */
 async function act(id, action, body, button, errorEl) {
@@ -126,6 +143,68 @@ async function act(id, action, body, button, errorEl) {
   return r.ok;
 }
 
+/** Forgets the note typed for alert `id` once it was sent (its panel may be a new one by now). */
+function clearDraft(id) {
+  draft(id).note = '';
+  const input = popups.get(id)?.box.querySelector('.note-text');
+  if (input) input.value = '';
+}
+
+/** A department's name (its id when it has none). */
+function deptName(id) {
+  return departments.get(id) ?? id;
+}
+
+/** The incidents linked to `a`, each as it stands now. */
+function work(a) {
+  return a.incidents ?? [];
+}
+
+/** One line of an alert's work: id, status, department, deadline, overdue. */
+function workLine(l) {
+  const parts = [l.id, i18n.t(`inc_${l.status}`)];
+  if (l.department) parts.push(`→ ${deptName(l.department)}`);
+  if (l.deadline_ms) parts.push(`${i18n.t('due')} ${time(l.deadline_ms)}`);
+  return el('li', { class: `work-item inc-${l.status}${l.overdue ? ' overdue' : ''}`, 'data-incident': l.id },
+    el('span', { class: 'work-what', text: parts.join(' · ') }),
+    l.overdue ? el('span', { class: 'overdue-flag', text: i18n.t('overdue_flag') }) : '',
+    el('span', { class: 'note-by', text: l.updated_by }));
+}
+
+/** The feed's badge of an alert whose work went out: the newest dispatched department. */
+function workBadge(a) {
+  const out = work(a).filter((l) => l.department).at(-1);
+  if (!out) return '';
+  const text = `→ ${deptName(out.department)}${out.overdue ? ` · ${i18n.t('overdue_flag')}` : ''}`;
+  return el('span', { class: `work-badge${out.overdue ? ' overdue' : ''}`, text });
+}
+
+/** The dispatch row: department, deadline, and the button (the note field's text goes with it). */
+function dispatchRow(a, errorEl, noteInput, current) {
+  const dept = departments.size
+    ? el('select', { class: 'dispatch-dept', 'aria-label': i18n.t('department') },
+      ...[...departments].map(([id, name]) => el('option', { value: id, text: name })))
+    : el('input', { type: 'text', class: 'dispatch-dept', placeholder: i18n.t('department') });
+  const within = el('select', { class: 'dispatch-within', 'aria-label': i18n.t('due') },
+    ...WITHIN_MIN.map((m) => el('option', { value: String(m), text: i18n.t(`within_${m}`) })));
+  const d = draft(a.id);
+  if (d.dept !== null) dept.value = d.dept;
+  within.value = d.within;
+  dept.onchange = () => { d.dept = dept.value; };
+  dept.oninput = dept.onchange;
+  within.onchange = () => { d.within = within.value; };
+  const go = button('dispatch', 'dispatch', async (b) => {
+    const body = {
+      expected_version: current().version,
+      department: dept.value,
+      deadline_ms: Date.now() + Number(within.value) * 60000,
+      note: noteInput.value,
+    };
+    if (await act(a.id, 'dispatch', body, b, errorEl)) clearDraft(a.id);
+  });
+  return el('div', { class: 'dispatch-row' }, dept, within, go);
+}
+
 function button(cls, label, onclick) {
   const b = el('button', { type: 'button', class: cls, text: i18n.t(label) });
   b.onclick = () => onclick(b);
@@ -133,7 +212,7 @@ function button(cls, label, onclick) {
 }
 
 /** The actions an operator may take on `a` in its panel. */
-function actions(a, errorEl, noteText) {
+function actions(a, errorEl) {
   const box = el('div', { class: 'popup-actions' });
   if (!who?.may_operate) return box;
   const current = () => alerts.get(a.id) ?? a;
@@ -142,15 +221,16 @@ function actions(a, errorEl, noteText) {
   }
   box.append(button('resolve', 'resolve_action', (b) => act(a.id, 'resolve', { expected_version: current().version }, b, errorEl)));
   const input = el('input', { type: 'text', class: 'note-text', maxlength: '2000', placeholder: i18n.t('note_placeholder') });
-  input.value = noteText;
+  input.value = draft(a.id).note;
+  input.oninput = () => { draft(a.id).note = input.value; };
   const add = button('add-note', 'add_note', async (b) => {
     if (!input.value.trim()) return;
-    if (await act(a.id, 'note', { note: input.value }, b, errorEl)) input.value = '';
+    if (await act(a.id, 'note', { note: input.value }, b, errorEl)) clearDraft(a.id);
   });
   input.onkeydown = (e) => {
     if (e.key === 'Enter') add.click();
   };
-  box.append(el('div', { class: 'note-row' }, input, add));
+  box.append(el('div', { class: 'note-row' }, input, add), dispatchRow(a, errorEl, input, current));
   return box;
 }
 
@@ -162,7 +242,6 @@ function actions(a, errorEl, noteText) {
 function popup(a, detail = false) {
   const old = popups.get(a.id);
   const isDetail = detail || Boolean(old?.detail);
-  const noteText = old?.box.querySelector('.note-text')?.value ?? '';
   const errorEl = el('p', { class: 'popup-error' });
   const head = el('header', {},
     el('span', { class: 'sev', text: i18n.t(a.severity) }),
@@ -180,6 +259,9 @@ function popup(a, detail = false) {
     el('h3', { text: i18n.t('evidence') }),
     el('ol', { class: 'timeline' }, ...(a.evidence ?? []).map(evidenceLine)),
   );
+  if (work(a).length) {
+    box.append(el('h3', { text: i18n.t('work') }), el('ol', { class: 'work' }, ...work(a).map(workLine)));
+  }
   if (a.notes?.length) {
     box.append(
       el('h3', { text: i18n.t('notes') }),
@@ -189,7 +271,7 @@ function popup(a, detail = false) {
         el('span', { class: 'note-text-shown', text: n.text })))),
     );
   }
-  box.append(actions(a, errorEl, noteText), errorEl);
+  box.append(actions(a, errorEl), errorEl);
   if (old) old.box.replaceWith(box);
   else $('popups').prepend(box);
   popups.set(a.id, { box, detail: isDetail });
@@ -198,6 +280,7 @@ function popup(a, detail = false) {
 function closePopup(id) {
   popups.get(id)?.box.remove();
   popups.delete(id);
+  if (!alerts.has(id)) drafts.delete(id);
 }
 
 function feedItem(a) {
@@ -212,7 +295,8 @@ function feedItem(a) {
     el('span', { class: 'meta' },
       el('span', { class: 'grid', text: a.grid_id }),
       el('span', { class: 'n', text: `×${a.count}` }),
-      el('time', { text: time(a.last_seen_ms) })),
+      el('time', { text: time(a.last_seen_ms) }),
+      workBadge(a)),
     el('span', { class: `status st-${a.status}`, text: status }),
   );
   row.onclick = () => popup(alerts.get(a.id) ?? a, true);
@@ -358,6 +442,8 @@ async function start() {
   }
   who = await r.json();
   $('who').textContent = `${who.name} (${who.role})`;
+  const deps = await get('/api/departments');
+  if (deps) departments = new Map(deps.map((d) => [d.id, d.name]));
   charts = new DayCharts($('chart-hours'), $('chart-week'));
   const places = await get('/api/map');
   if (places) map = new GridMap($('map'), places, select);

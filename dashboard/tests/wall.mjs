@@ -181,6 +181,30 @@ if (mode === 'login') {
     { timeout: 10000 },
   ));
   const noteShown = await panel.locator('.notes').innerText();
+  // ...dispatches its work to a department within 30 minutes, with a word for the crew...
+  await panel.locator('select.dispatch-dept').selectOption('fire');
+  await panel.locator('select.dispatch-within').selectOption('30');
+  await panel.locator('.note-text').fill('send the fire crew');
+  const clickedMs = Date.now();
+  await panel.locator('button.dispatch').click();
+  await wait('the dispatched work on the panel', page.waitForFunction(
+    () => document.querySelector('.popup.detail .work .inc-DISPATCHED') !== null,
+    null,
+    { timeout: 10000 },
+  ));
+  const shownMs = Date.now();
+  await wait('the work badge in the feed', page.waitForFunction(
+    () => document.querySelector('#feed .work-badge') !== null, null, { timeout: 10000 },
+  ));
+  const dispatch = {
+    work: await panel.locator('.work').innerText(),
+    badge: await page.locator('#feed .work-badge').first().innerText(),
+    departments: await panel.locator('select.dispatch-dept option').allInnerTexts(),
+    note_cleared: (await panel.locator('.note-text').inputValue()) === '',
+    clicked_ms: clickedMs,
+    shown_ms: shownMs,
+  };
+  dispatch.screen = await shot('panel-dispatched-1920x1080', 1920, 1080);
   await panel.locator('button.resolve').click();
   await wait('the resolved alert to leave the feed and its panel to close', page.waitForFunction(
     () => !document.querySelector('.popup.detail')
@@ -192,6 +216,7 @@ if (mode === 'login') {
   say('ACKED', {
     viewer: { buttons: viewerButtons, row: viewerRow, english_title: englishTitle },
     note_shown: noteShown,
+    dispatch,
     figures,
     mosaic,
     map,

@@ -141,6 +141,13 @@ impl AlertService for FakeAlerts {
     async fn add_note(&self, _: Request<AddAlertNoteRequest>) -> Result<Response<Alert>, Status> {
         Err(Status::unimplemented("add_note"))
     }
+
+    async fn dispatch(
+        &self,
+        _: Request<gridsight_proto::v1::DispatchAlertRequest>,
+    ) -> Result<Response<gridsight_proto::v1::DispatchAlertResponse>, Status> {
+        Err(Status::unimplemented("dispatch"))
+    }
 }
 
 #[tokio::test]

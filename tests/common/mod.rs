@@ -153,6 +153,22 @@ impl DaemonOpts {
     }
 }
 
+/// Deadlines checked every second (supervision alerts CRITICAL), and two departments:
+/// `fire` (Fire brigade) and `transport` (Transport bureau).
+pub const SUPERVISED_DEPARTMENTS: &str = r#"
+[incidents]
+overdue_check_secs = 1
+supervision_severity = "critical"
+
+[[departments]]
+id = "fire"
+name = "Fire brigade"
+
+[[departments]]
+id = "transport"
+name = "Transport bureau"
+"#;
+
 /// The grids every test config has: a county, two towns, three communities.
 pub const GRIDS: &str = r#"
 [[grids]]
@@ -444,15 +460,13 @@ pub fn req<T>(msg: T, token: &str) -> tonic::Request<T> {
     r
 }
 
-/// `GET path` over plain HTTP/1.0; returns the status code and body.
-pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+/// Sends `request` (an HTTP/1.0 request, whole) and reads the answer to the end: its
+/// status code and body (0 and empty when nothing answers).
+fn http_exchange(port: u16, request: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nhost: localhost\r\n{auth}\r\n");
+    let _ = s.write_all(request.as_bytes());
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     let code = buf
@@ -465,6 +479,29 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// `GET path` over plain HTTP/1.0; returns the status code and body.
+pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    http_exchange(
+        port,
+        &format!("GET {path} HTTP/1.0\r\nhost: localhost\r\n{auth}\r\n"),
+    )
+}
+
+/// A POST of a JSON `body` with a bearer `token`: the status and the body (0 and empty
+/// when nothing answers).
+pub fn http_post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
+    http_exchange(
+        port,
+        &format!(
+            "POST {path} HTTP/1.0\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
 }
 
 /// GET returning the status code and the body's bytes (for pictures).

@@ -138,6 +138,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/ws", get(super::ws::ws))
         .route("/api/whoami", get(super::http_actions::whoami))
         .route("/api/map", get(super::http_map::map))
+        .route("/api/departments", get(super::http_actions::departments))
+        .route(
+            "/api/alerts/{id}/dispatch",
+            axum::routing::post(super::http_actions::dispatch),
+        )
         .route(
             "/api/alerts/{id}/{action}",
             axum::routing::post(super::http_actions::alert_action),

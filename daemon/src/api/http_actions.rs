@@ -1,14 +1,17 @@
 //! Operator actions over HTTP, for the dashboard: `POST /api/alerts/{id}/acknowledge`,
-//! `.../resolve` and `.../note`, and `GET /api/whoami` (the token's name and role, so
-//! the page shows the actions only to those who may take them).
+//! `.../resolve`, `.../note` and `.../dispatch`; `GET /api/whoami` (the token's name and
+//! role, so the page shows the actions only to those who may take them) and
+//! `GET /api/departments` (where work can be dispatched).
 //!
-//! An action is the same command as gRPC `AlertService.Acknowledge` / `Resolve` / `AddNote`
-//! ([`crate::api::grpc::AlertApi::command`]): attributed to the token's name, answered once
-//! the change is durable, and so seen at once by every WebSocket and gRPC subscriber. The
-//! body is JSON `{"expected_version": N, "note": "..."}` (a note needs only `note`). Errors are the gRPC ones as HTTP
-//! codes, the body naming the field or the reason: 400 a bad field, 401/403 the token, 404
-//! no such alert, 409 a stale `expected_version` or an alert already resolved, 503 while
-//! the daemon stops.
+//! An action is the same call as gRPC `AlertService.Acknowledge` / `Resolve` / `AddNote` /
+//! `Dispatch`: attributed to the token's name, answered once the change is durable, and so
+//! seen at once by every WebSocket and gRPC subscriber. The body is JSON
+//! `{"expected_version": N, "note": "..."}` (a note needs only `note`); a dispatch's is
+//! `{"expected_version": N, "department": "...", "deadline_ms": N, "note": "..."}` and it
+//! answers `{"alert": ..., "incident": ...}`. Errors are the gRPC ones as HTTP codes, the
+//! body naming the field or the reason: 400 a bad field, 401/403 the token, 404 no such
+//! alert, 409 a stale `expected_version`, an alert already resolved or an incident that
+//! cannot be dispatched, 503 while the daemon stops.
 
 use axum::{
     extract::{rejection::JsonRejection, Path, State},
@@ -37,6 +40,23 @@ pub(super) struct ActionBody {
     note: String,
 }
 
+/// The body of a dispatch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DispatchBody {
+    /// The version of the alert the operator saw.
+    #[serde(default)]
+    expected_version: u64,
+    /// The department's id.
+    #[serde(default)]
+    department: String,
+    /// When the work has to be resolved by, ms since the Unix epoch.
+    deadline_ms: Option<i64>,
+    /// Kept with the DISPATCHED step and as the alert's note.
+    #[serde(default)]
+    note: String,
+}
+
 /// `GET /api/whoami`: `{"name", "role"}` of the token (any role that may read).
 pub(super) async fn whoami(Reader(who): Reader) -> Response {
     Json(serde_json::json!({
@@ -45,6 +65,50 @@ pub(super) async fn whoami(Reader(who): Reader) -> Response {
         "may_operate": who.role.allows(Perm::Operate),
     }))
     .into_response()
+}
+
+/// `GET /api/departments`: `[{"id", "name"}]`, as configured (empty: any id is taken).
+pub(super) async fn departments(State(s): State<HttpState>, Reader(_): Reader) -> Response {
+    let list: Vec<_> = s
+        .alerts
+        .desk
+        .departments()
+        .iter()
+        .map(|d| serde_json::json!({ "id": d.id, "name": d.name }))
+        .collect();
+    Json(list).into_response()
+}
+
+/// `POST /api/alerts/{id}/dispatch`.
+pub(super) async fn dispatch(
+    State(s): State<HttpState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+    body: Result<Json<DispatchBody>, JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())).into_response(),
+    };
+    match s
+        .alerts
+        .dispatch_alert(
+            id,
+            b.expected_version,
+            b.department,
+            b.deadline_ms,
+            b.note,
+            who.name,
+        )
+        .await
+    {
+        Ok((alert, incident)) => Json(serde_json::json!({
+            "alert": crate::api::json::alert(&alert),
+            "incident": crate::api::json::incident(&incident),
+        }))
+        .into_response(),
+        Err(e) => (code(&e), format!("{e}\n")).into_response(),
+    }
 }
 
 /// `POST /api/alerts/{id}/{action}`.
@@ -61,7 +125,7 @@ pub(super) async fn alert_action(
         other => {
             return (
                 StatusCode::NOT_FOUND,
-                format!("no action `{other}` (acknowledge, resolve, note)\n"),
+                format!("no action `{other}` (acknowledge, resolve, note, dispatch)\n"),
             )
                 .into_response()
         }
@@ -130,6 +194,16 @@ mod tests {
         assert!(r.unwrap_err().to_string().contains("notes"));
         let ok: ActionBody = serde_json::from_str(r#"{"expected_version": 2}"#).unwrap();
         assert_eq!((ok.expected_version, ok.note.as_str()), (2, ""));
+        let d: DispatchBody = serde_json::from_str(
+            r#"{"expected_version": 3, "department": "roads", "deadline_ms": 1790000000000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.department.as_str(), d.deadline_ms),
+            ("roads", Some(1_790_000_000_000))
+        );
+        let r: Result<DispatchBody, _> = serde_json::from_str(r#"{"dept": "roads"}"#);
+        assert!(r.unwrap_err().to_string().contains("dept"));
         let note: ActionBody = serde_json::from_str(r#"{"note": "crew on site"}"#).unwrap();
         assert_eq!(
             (note.expected_version, note.note.as_str()),

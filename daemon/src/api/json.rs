@@ -49,6 +49,36 @@ pub fn camera_event(e: &pb::CameraEvent) -> Value {
     })
 }
 
+fn incident_status(v: i32) -> &'static str {
+    pb::IncidentStatus::try_from(v)
+        .map_or("UNKNOWN", |s| short(s.as_str_name(), "INCIDENT_STATUS_"))
+}
+
+fn category(v: i32) -> &'static str {
+    pb::IncidentCategory::try_from(v)
+        .map_or("UNKNOWN", |c| short(c.as_str_name(), "INCIDENT_CATEGORY_"))
+}
+
+/// Where an incident linked to an alert stands.
+pub fn linked_incident(l: &pb::LinkedIncident) -> Value {
+    json!({
+        "id": l.id, "status": incident_status(l.status), "category": category(l.category),
+        "department": l.department, "deadline_ms": ms(&l.deadline), "overdue": l.overdue,
+        "updated_at_ms": ms(&l.updated_at), "updated_by": l.updated_by, "version": l.version,
+    })
+}
+
+/// An incident (without its step history).
+pub fn incident(i: &pb::Incident) -> Value {
+    json!({
+        "id": i.id, "status": incident_status(i.status), "category": category(i.category),
+        "item_code": i.item_code, "description": i.description, "grid_id": i.grid_id,
+        "reporter_id": i.reporter_id, "alert_id": i.alert_id, "department": i.department,
+        "deadline_ms": ms(&i.deadline), "overdue": i.overdue, "version": i.version,
+        "reported_at_ms": ms(&i.reported_at), "updated_at_ms": ms(&i.updated_at),
+    })
+}
+
 /// One piece of an alert's evidence: `{"time_ms", "source", ...}` with the item's fields.
 pub fn evidence(e: &pb::Evidence) -> Value {
     use pb::evidence::Item;
@@ -70,11 +100,9 @@ pub fn evidence(e: &pb::Evidence) -> Value {
             v
         }
         Some(Item::Incident(i)) => {
-            let category = pb::IncidentCategory::try_from(i.category)
-                .map_or("UNKNOWN", |c| short(c.as_str_name(), "INCIDENT_CATEGORY_"));
             json!({
                 "time_ms": time_ms, "source": "incident", "incident_id": i.id,
-                "category": category, "item_code": i.item_code, "description": i.description,
+                "category": category(i.category), "item_code": i.item_code, "description": i.description,
                 "grid_id": i.grid_id, "reporter_id": i.reporter_id,
                 "location": lat_lon(&i.location),
             })
@@ -104,6 +132,7 @@ pub fn alert(a: &pb::Alert) -> Value {
         "silenced_by": a.silenced_by, "inhibited_by": a.inhibited_by, "flapping": a.flapping,
         "escalation_level": a.escalation_level, "escalated_to": a.escalated_to,
         "incident_ids": a.incident_ids, "labels": a.labels,
+        "incidents": a.incidents.iter().map(linked_incident).collect::<Vec<_>>(),
         "notes": a.notes.iter().map(|n| json!({ "by": n.by, "at_ms": ms(&n.at), "text": n.text })).collect::<Vec<_>>(),
     })
 }
@@ -174,6 +203,34 @@ mod tests {
         assert_eq!(ev["source"], "sensor");
         assert_eq!(ev["state"], "ALARM");
         assert_eq!(ev["sensor_id"], "smoke-1");
+    }
+
+    #[test]
+    fn a_linked_incident_shows_its_status_department_and_deadline() {
+        let a = pb::Alert {
+            incident_ids: vec!["INC-000003".into()],
+            incidents: vec![pb::LinkedIncident {
+                id: "INC-000003".into(),
+                status: pb::IncidentStatus::Dispatched as i32,
+                department: "roads".into(),
+                deadline: Some(ts_from_millis(1_790_000_600_000)),
+                category: pb::IncidentCategory::CentralTask as i32,
+                updated_by: "desk-1".into(),
+                version: 3,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = alert(&a);
+        let l = &v["incidents"][0];
+        assert_eq!(l["status"], "DISPATCHED");
+        assert_eq!(l["category"], "CENTRAL_TASK");
+        assert_eq!(l["department"], "roads");
+        assert_eq!(l["deadline_ms"], 1_790_000_600_000i64);
+        assert_eq!(
+            (l["updated_by"].as_str(), l["version"].as_u64()),
+            (Some("desk-1"), Some(3))
+        );
     }
 
     #[test]

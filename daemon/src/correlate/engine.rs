@@ -39,6 +39,17 @@ pub enum Action {
     Resolve,
     /// Add the command's note to it (no version check: notes never conflict).
     Note,
+    /// A linked incident took a step (the desk, after it is durable): show where it stands
+    /// now in `incidents`, and the command's note (no version check: the step was checked
+    /// against the incident's own version).
+    Incident(Box<pb::Incident>),
+}
+
+impl Action {
+    /// Whether the command must name the alert's current version.
+    fn checks_version(&self) -> bool {
+        matches!(self, Action::Acknowledge | Action::Resolve)
+    }
 }
 
 /// Most notes an alert keeps (the oldest go first).
@@ -435,7 +446,7 @@ impl Engine {
         let Some(alert) = self.open.get_mut(&cmd.alert_id) else {
             return Err(CommandError::NotOpen(cmd.alert_id.clone()));
         };
-        if alert.version != cmd.expected_version && !matches!(cmd.action, Action::Note) {
+        if alert.version != cmd.expected_version && cmd.action.checks_version() {
             return Err(CommandError::Stale {
                 id: alert.id.clone(),
                 current: alert.version,
@@ -458,6 +469,10 @@ impl Engine {
                 pb::ChangeKind::Resolved
             }
             Action::Note => pb::ChangeKind::Updated,
+            Action::Incident(ref inc) => {
+                super::linked::show(alert, inc, &cmd.actor);
+                pb::ChangeKind::Updated
+            }
         };
         if !cmd.note.is_empty() {
             alert.note = cmd.note.clone();
@@ -557,9 +572,7 @@ impl Engine {
             }
         }
         if let Some(pb::evidence::Item::Incident(i)) = &ev.item {
-            if !alert.incident_ids.contains(&i.id) {
-                alert.incident_ids.push(i.id.clone());
-            }
+            super::linked::link(alert, i);
         }
         alert.add_evidence(ev);
         let silenced = alert.silenced_by.is_empty()
@@ -731,15 +744,15 @@ fn shown_for_rules(inc: &pb::Incident) -> pb::Incident {
     shown
 }
 
-/// Lists the incidents among the evidence in `incident_ids` (in order, once each).
+/// Links the incidents among the evidence (in order, once each).
 fn link_incidents(alert: &mut pb::Alert) {
-    for e in &alert.evidence {
+    let evidence = std::mem::take(&mut alert.evidence);
+    for e in &evidence {
         if let Some(pb::evidence::Item::Incident(i)) = &e.item {
-            if !alert.incident_ids.contains(&i.id) {
-                alert.incident_ids.push(i.id.clone());
-            }
+            super::linked::link(alert, i);
         }
     }
+    alert.evidence = evidence;
 }
 
 fn joined_title(e: &pb::Evidence) -> String {

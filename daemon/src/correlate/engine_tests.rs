@@ -188,6 +188,41 @@ fn notes_need_no_version_are_attributed_and_bounded() {
 }
 
 #[test]
+fn a_step_on_a_linked_incident_updates_its_entry_with_an_attributed_note() {
+    let mut e = engine();
+    e.on_sensor(1, &alarm("s1", "g1", 1_000));
+    let (inc, c) = e.on_incident(incident("INC-1", "g1"), 2_000);
+    let a = c.last().unwrap().alert.as_ref().unwrap();
+    assert_eq!(a.incident_ids, vec!["INC-1"]);
+    assert_eq!(a.incidents.len(), 1, "a folded report is linked");
+    assert_eq!(a.incidents[0].id, "INC-1");
+    let mut stepped = inc.clone();
+    stepped.status = pb::IncidentStatus::Dispatched as i32;
+    stepped.department = "roads".into();
+    stepped.deadline = Some(ts_from_millis(90_000));
+    stepped.version = 3;
+    let cmd = Command {
+        alert_id: inc.alert_id.clone(),
+        action: Action::Incident(Box::new(stepped)),
+        // Not the alert's version: a step is checked against the incident's own.
+        expected_version: 0,
+        actor: "desk-1".into(),
+        note: "INC-1 DISPATCHED to roads".into(),
+    };
+    let ch = e.command(&cmd, 3_000).unwrap();
+    assert_eq!(ch.kind, pb::ChangeKind::Updated as i32);
+    let a2 = ch.alert.as_ref().unwrap();
+    assert_eq!(a2.version, a.version + 1);
+    assert_eq!(a2.incidents.len(), 1);
+    let l = &a2.incidents[0];
+    assert_eq!(l.status, pb::IncidentStatus::Dispatched as i32);
+    assert_eq!((l.department.as_str(), l.version), ("roads", 3));
+    assert_eq!(l.updated_by, "desk-1");
+    assert_eq!(a2.notes.last().unwrap().text, "INC-1 DISPATCHED to roads");
+    assert_eq!(a2.notes.last().unwrap().by, "desk-1");
+}
+
+#[test]
 fn evidence_is_bounded() {
     let mut e = engine();
     for i in 0..100 {

@@ -23,6 +23,7 @@
 
 pub mod engine;
 mod held;
+pub mod linked;
 mod open_alert;
 mod rule_alerts;
 pub mod rules;
@@ -99,6 +100,26 @@ pub struct SensorIn {
 #[derive(Debug, thiserror::Error)]
 #[error("the correlator is shutting down")]
 pub struct RouterClosed;
+
+/// Why an operator's command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandFailed {
+    /// The engine refused it (stale version, not open, already acknowledged).
+    #[error(transparent)]
+    Refused(#[from] CommandError),
+    /// The store did not make it durable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The correlator is stopping.
+    #[error("the correlator is shutting down")]
+    Stopped,
+}
+
+impl From<RouterClosed> for CommandFailed {
+    fn from(_: RouterClosed) -> Self {
+        CommandFailed::Stopped
+    }
+}
 
 /// Sends events to the shard of their grid.
 #[derive(Clone)]
@@ -224,6 +245,22 @@ impl Router {
             .send(msg)
             .await
             .map_err(|_| RouterClosed)
+    }
+
+    /// Hands `cmd` to the shard of `grid` (the alert's grid) and waits until its change is
+    /// durable; returns the alert as changed.
+    pub async fn command(&self, grid: &str, cmd: Command) -> Result<pb::Alert, CommandFailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send(grid, ShardMsg::Command { cmd, reply }).await?;
+        let committed = rx.await.map_err(|_| CommandFailed::Stopped)??;
+        let records = committed.await.map_err(|_| CommandFailed::Stopped)??;
+        records
+            .into_iter()
+            .find_map(|r| match r {
+                Record::AlertChange(c) => c.alert.map(Arc::unwrap_or_clone),
+                _ => None,
+            })
+            .ok_or(CommandFailed::Stopped)
     }
 
     /// Delivers `msg` to shard `shard` (from [`Router::shard_of`]), waiting while its queue

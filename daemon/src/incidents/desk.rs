@@ -7,6 +7,12 @@
 //! the same `expected_version`, the second reads the first's result and gets `Stale`.
 //! Reports create incidents through the correlator instead; an incident is only changed
 //! here once its report is durable, so the two never race.
+//!
+//! An incident linked to an alert (`alert_id`) shows each step on that alert: still under
+//! the incident's lock, once the step is durable, the desk sends the alert's shard an
+//! [`Action::Incident`] command (its `incidents` entry and a note naming the step), so
+//! the wall and every subscriber see the step in the same order it was taken. A resolved
+//! alert is left as it is; the step stands either way.
 
 use std::{
     hash::{Hash, Hasher},
@@ -19,6 +25,7 @@ use tokio::sync::Mutex;
 use super::lifecycle::{self, LifecycleError, StepRequest};
 use crate::{
     config::DepartmentConfig,
+    correlate::{linked, Action, Command, Router},
     store::{read, Record, Store, StoreError},
 };
 
@@ -42,15 +49,18 @@ pub enum DeskError {
 #[derive(Clone)]
 pub struct Desk {
     store: Store,
+    router: Router,
     departments: Arc<Vec<DepartmentConfig>>,
     locks: Arc<Vec<Mutex<()>>>,
 }
 
 impl Desk {
-    /// A desk writing through `store`, dispatching to `departments` (empty = any).
-    pub fn new(store: Store, departments: Vec<DepartmentConfig>) -> Self {
+    /// A desk writing through `store`, dispatching to `departments` (empty = any), showing
+    /// steps on alerts through `router`.
+    pub fn new(store: Store, router: Router, departments: Vec<DepartmentConfig>) -> Self {
         Self {
             store,
+            router,
             departments: Arc::new(departments),
             locks: Arc::new((0..STRIPES).map(|_| Mutex::new(())).collect()),
         }
@@ -71,9 +81,11 @@ impl Desk {
         now_ms: i64,
     ) -> Result<pb::Incident, DeskError> {
         let duplicate_of = step.duplicate_of.clone();
-        let actor = actor.to_string();
-        self.update(id, move |inc, store_has| {
-            lifecycle::apply(inc, &step, &actor, now_ms)?;
+        let who = actor.to_string();
+        let departments = self.departments.clone();
+        let note = move |inc: &pb::Incident| linked::step_note(inc, &departments);
+        self.update(id, actor, &note, move |inc, store_has| {
+            lifecycle::apply(inc, &step, &who, now_ms)?;
             // Checked after the version and the step: a stale caller learns that first.
             // On refusal the changed copy is dropped, not written.
             if !duplicate_of.is_empty() && !store_has(&duplicate_of)? {
@@ -96,7 +108,9 @@ impl Desk {
         now_ms: i64,
     ) -> Result<Option<pb::Incident>, DeskError> {
         match self
-            .update(id, move |inc, _| Ok(lifecycle::mark_overdue(inc, now_ms)))
+            .update(id, "supervision", &overdue_note, move |inc, _| {
+                Ok(lifecycle::mark_overdue(inc, now_ms))
+            })
             .await
         {
             Err(DeskError::NotFound(_)) => Ok(None),
@@ -105,8 +119,15 @@ impl Desk {
     }
 
     /// Under the lock of `id`: reads it, lets `change` modify it (returning whether it
-    /// did), writes it when changed. `Ok(None)`: unchanged.
-    async fn update<F>(&self, id: &str, change: F) -> Result<Option<pb::Incident>, DeskError>
+    /// did), writes it when changed and shows it on its alert as changed by `actor`, with
+    /// the note `note` makes of it. `Ok(None)`: unchanged.
+    async fn update<F>(
+        &self,
+        id: &str,
+        actor: &str,
+        note: &(dyn Fn(&pb::Incident) -> String + Sync),
+        change: F,
+    ) -> Result<Option<pb::Incident>, DeskError>
     where
         F: FnOnce(
                 &mut pb::Incident,
@@ -134,11 +155,60 @@ impl Desk {
             .store
             .write_and_wait(vec![Record::Incident(inc)])
             .await?;
-        Ok(written.into_iter().find_map(|r| match r {
+        let inc = written.into_iter().find_map(|r| match r {
             Record::Incident(i) => Some(i),
             _ => None,
-        }))
+        });
+        if let Some(inc) = &inc {
+            self.show_on_alert(&inc.alert_id, inc, actor, note(inc))
+                .await;
+        }
+        Ok(inc)
     }
+
+    /// Shows `inc` as it stands on alert `alert_id` (none when empty) if that is not
+    /// resolved; waits until that change is durable. Never fails the step: a failure is
+    /// logged.
+    pub(super) async fn show_on_alert(
+        &self,
+        alert_id: &str,
+        inc: &pb::Incident,
+        actor: &str,
+        note: String,
+    ) {
+        if alert_id.is_empty() {
+            return;
+        }
+        let id = alert_id.to_string();
+        let alert = match self.store.read(move |c| read::get_alert(c, &id)).await {
+            Ok(Some(a)) if a.status != pb::AlertStatus::Resolved as i32 => a,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(incident = %inc.id, alert = alert_id, error = %e, "step not shown on its alert");
+                return;
+            }
+        };
+        let cmd = Command {
+            alert_id: alert.id,
+            action: Action::Incident(Box::new(inc.clone())),
+            expected_version: 0,
+            actor: actor.to_string(),
+            note,
+        };
+        if let Err(e) = self.router.command(&alert.grid_id, cmd).await {
+            tracing::debug!(incident = %inc.id, alert = alert_id, error = %e, "step not shown on its alert");
+        }
+    }
+
+    /// The store this desk writes through.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// The alert note of an incident marked overdue.
+fn overdue_note(inc: &pb::Incident) -> String {
+    format!("{} overdue: not resolved by its deadline", inc.id)
 }
 
 fn stripe(id: &str) -> usize {

@@ -74,6 +74,17 @@ pub fn allowed(from: S, to: S) -> bool {
     )
 }
 
+/// The next step on the way from `from` to DISPATCHED (a re-dispatch from DISPATCHED or
+/// IN_PROGRESS, reopening a RESOLVED one first); `None` when there is no way.
+pub fn toward_dispatch(from: S) -> Option<S> {
+    match from {
+        S::Reported => Some(S::Accepted),
+        S::Accepted | S::Dispatched | S::InProgress => Some(S::Dispatched),
+        S::Resolved => Some(S::InProgress),
+        _ => None,
+    }
+}
+
 /// Whether nothing follows `s` (closed, cancelled, unfounded, duplicate).
 pub fn is_final(s: S) -> bool {
     matches!(s, S::Closed | S::Cancelled | S::Unfounded | S::Duplicate)

@@ -208,3 +208,30 @@ fn requests_are_checked_field_by_field() {
     // Without a department list, any valid id goes.
     assert!(StepRequest::from_pb(&with(&|r| r.department = "police".into()), &[], 4_000).is_ok());
 }
+
+#[test]
+fn the_way_to_dispatch_follows_allowed_steps_and_ends_in_dispatched() {
+    for from in [
+        S::Reported,
+        S::Accepted,
+        S::Dispatched,
+        S::InProgress,
+        S::Resolved,
+    ] {
+        let mut at = from;
+        let mut steps = 0;
+        loop {
+            let next = toward_dispatch(at).expect("a way to dispatch");
+            assert!(allowed(at, next), "{at:?} -> {next:?}");
+            steps += 1;
+            at = next;
+            if at == S::Dispatched {
+                break;
+            }
+        }
+        assert!(steps <= 2, "{from:?} took {steps} steps");
+    }
+    for from in [S::Closed, S::Cancelled, S::Unfounded, S::Duplicate] {
+        assert_eq!(toward_dispatch(from), None);
+    }
+}

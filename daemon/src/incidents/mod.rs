@@ -3,6 +3,8 @@
 //! - [`lifecycle`] (pure): which steps are allowed and what each one records;
 //! - [`desk`]: every change to a stored incident, serialised per incident and durable
 //!   before it is answered;
+//! - [`dispatch`]: an alert's work sent to a department with a deadline (its linked
+//!   incident stepped on, or a work order made for it);
 //! - [`supervision`]: the task that marks incidents past their deadline overdue and raises
 //!   a supervision alert for each;
 //! - [`stats`] and [`days`]: the daily figures (closure and handling rates, times to
@@ -14,12 +16,14 @@
 
 pub mod days;
 pub mod desk;
+pub mod dispatch;
 pub mod hours;
 pub mod lifecycle;
 pub mod stats;
 pub mod supervision;
 
 pub use desk::{Desk, DeskError};
+pub use dispatch::AlertDispatch;
 pub use lifecycle::{LifecycleError, StepRequest};
 pub use stats::{Figures, StatsError};
 pub use supervision::Supervision;

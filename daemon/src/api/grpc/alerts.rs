@@ -1,5 +1,5 @@
 //! `AlertService`: Subscribe (snapshot or resume, then live, gap-free), Get, List,
-//! Acknowledge, Resolve, AddNote.
+//! Acknowledge, Resolve, AddNote, Dispatch (in `dispatch.rs`).
 //!
 //! A subscription first joins the live bus, then reads the store, so every change is
 //! either in what it read or still to come on the bus; changes at or below the last seq
@@ -12,7 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
-use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
@@ -20,9 +20,9 @@ use tonic::{Request, Response, Status};
 use super::{expand_grids, invalid, page, ApiError};
 use crate::{
     api::auth::{Auth, Perm},
-    correlate::{silence::is_muted, Action, Command, Router, ShardMsg},
+    correlate::{silence::is_muted, Action, Command, Router},
     domain::{now_ms, GridIndex, Severity},
-    store::{read, Record, Store},
+    store::{read, Store},
     telemetry::Metrics,
 };
 
@@ -51,6 +51,8 @@ pub struct AlertApi {
     pub tasks: TaskTracker,
     /// Live camera events (status changes, freeze, activity).
     pub camera_events: tokio::sync::broadcast::Sender<Arc<pb::CameraEvent>>,
+    /// Where dispatches step incidents.
+    pub desk: crate::incidents::Desk,
 }
 
 /// What a subscription wants to see.
@@ -258,6 +260,15 @@ impl AlertApi {
         }
     }
 
+    /// The stored alert `id`, or NOT_FOUND naming it.
+    pub(super) async fn read_alert(&self, id: &str) -> Result<pb::Alert, ApiError> {
+        let key = id.to_string();
+        self.store
+            .read(move |c| read::get_alert(c, &key))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))
+    }
+
     /// An operator's action on an alert (acknowledge, resolve), attributed to `actor`;
     /// returns the alert once the change is durable (and so on every stream).
     pub(crate) async fn command(
@@ -283,17 +294,12 @@ impl AlertApi {
         if is_note && note.trim().is_empty() {
             return Err(invalid(text_field, "required: the note's text"));
         }
-        let found = {
-            let id = id.clone();
-            self.store.read(move |c| read::get_alert(c, &id)).await?
-        };
-        let alert = found.ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")))?;
+        let alert = self.read_alert(&id).await?;
         if alert.status == pb::AlertStatus::Resolved as i32 {
             return Err(ApiError::FailedPrecondition(format!(
                 "alert {id} is resolved"
             )));
         }
-        let (reply, rx) = oneshot::channel();
         let cmd = Command {
             alert_id: id,
             action,
@@ -301,18 +307,7 @@ impl AlertApi {
             actor,
             note,
         };
-        self.router
-            .send(&alert.grid_id, ShardMsg::Command { cmd, reply })
-            .await?;
-        let committed = rx.await.map_err(|_| ApiError::Unavailable)??;
-        let records = committed.await.map_err(|_| ApiError::Unavailable)??;
-        records
-            .into_iter()
-            .find_map(|r| match r {
-                Record::AlertChange(c) => c.alert.map(std::sync::Arc::unwrap_or_clone),
-                _ => None,
-            })
-            .ok_or(ApiError::Unavailable)
+        Ok(self.router.command(&alert.grid_id, cmd).await?)
     }
 }
 
@@ -335,16 +330,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         if id.is_empty() {
             return Err(invalid("id", "required").into());
         }
-        let found = {
-            let id = id.clone();
-            self.store
-                .read(move |c| read::get_alert(c, &id))
-                .await
-                .map_err(ApiError::from)?
-        };
-        found
-            .map(Response::new)
-            .ok_or_else(|| ApiError::NotFound(format!("alert {id} not found")).into())
+        Ok(Response::new(self.read_alert(&id).await?))
     }
 
     async fn list(
@@ -416,6 +402,29 @@ impl pb::alert_service_server::AlertService for AlertApi {
             .command(r.id, 0, r.text, Action::Note, who.name)
             .await?;
         Ok(Response::new(a))
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<pb::DispatchAlertRequest>,
+    ) -> Result<Response<pb::DispatchAlertResponse>, Status> {
+        let who = self.auth.grpc(&req, Perm::Operate)?;
+        let r = req.into_inner();
+        let deadline_ms = r.deadline.as_ref().map(gridsight_proto::millis_from_ts);
+        let (alert, incident) = self
+            .dispatch_alert(
+                r.id,
+                r.expected_version,
+                r.department,
+                deadline_ms,
+                r.note,
+                who.name,
+            )
+            .await?;
+        Ok(Response::new(pb::DispatchAlertResponse {
+            alert: Some(alert),
+            incident: Some(incident),
+        }))
     }
 }
 

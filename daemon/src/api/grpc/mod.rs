@@ -9,6 +9,7 @@
 
 mod alerts;
 mod cameras;
+mod dispatch;
 mod incidents;
 pub mod silence_book;
 mod silences;
@@ -29,7 +30,7 @@ pub use stats::StatsApi;
 
 use crate::{
     api::auth::{Auth, Perm},
-    correlate::{CommandError, RouterClosed},
+    correlate::{CommandError, CommandFailed, RouterClosed},
     domain::GridIndex,
     store::StoreError,
 };
@@ -71,6 +72,16 @@ pub enum ApiError {
 impl From<RouterClosed> for ApiError {
     fn from(_: RouterClosed) -> Self {
         ApiError::Unavailable
+    }
+}
+
+impl From<CommandFailed> for ApiError {
+    fn from(e: CommandFailed) -> Self {
+        match e {
+            CommandFailed::Refused(c) => c.into(),
+            CommandFailed::Store(s) => ApiError::Store(s),
+            CommandFailed::Stopped => ApiError::Unavailable,
+        }
     }
 }
 
