@@ -150,6 +150,9 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     assert!(acked["natural_width"].as_u64().unwrap() > 0, "{acked}");
     let popup = acked["popup_text"].as_str().unwrap();
     assert!(popup.contains("a11") && popup.contains("smk-1"), "{popup}");
+    // Its map position: a line on the pop-up, a ring on the map inside its grid.
+    assert!(popup.contains("位置") && popup.contains("° N"), "{popup}");
+    assert_eq!(acked["ring"]["in_a11"], true, "{acked}");
     for screen in acked["screens"].as_array().unwrap() {
         assert!(screen["overflow"].as_i64().unwrap() <= 0, "{screen}");
         let file = out.join(format!("{}.png", screen["name"].as_str().unwrap()));
@@ -196,6 +199,7 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
     let seen = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Acknowledged as i32).await;
     let a = seen.last().unwrap().alert.clone().unwrap();
     assert_eq!(a.acknowledged_by, "desk-1");
+    assert_eq!(acked["ring"]["alert"], a.id.as_str(), "{acked}");
     assert_eq!(sensors_of(&a), vec!["smk-1"]);
     // So did the note and the resolution, attributed, on the same alert.
     assert!(

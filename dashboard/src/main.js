@@ -143,6 +143,15 @@ async function act(id, action, body, button, errorEl) {
   return r.ok;
 }
 
+/** Where `a` is (shown by a ring on the map while its panel is open), as a line. */
+function position(a) {
+  const at = map?.place(a);
+  if (!at) return '';
+  const [lon, lat] = at;
+  const text = `${i18n.t('position')} ${Math.abs(lat).toFixed(5)}° ${lat >= 0 ? 'N' : 'S'}, ${Math.abs(lon).toFixed(5)}° ${lon >= 0 ? 'E' : 'W'}`;
+  return el('p', { class: 'position', text });
+}
+
 /** Forgets the note typed for alert `id` once it was sent (its panel may be a new one by now). */
 function clearDraft(id) {
   draft(id).note = '';
@@ -255,6 +264,7 @@ function popup(a, detail = false) {
     { class: `popup sev-${a.severity}${isDetail ? ' detail' : ''}`, 'data-alert': a.id },
     head,
     el('p', { class: 'where', text: `${i18n.t('grid')} ${a.grid_id} · ${time(a.first_seen_ms)} · ${status}` }),
+    position(a),
     picture(a),
     el('h3', { text: i18n.t('evidence') }),
     el('ol', { class: 'timeline' }, ...(a.evidence ?? []).map(evidenceLine)),
@@ -281,6 +291,7 @@ function closePopup(id) {
   popups.get(id)?.box.remove();
   popups.delete(id);
   if (!alerts.has(id)) drafts.delete(id);
+  queueDraw();
 }
 
 function feedItem(a) {
@@ -312,7 +323,7 @@ function draw() {
   );
   $('feed').replaceChildren(...list.map(feedItem));
   $('open-count').textContent = String(list.length);
-  map?.draw(all);
+  map?.draw(all, new Set([...popups.keys()]));
   camerasOnline();
 }
 

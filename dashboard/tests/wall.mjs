@@ -83,6 +83,21 @@ if (mode === 'login') {
   ));
   const naturalWidth = await img.evaluate((i) => i.naturalWidth);
   const popupText = await popup.innerText();
+  // The popped-up alert rings on the map at its place, inside its grid.
+  await frames();
+  const ring = await page.evaluate(() => {
+    const m = window.gridsight.map;
+    const [r] = m.chart.getOption().series[2].data;
+    if (!r) return null;
+    const g = m.data.grids.find((x) => x.id === 'a11');
+    const xs = g.polygon.map((p) => p[0]);
+    const ys = g.polygon.map((p) => p[1]);
+    const [lon, lat] = r.value;
+    return {
+      alert: r.name,
+      in_a11: lon >= Math.min(...xs) && lon <= Math.max(...xs) && lat >= Math.min(...ys) && lat <= Math.max(...ys),
+    };
+  });
   // The figures of the day, read again now that the alarm is in.
   await page.evaluate(() => window.gridsight.loadFigures());
   const figures = await page.evaluate(() => {
@@ -223,6 +238,7 @@ if (mode === 'login') {
     popup_at_ms: popupAt,
     natural_width: naturalWidth,
     popup_text: popupText,
+    ring,
     screens,
     console_errors: consoleErrors,
     row_text: rowText,

@@ -69,6 +69,17 @@ pub fn town() -> String {
     s
 }
 
+#[test]
+fn a_cell_centre_lies_in_its_cell() {
+    let near = |g, (lon, lat): (f64, f64)| {
+        let (x, y) = cell_centre(g).unwrap();
+        (x - lon).abs() < 1e-9 && (y - lat).abs() < 1e-9
+    };
+    assert!(near("a12", (120.025, 30.015)));
+    assert!(near("b00", (120.035, 30.005)));
+    assert_eq!(cell_centre("town-a"), None);
+}
+
 /// A broker and a daemon on the tiled town, with the rules off the built-in join.
 pub struct City {
     pub broker: Mosquitto,
@@ -284,9 +295,29 @@ pub async fn farm(cameras: &[(&str, &str)]) -> (FarmHandle, String) {
     let farm = Farm::start(FarmConfig::new(mounts)).await.expect("farm");
     let mut toml = VIDEO.to_string();
     for (id, grid) in cameras {
-        toml.push_str(&camera_toml(id, &farm.url(id), grid));
+        let mut cam = camera_toml(id, &farm.url(id), grid);
+        if let Some((lon, lat)) = cell_centre(grid) {
+            cam = cam.replace(
+                "location = [120.1, 30.2]",
+                &format!("location = [{lon}, {lat}]"),
+            );
+        }
+        toml.push_str(&cam);
     }
     (farm, toml)
+}
+
+/// The centre of a cell of [`town`] (`aYX` or `b00`), as (lon, lat).
+pub fn cell_centre(grid: &str) -> Option<(f64, f64)> {
+    let (x, y) = match grid.as_bytes() {
+        [b'a', y @ b'0'..=b'2', x @ b'0'..=b'2'] => (u32::from(x - b'0'), u32::from(y - b'0')),
+        b"b00" => (3, 0),
+        _ => return None,
+    };
+    Some((
+        120.0 + (f64::from(x) + 0.5) / 100.0,
+        30.0 + (f64::from(y) + 0.5) / 100.0,
+    ))
 }
 
 /// Waits until camera `id` is online with its quiet baseline learnt (activity score set).
