@@ -246,7 +246,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     outln!();
     outln!("  Dashboard:  http://{}/?token={viewer}", bound.http);
     outln!(
-        "  Desk:       http://{}/?token={}  (the same page with an operator's token: acknowledge, resolve, notes)",
+        "  Desk:       http://{}/?token={}  (the same page with an operator's token: acknowledge, dispatch, notes, resolve)",
         bound.http,
         tok(Role::Operator)
     );
