@@ -129,6 +129,18 @@ async fn an_alarm_pops_up_is_acknowledged_from_the_page_and_survives_a_restart()
         )],
     )
     .await;
+    // The alert's picture URL works as soon as a subscriber sees the alert open, while the
+    // picture may still be in the making (the request waits for it).
+    let opened = read_until(&mut s, T, |c| c.kind == pb::ChangeKind::Opened as i32).await;
+    let url = opened.last().unwrap().alert.as_ref().unwrap().snapshots[0]
+        .url
+        .clone();
+    let (code, jpeg) = http_get_bytes(d.http, &url, Some(VIEWER));
+    assert_eq!(code, 200, "{url} at once");
+    assert!(
+        gridsight::media::jpeg::parse_header(&jpeg).is_some(),
+        "a JPEG"
+    );
     let mosaic = b.expect("MOSAIC").await;
     assert_eq!(mosaic["tiles"], 2, "{mosaic}");
     // A camera dies: its tile must say so, not keep its last picture.

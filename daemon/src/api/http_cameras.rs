@@ -111,10 +111,14 @@ pub(super) async fn alert_snapshot(
             .into_response();
     };
     // The alert is streamed as it opens, naming its pictures, while they are still being
-    // made: a request for one that is pending waits for it (polling the store), so the URL
-    // works as soon as a client sees it.
+    // made: a request for one that is pending waits for the writer to store a picture, then
+    // reads again, so the URL works as soon as a client sees it.
     let mut until: Option<Option<tokio::time::Instant>> = None;
     loop {
+        // Enabled before the read: a picture stored after it still wakes this request.
+        let stored = s.store.seqs.snapshot_stored.notified();
+        tokio::pin!(stored);
+        stored.as_mut().enable();
         let (a, c) = (alert.clone(), camera.clone());
         match s.store.read(move |db| read::snapshot(db, &a, &c)).await {
             Ok(Some((_, bytes))) => return jpeg(bytes),
@@ -124,17 +128,16 @@ pub(super) async fn alert_snapshot(
         if until.is_none() {
             until = Some(pending_until(&s, &alert, &camera).await);
         }
-        match until.flatten() {
-            Some(deadline) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(PENDING_POLL).await;
-            }
-            _ => {
-                return (
-                    StatusCode::NOT_FOUND,
-                    "no picture for this alert and camera (the camera had no keyframe when it opened)\n",
-                )
-                    .into_response()
-            }
+        let waited = match until.flatten() {
+            Some(deadline) => tokio::time::timeout_at(deadline, stored).await.is_ok(),
+            None => false,
+        };
+        if !waited {
+            return (
+                StatusCode::NOT_FOUND,
+                "no picture for this alert and camera (the camera had no keyframe when it opened)\n",
+            )
+                .into_response();
         }
     }
 }
@@ -142,8 +145,6 @@ pub(super) async fn alert_snapshot(
 /// How long after an alert names a picture it may still be in the making (longer than a
 /// snapshot's own timeout, `video.snapshot_timeout_ms`, 2 s by default).
 const PENDING_WAIT_MS: i64 = 5_000;
-/// How often a pending picture is looked for.
-const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// When a picture of `camera` for `alert` stops being worth waiting for: `None` when the
 /// alert names no such picture, or named it long ago.

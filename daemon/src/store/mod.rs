@@ -201,13 +201,17 @@ impl Ids {
     }
 }
 
-/// Sequence numbers as seen by readers.
+/// What readers see of the writer's commits: sequence numbers, and a wake-up for pictures.
 #[derive(Debug, Default)]
 pub struct SeqState {
     /// The newest committed (and published) seq.
     pub last: AtomicU64,
     /// Every seq at or below this was deleted by retention.
     pub pruned_through: AtomicU64,
+    /// Woken (`notify_waiters`) after each commit that stored an alert's picture: a reader
+    /// waiting for a picture still being made enables a `notified()` before it reads, then
+    /// awaits it, so no commit falls between the two.
+    pub snapshot_stored: tokio::sync::Notify,
 }
 
 /// Handle to the store: cheap to clone.

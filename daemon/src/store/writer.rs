@@ -127,7 +127,7 @@ impl Writer {
                 }
             }
         }
-        let (mut from_mqtt, mut changes, mut opened) = (0u64, 0u64, 0u64);
+        let (mut from_mqtt, mut changes, mut opened, mut pictures) = (0u64, 0u64, 0u64, 0u64);
         let now_ms = crate::domain::now_ms();
         for mut item in batch.drain(..) {
             // A reply hands the records back; otherwise the bus may take each alert.
@@ -161,10 +161,8 @@ impl Writer {
                         let _ = self.bus.send(Arc::new(wire));
                     }
                     Record::SensorEvent { .. } | Record::DeadLetter { .. } => from_mqtt += 1,
-                    Record::Incident(_)
-                    | Record::CameraEvent(_)
-                    | Record::Snapshot { .. }
-                    | Record::Silence(_) => {}
+                    Record::Snapshot { .. } => pictures += 1,
+                    Record::Incident(_) | Record::CameraEvent(_) | Record::Silence(_) => {}
                 }
             }
             match item.done {
@@ -174,6 +172,9 @@ impl Writer {
                     let _ = tx.send(Ok(item.records));
                 }
             }
+        }
+        if pictures > 0 {
+            self.seqs.snapshot_stored.notify_waiters();
         }
         self.metrics.mqtt_stored.inc_by(from_mqtt);
         self.metrics.alert_changes.inc_by(changes);
