@@ -14,6 +14,8 @@ PACKAGES=(
   mosquitto mosquitto-clients
   # The wall's tests run it in headless Chromium; its Chinese labels need CJK glyphs.
   chromium fonts-noto-cjk
+  # systemd-analyze checks the unit under deploy/systemd (syntax and sandboxing).
+  systemd
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(ffmpeg valgrind)

@@ -276,10 +276,20 @@ pub async fn run(
 
     ready.store(true, std::sync::atomic::Ordering::Release);
     tracing::info!(grpc = %bound.grpc, http = %bound.http, "gridsight ready");
+    // The watchdog pings on through the drain; it stops when everything is joined.
+    let watchdog_stop = CancellationToken::new();
+    let watchdog = tokio::spawn(crate::systemd::watchdog(watchdog_stop.clone()));
+    crate::systemd::ready(&format!(
+        "serving: grpc {} http {}, {} cameras",
+        bound.grpc,
+        bound.http,
+        cfg.cameras.len()
+    ));
     on_bound(bound);
 
     cancel.cancelled().await;
     tracing::info!("shutting down: draining");
+    crate::systemd::stopping();
     ready.store(false, std::sync::atomic::Ordering::Release);
     if let Some(t) = ingest {
         let _ = t.await;
@@ -318,6 +328,8 @@ pub async fn run(
     if let Some(p) = alert_publisher {
         let _ = p.await;
     }
+    watchdog_stop.cancel();
+    let _ = watchdog.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! together; `incidents` moves reported incidents along their lifecycle, supervises their
 //! deadlines and computes the daily figures; `config` is the one file that describes a
 //! deployment; `demo` runs a built-in city; `media` turns a camera's cached keyframe into a
-//! JPEG snapshot (GStreamer worker pool).
+//! JPEG snapshot (GStreamer worker pool); `systemd` tells a
+//! `Type=notify` unit when the daemon is ready, reloading or stopping.
 
 pub mod api;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod publish;
 pub mod shutdown;
 pub mod sources;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 
 /// The memory allocator of the daemon (`main.rs` installs it; the engine bench wraps it in

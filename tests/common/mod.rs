@@ -272,6 +272,11 @@ impl Daemon {
     /// A listen port another test took between [`free_port`] and the daemon's bind is
     /// replaced in the config, and the daemon started again (at most three times).
     pub async fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    /// [`Daemon::start`] with these environment variables set for the daemon.
+    pub async fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let dir = config.parent().expect("config dir").to_path_buf();
         let mut attempt = 0;
         let (child, line, stderr_log) = loop {
@@ -281,6 +286,7 @@ impl Daemon {
                 .arg("run")
                 .arg("--config")
                 .arg(config)
+                .envs(env.iter().copied())
                 .stdout(Stdio::piped())
                 .stderr(std::fs::File::create(&stderr_log).expect("log file"))
                 .spawn()

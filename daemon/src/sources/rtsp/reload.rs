@@ -35,10 +35,12 @@ pub async fn reload_loop(
             _ = cancel.cancelled() => return supervisor,
             got = hup.recv() => if got.is_none() { cancel.cancelled().await; return supervisor; },
         }
+        crate::systemd::reloading();
         let cfg = match crate::config::load(&path) {
             Ok(cfg) => cfg,
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: config not reloaded");
+                crate::systemd::reloaded("reload refused: invalid config (see the log)");
                 continue;
             }
         };
@@ -61,5 +63,10 @@ pub async fn reload_loop(
             stopped,
             "SIGHUP: cameras reloaded"
         );
+        crate::systemd::reloaded(&format!(
+            "reloaded: {} cameras, {} rules",
+            cfg.cameras.len(),
+            cfg.rules.len()
+        ));
     }
 }
