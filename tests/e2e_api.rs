@@ -9,22 +9,6 @@ use common::*;
 use gridsight_proto::v1 as pb;
 use tonic::Code;
 
-fn report(key: &str) -> pb::ReportIncidentRequest {
-    pb::ReportIncidentRequest {
-        idempotency_key: key.into(),
-        category: pb::IncidentCategory::Dispute as i32,
-        item_code: "JF-0102".into(),
-        description: "Neighbours arguing over a parking space".into(),
-        grid_id: "a-1".into(),
-        location: Some(pb::LatLon {
-            lat: 30.6,
-            lon: 119.7,
-        }),
-        reporter_id: "rep-7".into(),
-        photo_urls: vec![],
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_roles_and_fields_get_the_right_codes() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,19 +20,23 @@ async fn tokens_roles_and_fields_get_the_right_codes() {
         r.map(|_| ()).unwrap_err()
     };
     assert_eq!(
-        code(inc.report(req(report("a"), "")).await).code(),
+        code(inc.report(req(dispute_report("a"), "")).await).code(),
         Code::Unauthenticated
     );
     assert_eq!(
-        code(inc.report(req(report("a"), "not-a-token-at-all")).await).code(),
+        code(
+            inc.report(req(dispute_report("a"), "not-a-token-at-all"))
+                .await
+        )
+        .code(),
         Code::Unauthenticated
     );
     assert_eq!(
-        code(inc.report(req(report("a"), VIEWER)).await).code(),
+        code(inc.report(req(dispute_report("a"), VIEWER)).await).code(),
         Code::PermissionDenied
     );
     assert_eq!(
-        code(inc.report(req(report("a"), OPERATOR)).await).code(),
+        code(inc.report(req(dispute_report("a"), OPERATOR)).await).code(),
         Code::PermissionDenied
     );
     let e = inc
@@ -104,7 +92,7 @@ async fn tokens_roles_and_fields_get_the_right_codes() {
         ),
     ];
     for (field, mutate) in cases {
-        let mut r = report("bad");
+        let mut r = dispute_report("bad");
         mutate(&mut r);
         let e = code(inc.report(req(r, REPORTER)).await);
         assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
@@ -165,7 +153,7 @@ async fn tokens_roles_and_fields_get_the_right_codes() {
 
     // Acknowledge: operator only, version checked, then attributed.
     let r = inc
-        .report(req(report("ok-1"), INTEGRATOR))
+        .report(req(dispute_report("ok-1"), INTEGRATOR))
         .await
         .unwrap()
         .into_inner();
@@ -266,7 +254,7 @@ async fn concurrent_reports_with_one_key_make_one_incident() {
         let key = format!("same-key-{round}");
         let calls = (0..20).map(|_| {
             let mut c = inc.clone();
-            let r = req(report(&key), REPORTER);
+            let r = req(dispute_report(&key), REPORTER);
             tokio::spawn(async move {
                 tokio::time::timeout(Duration::from_secs(30), c.report(r))
                     .await

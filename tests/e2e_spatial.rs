@@ -193,7 +193,7 @@ fn check_config_names_a_sensor_outside_its_grid() {
     let path = dir.path().join("sensors.toml");
     let config = |location: &str| {
         format!(
-            "[[grids]]\nid = \"county\"\nname = \"C\"{SQUARES}[[sensors]]\nid = \"smk-lost\"\ngrid = \"sq-1\"\nlocation = {location}\n"
+            "[[grids]]\nid = \"county\"\nname = \"C\"{SQUARES}[[sensors]]\nid = \"smk-lost\"\ngrid = \"sq-1\"\nlocation = {location}\n\n[api]\nplaintext = true\n"
         )
     };
     let check = |text: String| {

@@ -54,6 +54,9 @@ pub enum AppError {
         /// Why.
         source: std::io::Error,
     },
+    /// `[api.tls]` or `[mqtt.tls]` could not be set up.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Where the daemon listens, once it does.
@@ -81,6 +84,21 @@ pub async fn run(
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new());
+    // Certificates first: a bad one stops the start before anything runs.
+    let server_tls = cfg
+        .api
+        .tls
+        .as_ref()
+        .map(crate::tls::ServerTls::new)
+        .transpose()?;
+    let mqtt_tls = match cfg.mqtt.as_ref() {
+        Some(m) => m
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::mqtt_client(t, &m.host))
+            .transpose()?,
+        None => None,
+    };
     let grids = Arc::new(GridIndex::new(&cfg.grids));
     // Cameras given only a location (a config built in code, not by `config::load`).
     crate::config::cameras::place(&mut cfg.cameras, &grids);
@@ -133,6 +151,7 @@ pub async fn run(
                 m,
                 cameras.clone(),
                 camera_events.subscribe(),
+                mqtt_tls.clone(),
                 cancel.clone(),
             ),
             tracing::info_span!("mqtt_publish"),
@@ -141,7 +160,7 @@ pub async fn run(
     // Alert changes out to MQTT; it ends once the writer committed the last one.
     let alert_publisher = cfg.mqtt.clone().filter(|m| m.publish_alerts).map(|m| {
         tokio::spawn(tracing::Instrument::instrument(
-            crate::publish::alerts::run(m, store.subscribe(), metrics.clone()),
+            crate::publish::alerts::run(m, store.subscribe(), metrics.clone(), mqtt_tls.clone()),
             tracing::info_span!("mqtt_alerts"),
         ))
     });
@@ -154,19 +173,32 @@ pub async fn run(
         ),
         tracing::info_span!("alert_snapshots"),
     ));
-    let camera_reload = tokio::spawn(rtsp::reload::reload_loop(
-        supervisor,
-        config_path,
-        router.clone(),
-        cancel.clone(),
-    ));
     let grpc_listener = bind("gRPC", cfg.api.grpc_listen).await?;
     let http_listener = bind("HTTP", cfg.api.http_listen).await?;
     let bound = Bound {
         grpc: grpc_listener.local_addr().unwrap_or(cfg.api.grpc_listen),
         http: http_listener.local_addr().unwrap_or(cfg.api.http_listen),
     };
-    let auth = Auth::new(&cfg.tokens, metrics.clone());
+    let auth = Auth::with(
+        &cfg.tokens,
+        &cfg.client_certs,
+        &cfg.api.limits,
+        metrics.clone(),
+    );
+    if server_tls.is_none() {
+        tracing::warn!("api.plaintext: gRPC and HTTP are served without TLS");
+    }
+    let camera_reload = tokio::spawn(crate::reload::reload_loop(
+        supervisor,
+        config_path,
+        router.clone(),
+        crate::reload::Reloadable {
+            auth: auth.clone(),
+            tls: server_tls.clone(),
+            metrics: metrics.clone(),
+        },
+        cancel.clone(),
+    ));
     let api_cancel = cancel.child_token();
     let tasks = TaskTracker::new();
 
@@ -182,6 +214,7 @@ pub async fn run(
             store: store.clone(),
             metrics: metrics.clone(),
             acks: ack_rx,
+            tls: mqtt_tls.clone(),
             ready: mqtt_ready.clone().unwrap_or_default(),
         };
         tokio::spawn(tracing::Instrument::instrument(
@@ -255,6 +288,7 @@ pub async fn run(
             silences: silence_api,
         },
         auth.clone(),
+        server_tls.clone().map(|t| (t, metrics.clone())),
         api_cancel.clone(),
     ));
     let http_state = HttpState {
@@ -271,7 +305,12 @@ pub async fn run(
         alerts,
         sensors: Arc::new(cfg.sensors.clone()),
     };
-    let http_task = tokio::spawn(http::serve(http_listener, http_state, api_cancel.clone()));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        http_state,
+        server_tls.clone(),
+        api_cancel.clone(),
+    ));
     let retention = tokio::spawn(retention_loop(cfg.clone(), store.clone(), cancel.clone()));
 
     ready.store(true, std::sync::atomic::Ordering::Release);

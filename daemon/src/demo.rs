@@ -23,7 +23,6 @@ use std::{
 use gridsight_sim::{
     city::DemoCity, desk::DeskConfig, fleet::FleetConfig, reporter::ReporterConfig,
 };
-use rand::{distr::Alphanumeric, Rng};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -109,11 +108,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
 }
 
 fn token() -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect()
+    crate::config::security::new_token()
 }
 
 /// Runs the demo until `cancel`.
@@ -144,17 +139,13 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
         ("integrator", Role::Integrator),
     ]
     .into_iter()
-    .map(|(name, role)| TokenConfig {
-        name: name.into(),
-        token: token(),
-        role,
-    })
+    .map(|(name, role)| TokenConfig::plain(name, token(), role))
     .collect();
     let tok = |role: Role| {
         tokens
             .iter()
             .find(|t| t.role == role)
-            .map(|t| t.token.clone())
+            .and_then(|t| t.token.clone())
             .unwrap_or_default()
     };
     let (farm, cameras) = start_cameras(&city, args.cameras).await?;
@@ -170,12 +161,15 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
         api: crate::config::ApiConfig {
             grpc_listen: SocketAddr::new(args.listen, args.grpc_port),
             http_listen: SocketAddr::new(args.listen, args.http_port),
+            // The demo city is one machine's loopback: no certificates to make.
+            plaintext: true,
             ..Default::default()
         },
         mqtt: Some(MqttConfig {
             host: args.listen.to_string(),
             port: mqtt_port,
             client_id: "gridsight-demo".into(),
+            plaintext: true,
             ..MqttConfig::default()
         }),
         grids: city
@@ -281,7 +275,12 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<(), DemoEr
     outln!();
     outln!("  Tokens (authorization: Bearer <token>):");
     for t in &tokens {
-        outln!("    {:<11} {:<11} {}", t.role.as_str(), t.name, t.token);
+        outln!(
+            "    {:<11} {:<11} {}",
+            t.role.as_str(),
+            t.name,
+            t.token.as_deref().unwrap_or_default()
+        );
     }
     outln!();
     outln!("  Try: mosquitto_pub -p {mqtt_port} -t gridsight/sensors/{}/smoke/smk-test -m '{{\"device_time\": {}, \"state\": \"alarm\", \"reading\": 0.9}}'",

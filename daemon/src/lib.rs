@@ -19,11 +19,13 @@ pub mod domain;
 pub mod incidents;
 pub mod media;
 pub mod publish;
+pub mod reload;
 pub mod shutdown;
 pub mod sources;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls;
 
 /// The memory allocator of the daemon (`main.rs` installs it; the engine bench wraps it in
 /// its counter, so that it measures what the daemon runs). mimalloc: the correlation engine

@@ -36,6 +36,16 @@ enum Cmd {
         /// The TOML config file.
         file: PathBuf,
     },
+    /// Make a new API token: prints it once, and the `[[tokens]]` entry (its SHA-256 only)
+    /// to put in the config or the token file.
+    NewToken {
+        /// Who will hold it (shown in audit fields).
+        #[arg(long)]
+        name: String,
+        /// viewer, operator, reporter or integrator.
+        #[arg(long)]
+        role: String,
+    },
     /// Run a built-in demo city: embedded MQTT broker, store, sensor fleet and reporters.
     Demo(demo::DemoArgs),
 }
@@ -61,6 +71,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::NewToken { name, role } => {
+            let role: config::Role = match toml::Value::String(role.clone()).try_into() {
+                Ok(r) => r,
+                Err(_) => {
+                    eprintln!("--role: `{role}` is not viewer, operator, reporter or integrator");
+                    return ExitCode::from(2);
+                }
+            };
+            let token = config::security::new_token();
+            println!("# The token (give it to {name}; it is not stored anywhere):");
+            println!("# {token}");
+            print!("{}", config::security::token_entry(&name, role, &token));
+            ExitCode::SUCCESS
+        }
         Cmd::Run { config: path } => {
             let cfg = match config::load(&path) {
                 Ok(cfg) => cfg,

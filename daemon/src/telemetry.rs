@@ -19,6 +19,24 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// `api` and `reason` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiReasonLabel {
+    /// `grpc`, `http` or `mqtt`.
+    pub api: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `call` and `token` labels (token names come from the config: a bounded set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabel {
+    /// `report`, `subscribe`, `streams`.
+    pub call: String,
+    /// The token's (or client certificate's) name.
+    pub token: String,
+}
+
 /// A `shard` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShardLabel {
@@ -72,6 +90,12 @@ pub struct Metrics {
     pub subscribers: Gauge,
     /// Requests refused for a missing or wrong token, or a role that may not.
     pub auth_failures: Family<ReasonLabel, Counter>,
+    /// TLS handshakes that failed or timed out, by listener and reason.
+    pub tls_handshake_failures: Family<ApiReasonLabel, Counter>,
+    /// Calls refused by a per-token limit, by call and token.
+    pub rate_limited: Family<CallLabel, Counter>,
+    /// SIGHUP reloads, by result (`ok`, `invalid`).
+    pub config_reloads: Family<ReasonLabel, Counter>,
     /// Cameras in the configuration.
     pub cameras_configured: Gauge,
     /// Cameras by health status.
@@ -163,6 +187,9 @@ impl Metrics {
             shard_queue_depth: Family::default(),
             subscribers: Gauge::default(),
             auth_failures: Family::default(),
+            tls_handshake_failures: Family::default(),
+            rate_limited: Family::default(),
+            config_reloads: Family::default(),
             silences_active: Gauge::default(),
             silences_created: Counter::default(),
             silences_expired: Counter::default(),
@@ -272,6 +299,21 @@ impl Metrics {
             m.auth_failures.clone(),
         );
         r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener and reason",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Calls refused by a per-token limit, by call and token",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "SIGHUP config reloads, by result",
+            m.config_reloads.clone(),
+        );
+        r.register(
             "cameras_configured",
             "Cameras in the configuration",
             m.cameras_configured.clone(),
@@ -364,6 +406,26 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&ReasonLabel {
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed TLS handshake on `api`.
+    pub fn tls_failure(&self, api: &str, reason: &str) {
+        self.tls_handshake_failures
+            .get_or_create(&ApiReasonLabel {
+                api: api.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a call refused by a per-token limit.
+    pub fn limited(&self, call: &str, token: &str) {
+        self.rate_limited
+            .get_or_create(&CallLabel {
+                call: call.to_string(),
+                token: token.to_string(),
             })
             .inc();
     }

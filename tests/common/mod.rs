@@ -16,6 +16,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tonic::transport::Channel;
 
 pub mod city;
+pub mod tls;
 
 pub const VIEWER: &str = "viewer-token-0123456789";
 pub const OPERATOR: &str = "operator-token-0123456789";
@@ -135,6 +136,13 @@ pub struct DaemonOpts {
     pub grids: String,
     /// Appended to the config: `[video]`, `[[cameras]]`...
     pub extra: String,
+    /// Lines added to `[api]` (`tokens_file = ...`); `[api.limits]` and the like go in
+    /// `extra`.
+    pub extra_api: String,
+    /// TLS on the APIs: `plaintext = false`, and `[api.tls]` must come in `extra`.
+    pub api_tls: bool,
+    /// TLS to the broker: `plaintext = false`, and `[mqtt.tls]` must come in `extra`.
+    pub mqtt_tls: bool,
 }
 
 impl DaemonOpts {
@@ -149,6 +157,9 @@ impl DaemonOpts {
             extra_correlation: String::new(),
             grids: GRIDS.to_string(),
             extra: String::new(),
+            extra_api: String::new(),
+            api_tls: false,
+            mqtt_tls: false,
         }
     }
 }
@@ -215,8 +226,8 @@ pub fn write_config(dir: &Path, o: &DaemonOpts) -> PathBuf {
     let http_port = free_port();
     let mqtt = match o.mqtt_port {
         Some(p) => format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {p}\nclient_id = \"{}\"\nqos = {}\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n",
-            o.client_id, o.qos
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {p}\nplaintext = {}\nclient_id = \"{}\"\nqos = {}\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n",
+            !o.mqtt_tls, o.client_id, o.qos
         ),
         None => String::new(),
     };
@@ -229,6 +240,8 @@ synchronous = "normal"
 grpc_listen = "127.0.0.1:{grpc_port}"
 http_listen = "127.0.0.1:{http_port}"
 heartbeat_secs = {hb}
+plaintext = {api_plain}
+{extra_api}
 
 {mqtt}
 [correlation]
@@ -255,6 +268,8 @@ role = "integrator"
 {grids}
 {extra}"#,
         extra = o.extra,
+        extra_api = o.extra_api,
+        api_plain = !o.api_tls,
         grids = o.grids,
         extra_correlation = o.extra_correlation,
         data = dir.join("data").display(),
@@ -277,6 +292,36 @@ impl Daemon {
 
     /// [`Daemon::start`] with these environment variables set for the daemon.
     pub async fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        let d = Self::launch(config, env).await;
+        let port = d.http;
+        wait_for("daemon /readyz", Duration::from_secs(15), || async move {
+            (http_get(port, "/readyz", None).0 == 200).then_some(())
+        })
+        .await;
+        d
+    }
+
+    /// [`Daemon::start`] of a daemon serving TLS with `pki`'s certificate: ready once
+    /// `/readyz` answers 200 over HTTPS.
+    pub async fn start_tls(config: &Path, pki: &tls::Pki) -> Self {
+        let d = Self::launch(config, &[]).await;
+        let port = d.http;
+        wait_for(
+            "daemon /readyz over TLS",
+            Duration::from_secs(15),
+            || async move {
+                let ok = pki
+                    .https(port, "GET /readyz HTTP/1.0\r\n\r\n", None)
+                    .is_ok_and(|(code, _)| code == 200);
+                ok.then_some(())
+            },
+        )
+        .await;
+        d
+    }
+
+    /// Starts the binary and reads the addresses it prints (not waiting for readiness).
+    async fn launch(config: &Path, env: &[(&str, &str)]) -> Self {
         let dir = config.parent().expect("config dir").to_path_buf();
         let mut attempt = 0;
         let (child, line, stderr_log) = loop {
@@ -337,20 +382,14 @@ impl Daemon {
                     .expect("http port");
             }
         }
-        let d = Daemon {
+        Daemon {
             grpc,
             http,
             data_dir: dir.join("data"),
             config: config.to_path_buf(),
             child: Some(child),
             stderr_log,
-        };
-        let port = d.http;
-        wait_for("daemon /readyz", Duration::from_secs(15), || async move {
-            (http_get(port, "/readyz", None).0 == 200).then_some(())
-        })
-        .await;
-        d
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -475,16 +514,38 @@ fn http_exchange(port: u16, request: &str) -> (u16, String) {
     let _ = s.write_all(request.as_bytes());
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    let code = buf
+    parse_http(&buf)
+}
+
+/// The status code and body of an HTTP answer (0 and empty when it is none).
+pub fn parse_http(answer: &str) -> (u16, String) {
+    let code = answer
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf
+    let body = answer
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// A dispute reported in `a-1` with idempotency key `key`.
+pub fn dispute_report(key: &str) -> pb::ReportIncidentRequest {
+    pb::ReportIncidentRequest {
+        idempotency_key: key.into(),
+        category: pb::IncidentCategory::Dispute as i32,
+        item_code: "JF-0102".into(),
+        description: "Neighbours arguing over a parking space".into(),
+        grid_id: "a-1".into(),
+        location: Some(pb::LatLon {
+            lat: 30.6,
+            lon: 119.7,
+        }),
+        reporter_id: "rep-7".into(),
+        photo_urls: vec![],
+    }
 }
 
 /// `GET path` over plain HTTP/1.0; returns the status code and body.

@@ -91,11 +91,18 @@ fn caller(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // A client certificate, when the connection is TLS and the client presented one.
+    let cert = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+        .and_then(|c| c.0.cert);
     s.auth
-        .check(header.or(query.as_deref()), perm)
+        .check_peer(header.or(query.as_deref()), cert, perm)
         .map_err(|e| {
             let code = match e {
-                AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+                AuthError::Missing | AuthError::Invalid | AuthError::UnlistedCert(_) => {
+                    StatusCode::UNAUTHORIZED
+                }
                 AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
             };
             Box::new((code, [(header::WWW_AUTHENTICATE, "Bearer")], e.to_string()).into_response())
@@ -267,13 +274,36 @@ fn alert_json(a: &gridsight_proto::v1::Alert) -> serde_json::Value {
     })
 }
 
-/// Serves HTTP on `listener` until `cancel`.
+/// Serves HTTP on `listener` until `cancel`; with `tls`, over TLS (ALPN http/1.1), where
+/// a client certificate the client presented is seen by the handlers' token check.
+/// Request bodies above `api.limits.max_request_bytes` are refused with 413.
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let max = state.auth.limits.config().max_request_bytes;
+    let metrics = state.metrics.clone();
+    let app = router(state).layer(axum::extract::DefaultBodyLimit::max(max));
+    let shutdown = {
+        let cancel = cancel.clone();
+        async move { cancel.cancelled().await }
+    };
+    match tls {
+        Some(tls) => {
+            let listener = crate::tls::HttpListener::new(listener, tls, metrics, cancel)?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<crate::tls::Peer>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

@@ -88,7 +88,7 @@ pub(super) async fn dispatch(
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())).into_response(),
+        Err(e) => return bad_body(&e),
     };
     match s
         .alerts
@@ -133,7 +133,7 @@ pub(super) async fn alert_action(
     let body = match body {
         Ok(Json(b)) => b,
         // serde's message names the field (`missing field `expected_version``).
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())).into_response(),
+        Err(e) => return bad_body(&e),
     };
     match s
         .alerts
@@ -145,6 +145,16 @@ pub(super) async fn alert_action(
     }
 }
 
+/// A body that is not the JSON asked for: 400 naming the problem, or 413 when it is
+/// larger than `api.limits.max_request_bytes`.
+fn bad_body(e: &JsonRejection) -> Response {
+    let code = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (code, format!("{}\n", e.body_text())).into_response()
+}
+
 /// The HTTP status of an API error (as its gRPC code would be).
 fn code(e: &ApiError) -> StatusCode {
     match e {
@@ -153,6 +163,7 @@ fn code(e: &ApiError) -> StatusCode {
         ApiError::Aborted(_) | ApiError::FailedPrecondition(_) => StatusCode::CONFLICT,
         ApiError::Store(StoreError::Refused(_)) => StatusCode::CONFLICT,
         ApiError::OutOfRange(_) => StatusCode::BAD_REQUEST,
+        ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
         ApiError::Unavailable | ApiError::Store(StoreError::Closed) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

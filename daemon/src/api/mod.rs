@@ -10,4 +10,5 @@ mod http_cameras;
 mod http_map;
 mod http_stats;
 pub mod json;
+pub mod limits;
 mod ws;

@@ -101,7 +101,7 @@ fn request(q: &WsQuery) -> Result<pb::SubscribeAlertsRequest, (String, String)> 
 /// The handler.
 pub(super) async fn ws(
     State(s): State<HttpState>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -117,15 +117,19 @@ pub(super) async fn ws(
     };
     // Opened before the upgrade, so that a wrong grid is a 400 the client can read; a
     // cursor out of range is told on the socket, where a browser can read it.
-    let opened = match s.alerts.open(req) {
+    let opened = match s.alerts.open(req, &who) {
         Ok(rx) => Ok(rx),
         Err(e @ ApiError::OutOfRange(_)) => Err(e.to_string()),
         Err(e @ ApiError::InvalidArgument { .. }) => {
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
         }
+        Err(ApiError::Limited(e)) => return super::limits::too_many(&e),
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     };
     let tasks = s.alerts.tasks.clone();
+    // The page sends nothing but pings and a close: a larger message ends the socket.
+    let max = s.auth.limits.config().max_ws_message_bytes;
+    let upgrade = upgrade.max_message_size(max).max_frame_size(max);
     upgrade.on_upgrade(move |socket| async move {
         // Tracked, so that shutdown waits for the close frame to go out.
         tasks.track_future(serve(socket, opened)).await;

@@ -78,14 +78,70 @@ fn render(file: &str, issues: &[ConfigIssue]) -> String {
     out
 }
 
-/// Reads and validates the config file at `path`.
+/// Reads and validates the config file at `path`: its text ([`load_str`]), then what it
+/// points to: the PEM files it names are read, paths are taken relative to its folder, and
+/// the tokens of `api.tokens_file` join `[[tokens]]`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         file: file.clone(),
         source,
     })?;
-    load_str(&text, &file)
+    let mut cfg = load_str(&text, &file)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    super::security::resolve_paths(&mut cfg, dir);
+    let issues = Lines::new(&text).issues(super::security::check_files(&cfg));
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid { file, issues });
+    }
+    if let Some(tokens_file) = cfg.api.tokens_file.clone() {
+        let extra = load_token_file(&tokens_file, &cfg.tokens)?;
+        cfg.tokens.extend(extra);
+    }
+    Ok(cfg)
+}
+
+/// Reads a token file (`[[tokens]]` only); a token that is also in `inline` (the
+/// config's own) is a duplicate.
+pub fn load_token_file(
+    path: &Path,
+    inline: &[TokenConfig],
+) -> Result<Vec<TokenConfig>, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let lines = Lines::new(&text);
+    let parsed: Result<super::security::TokenFile, _> = match toml::de::Deserializer::parse(&text) {
+        Ok(de) => serde_path_to_error::deserialize(de).map_err(|e| {
+            let (field, message) = describe("", e);
+            lines.issues(vec![(field.trim_start_matches('.').to_string(), message)])
+        }),
+        Err(e) => Err(vec![ConfigIssue {
+            field: String::new(),
+            line: e.span().map(|s| line_of(&text, s.start)),
+            message: e.message().trim().to_string(),
+        }]),
+    };
+    let tokens = parsed
+        .map_err(|issues| ConfigError::Invalid {
+            file: file.clone(),
+            issues,
+        })?
+        .tokens;
+    let mut seen = std::collections::HashSet::new();
+    super::security::validate_tokens(inline, "tokens", &mut seen, &mut Vec::new());
+    let mut errs = Vec::new();
+    super::security::validate_tokens(&tokens, "tokens", &mut seen, &mut errs);
+    if errs.is_empty() {
+        Ok(tokens)
+    } else {
+        Err(ConfigError::Invalid {
+            file,
+            issues: lines.issues(errs),
+        })
+    }
 }
 
 /// Parses and validates config text; `file` names it in errors.
@@ -108,17 +164,8 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         Ok(cfg) => cfg,
         Err(_) => return Err(invalid(collect_all(text))),
     };
-    let lines = Lines::new(text);
     let grids = GridIndex::new(&cfg.grids);
-    let mut issues: Vec<ConfigIssue> = cfg
-        .validate_with(&grids)
-        .into_iter()
-        .map(|(field, message)| ConfigIssue {
-            line: lines.line_of_path(&field),
-            field,
-            message,
-        })
-        .collect();
+    let mut issues = Lines::new(text).issues(cfg.validate_with(&grids));
     if issues.is_empty() {
         super::cameras::place(&mut cfg.cameras, &grids);
         Ok(cfg)
@@ -152,6 +199,7 @@ fn collect_all(text: &str) -> Vec<ConfigIssue> {
             "log" => check::<LogConfig>(key, value, &mut errs),
             "grids" => check_each::<GridConfig>(key, value, &mut errs),
             "tokens" => check_each::<TokenConfig>(key, value, &mut errs),
+            "client_certs" => check_each::<super::ClientCertConfig>(key, value, &mut errs),
             "video" => check::<VideoConfig>(key, value, &mut errs),
             "cameras" => check_each::<CameraConfig>(key, value, &mut errs),
             "rules" => check_each::<RuleConfig>(key, value, &mut errs),
@@ -162,7 +210,7 @@ fn collect_all(text: &str) -> Vec<ConfigIssue> {
             other => errs.push((
                 other.to_string(),
                 format!(
-                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, video, cameras, sensors, rules, incidents, stats, departments"
+                    "unknown section `{other}`, expected one of store, api, mqtt, correlation, log, grids, tokens, client_certs, video, cameras, sensors, rules, incidents, stats, departments"
                 ),
             )),
         }
@@ -245,6 +293,17 @@ impl<'a> Lines<'a> {
             text,
             doc: toml_edit::Document::parse(text).ok(),
         }
+    }
+
+    /// (field, message) pairs as issues with their lines.
+    fn issues(&self, errs: Vec<(String, String)>) -> Vec<ConfigIssue> {
+        errs.into_iter()
+            .map(|(field, message)| ConfigIssue {
+                line: self.line_of_path(&field),
+                field,
+                message,
+            })
+            .collect()
     }
 
     /// The line of the deepest part of `path` that is in the file.

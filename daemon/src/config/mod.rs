@@ -15,6 +15,7 @@ mod load;
 mod mapping;
 pub mod noise;
 pub mod rules;
+pub mod security;
 pub mod sensors;
 
 use std::{collections::HashSet, net::SocketAddr, path::PathBuf};
@@ -29,6 +30,7 @@ pub use noise::{
     AlertMatch, EscalationConfig, EscalationStep, FlapConfig, GroupConfig, InhibitConfig,
 };
 pub use rules::{Condition, Label, Pattern, RuleAction, RuleConfig, Scope, Source};
+pub use security::{ApiTlsConfig, ClientCertConfig, LimitsConfig, MqttTlsConfig};
 pub use sensors::SensorConfig;
 
 use crate::domain::{GridIndex, Severity};
@@ -55,9 +57,13 @@ pub struct Config {
     /// The governance grid: every cell, with its parent (community → town → county).
     #[serde(default)]
     pub grids: Vec<GridConfig>,
-    /// Bearer tokens accepted by the APIs, each with a role.
+    /// Bearer tokens accepted by the APIs, each with a role (more may come from
+    /// `api.tokens_file`).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Client certificates accepted in place of a token (needs `api.tls.client_ca`).
+    #[serde(default)]
+    pub client_certs: Vec<ClientCertConfig>,
     /// How cameras are supervised (timeouts, health thresholds, analytics).
     #[serde(default)]
     pub video: VideoConfig,
@@ -138,6 +144,16 @@ pub struct ApiConfig {
     pub http_listen: SocketAddr,
     /// Seconds between heartbeats on an alert subscription.
     pub heartbeat_secs: u64,
+    /// TLS on both listeners. Required unless `plaintext = true`.
+    pub tls: Option<ApiTlsConfig>,
+    /// Serve gRPC and HTTP without TLS: only for a demo or a closed test network. A config
+    /// file must choose: `[api.tls]` or `plaintext = true`.
+    pub plaintext: bool,
+    /// A TOML file of more `[[tokens]]` (relative to this file), re-read on SIGHUP, so
+    /// that tokens are rotated without touching the main config.
+    pub tokens_file: Option<PathBuf>,
+    /// Request sizes and per-token rates.
+    pub limits: LimitsConfig,
 }
 
 impl Default for ApiConfig {
@@ -146,6 +162,10 @@ impl Default for ApiConfig {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             heartbeat_secs: 5,
+            tls: None,
+            plaintext: false,
+            tokens_file: None,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -184,6 +204,11 @@ pub struct MqttConfig {
     pub publish_alerts: bool,
     /// Topic prefix of published alerts: no wildcards (`+`, `#`), no trailing `/`.
     pub alert_topic_prefix: String,
+    /// TLS to the broker (every connection: ingest and publishers). Required unless
+    /// `plaintext = true`.
+    pub tls: Option<MqttTlsConfig>,
+    /// Talk to the broker without TLS (a broker on the same host or a closed network).
+    pub plaintext: bool,
 }
 
 impl Default for MqttConfig {
@@ -203,6 +228,8 @@ impl Default for MqttConfig {
             mappings: Vec::new(),
             publish_alerts: true,
             alert_topic_prefix: "gridsight/alerts".into(),
+            tls: None,
+            plaintext: false,
         }
     }
 }
@@ -321,16 +348,33 @@ pub struct GridConfig {
     pub polygon: Vec<[f64; 2]>,
 }
 
-/// `[[tokens]]`: an API bearer token.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[[tokens]]`: an API bearer token, given as its SHA-256 (`token_sha256`, what a
+/// production config holds: `gridsight new-token` makes one) or in plain (`token`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Who holds it (shown in audit fields such as `acknowledged_by`).
     pub name: String,
     /// The secret sent as `authorization: Bearer <token>`; at least 16 characters.
-    pub token: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The secret's SHA-256 as 64 hex digits: the config never holds the token itself.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
     /// What it may do.
     pub role: Role,
+}
+
+impl TokenConfig {
+    /// A token given in plain.
+    pub fn plain(name: impl Into<String>, token: impl Into<String>, role: Role) -> Self {
+        Self {
+            name: name.into(),
+            token: Some(token.into()),
+            token_sha256: None,
+            role,
+        }
+    }
 }
 
 /// What a token may do.
@@ -390,18 +434,7 @@ impl Config {
                 ));
             }
         }
-        let mut tokens = HashSet::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            if t.token.len() < 16 {
-                errs.push((
-                    format!("tokens[{i}].token"),
-                    "a token needs at least 16 characters".into(),
-                ));
-            }
-            if !tokens.insert(t.token.as_str()) {
-                errs.push((format!("tokens[{i}].token"), "duplicate token".into()));
-            }
-        }
+        security::validate(self, &mut errs);
         errs.extend(cameras::validate(&self.video, &self.cameras, index));
         errs.extend(sensors::validate(&self.sensors, index));
         errs.extend(rules::validate(&self.rules, index.max_depth()));
@@ -606,6 +639,9 @@ name = "b"
 name = "t"
 token = "short"
 role = "viewer"
+
+[api]
+plaintext = true
 "#;
         let err = load_str(text, "bad.toml").unwrap_err();
         let fields: Vec<_> = err.issues().iter().map(|i| i.field.clone()).collect();
@@ -617,6 +653,9 @@ role = "viewer"
         assert_eq!(err.issues()[0].line, Some(5));
         assert_eq!(err.issues()[1].line, Some(8));
     }
+
+    /// `[api] plaintext = true`: what every config must choose (or `[api.tls]`).
+    const PLAIN: &str = "\n[api]\nplaintext = true\n";
 
     const PLACED: &str = r#"
 [[grids]]
@@ -643,7 +682,7 @@ location = [120.005, 30.005]
 id = \"s2\"
 grid = \"c1\"
 location = [120.015, 30.005]
-"
+{PLAIN}"
         );
         let err = load_str(&text, "s.toml").unwrap_err();
         let issues = err.issues();
@@ -669,7 +708,7 @@ location = [120.015, 30.005]
 
 [video]
 open_timeout_secs = 1.0
-"
+{PLAIN}"
         );
         let err = load_str(&text, "s.toml").unwrap_err();
         let fields: Vec<_> = err.issues().iter().map(|i| i.field.as_str()).collect();
@@ -682,11 +721,14 @@ open_timeout_secs = 1.0
     #[test]
     fn alert_topic_prefix_may_not_hold_wildcards() {
         for bad in ["", "gridsight/alerts/", "gridsight/+/alerts", "alerts/#"] {
-            let text = format!("[mqtt]\nalert_topic_prefix = {bad:?}\n");
+            let text = format!("[mqtt]\nplaintext = true\nalert_topic_prefix = {bad:?}\n{PLAIN}");
             let err = load_str(&text, "m.toml").unwrap_err();
             assert_eq!(err.issues()[0].field, "mqtt.alert_topic_prefix", "{bad:?}");
         }
-        let ok = load_str("[mqtt]\nalert_topic_prefix = \"city/alerts\"\n", "m.toml");
+        let ok = load_str(
+            &format!("[mqtt]\nplaintext = true\nalert_topic_prefix = \"city/alerts\"\n{PLAIN}"),
+            "m.toml",
+        );
         assert!(ok.is_ok_and(|c| c.mqtt.is_some_and(|m| m.publish_alerts)));
     }
 

@@ -114,8 +114,9 @@ pub async fn run(
     cfg: MqttConfig,
     mut bus: broadcast::Receiver<Arc<pb::AlertChange>>,
     metrics: Arc<Metrics>,
+    tls: Option<crate::tls::MqttTls>,
 ) {
-    let mut opts = super::options(&cfg, "alerts");
+    let mut opts = super::options(&cfg, "alerts", tls.as_ref());
     // An alert with many cameras and incidents is larger than rumqttc's 10 KiB default.
     opts.set_max_packet_size(256 * 1024, 256 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, QUEUE);

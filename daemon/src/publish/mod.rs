@@ -54,9 +54,15 @@ fn camera_payload(e: &crate::sources::rtsp::CameraEntry) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Options of a publishing client `{client_id}-{suffix}` on the `[mqtt]` broker.
-fn options(cfg: &MqttConfig, suffix: &str) -> MqttOptions {
+/// Options of a publishing client `{client_id}-{suffix}` on the `[mqtt]` broker (over TLS
+/// when `tls` is given).
+fn options(cfg: &MqttConfig, suffix: &str, tls: Option<&crate::tls::MqttTls>) -> MqttOptions {
     let mut opts = MqttOptions::new(format!("{}-{suffix}", cfg.client_id), &cfg.host, cfg.port);
+    if let Some(tls) = tls {
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls.config.clone()),
+        ));
+    }
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         opts.set_credentials(u, p);
@@ -69,9 +75,10 @@ pub async fn run(
     cfg: MqttConfig,
     cameras: Registry,
     mut events: broadcast::Receiver<Arc<pb::CameraEvent>>,
+    tls: Option<crate::tls::MqttTls>,
     cancel: CancellationToken,
 ) {
-    let mut opts = options(&cfg, "pub");
+    let mut opts = options(&cfg, "pub", tls.as_ref());
     opts.set_last_will(LastWill::new(
         STATUS_TOPIC,
         "offline",

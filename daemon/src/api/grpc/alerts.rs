@@ -145,8 +145,15 @@ impl AlertApi {
     /// Backpressure: the receiver holds 256 messages; when it is full the task waits, and
     /// meanwhile it lags on the live bus, which it then catches up on from the change log.
     /// So a slow subscriber delays only itself, and never gets a gap.
-    pub fn open(&self, r: pb::SubscribeAlertsRequest) -> Result<Subscription, ApiError> {
+    pub fn open(
+        &self,
+        r: pb::SubscribeAlertsRequest,
+        who: &crate::api::auth::Identity,
+    ) -> Result<Subscription, ApiError> {
         let f = self.check_subscribe(&r)?;
+        // Counted against the caller's limits only once the request is valid; given back
+        // when the stream ends, however it ends.
+        let guard = self.auth.limits.open_stream(&who.name)?;
         let (tx, rx) = mpsc::channel(256);
         let this = self.clone();
         let metrics = self.metrics.clone();
@@ -154,6 +161,7 @@ impl AlertApi {
             metrics.subscribers.inc();
             let _ = this.stream(r, f, tx).await;
             metrics.subscribers.dec();
+            drop(guard);
         });
         Ok(rx)
     }
@@ -319,8 +327,8 @@ impl pb::alert_service_server::AlertService for AlertApi {
         &self,
         req: Request<pb::SubscribeAlertsRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        self.auth.grpc(&req, Perm::Read)?;
-        let rx = self.open(req.into_inner())?;
+        let who = self.auth.grpc(&req, Perm::Read)?;
+        let rx = self.open(req.into_inner(), &who)?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -283,6 +283,7 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         req: Request<pb::ReportIncidentRequest>,
     ) -> Result<Response<pb::ReportIncidentResponse>, Status> {
         let who = self.auth.grpc(&req, Perm::Report)?;
+        self.auth.limits.report(&who.name)?;
         Ok(Response::new(
             self.report(req.into_inner(), &who.name).await?,
         ))

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// A snapshot could not be made.
     #[error(transparent)]
     Snapshot(#[from] crate::media::SnapshotError),
+    /// A per-token limit refused the call.
+    #[error(transparent)]
+    Limited(#[from] crate::api::limits::LimitError),
 }
 
 impl From<RouterClosed> for ApiError {
@@ -105,6 +108,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::Aborted(_) => tonic::Status::aborted(msg),
             ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ApiError::OutOfRange(_) => tonic::Status::out_of_range(msg),
+            ApiError::Limited(_) => tonic::Status::resource_exhausted(msg),
             ApiError::Unavailable | ApiError::Store(StoreError::Closed) => {
                 tonic::Status::unavailable(msg)
             }
@@ -192,10 +196,16 @@ pub struct Services {
 }
 
 /// Serves gRPC on `listener` until `cancel`.
+///
+/// With `tls`, every connection is handshaken by [`crate::tls::listener`] first (ALPN
+/// h2); a client certificate it presented is then seen by [`Auth::grpc`]. Messages above
+/// `api.limits.max_request_bytes` are refused with `RESOURCE_EXHAUSTED`; header lists
+/// above 16 KiB end the stream.
 pub async fn serve(
     listener: TcpListener,
     services: Services,
     auth: Auth,
+    tls: Option<(Arc<crate::tls::ServerTls>, Arc<crate::telemetry::Metrics>)>,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let Services {
@@ -229,6 +239,7 @@ pub async fn serve(
             tracing::error!(error = %e, "reflection service");
             e
         });
+    let max = auth.limits.config().max_request_bytes;
     let reflection_auth = Arc::new(auth);
     let check = move |req: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
         reflection_auth.grpc(&req, Perm::Read).or_else(|e| {
@@ -245,31 +256,62 @@ pub async fn serve(
         Ok(req)
     };
     let mut builder = tonic::transport::Server::builder()
+        .http2_max_header_list_size(16 * 1024)
         .add_service(health_service)
-        .add_service(pb::incident_service_server::IncidentServiceServer::new(
-            incidents,
-        ))
-        .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
-        .add_service(pb::camera_service_server::CameraServiceServer::new(cameras))
-        .add_service(pb::stats_service_server::StatsServiceServer::new(stats))
-        .add_service(pb::silence_service_server::SilenceServiceServer::new(
-            silences,
-        ));
+        .add_service(
+            pb::incident_service_server::IncidentServiceServer::new(incidents)
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::alert_service_server::AlertServiceServer::new(alerts)
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::camera_service_server::CameraServiceServer::new(cameras)
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::stats_service_server::StatsServiceServer::new(stats).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::silence_service_server::SilenceServiceServer::new(silences)
+                .max_decoding_message_size(max),
+        );
     if let Ok(reflection) = reflection {
         builder = builder.add_service(tonic::service::interceptor::InterceptedService::new(
             reflection, check,
         ));
     }
+    let cancel_accept = cancel.clone();
     let shutdown = async move {
         cancel.cancelled().await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
-    builder
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
-        .await
+    match tls {
+        Some((tls, metrics)) => {
+            use tokio_stream::StreamExt;
+            let rx = crate::tls::listener::accept(
+                listener,
+                tls,
+                crate::tls::listener::Api::Grpc,
+                metrics,
+                cancel_accept,
+            );
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
+            builder
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            builder
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown,
+                )
+                .await
+        }
+    }
 }

@@ -61,6 +61,8 @@ pub struct MqttIngest {
     pub store: Store,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// TLS to the broker (`[mqtt.tls]`).
+    pub tls: Option<crate::tls::MqttTls>,
     /// Packets to acknowledge, from the store writer once durable.
     pub acks: mpsc::UnboundedReceiver<Vec<MqttAck>>,
     /// Set while subscribed.
@@ -93,7 +95,7 @@ impl MqttIngest {
             let opened = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                s = Session::open(&self.cfg, &topics, qos) => s,
+                s = Session::open(&self.cfg, self.tls.as_ref(), &topics, qos) => s,
             };
             let error = match opened {
                 Ok(session) => {

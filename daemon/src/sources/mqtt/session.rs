@@ -1,5 +1,5 @@
-//! One MQTT 3.1.1 connection of the ingest, driven directly over TCP with rumqttc's
-//! packet codec (`rumqttc::Packet::read`, `PubAck::write`, ...).
+//! One MQTT 3.1.1 connection of the ingest, driven directly over TCP (or TLS, with
+//! `[mqtt.tls]`) with rumqttc's packet codec (`rumqttc::Packet::read`, `PubAck::write`, ...).
 //!
 //! Why not rumqttc's `EventLoop`: it writes and flushes each manual PUBACK on its own (one
 //! syscall per message), which cost more than half the ingest's CPU. Here the ingest reads
@@ -17,11 +17,15 @@ use rumqttc::{
     SubscribeReasonCode,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
-use crate::config::MqttConfig;
+use crate::{config::MqttConfig, tls::MqttTls};
+
+/// The connection's byte stream: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// What went wrong with the connection.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,9 @@ pub enum SessionError {
     /// TCP or timeout.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS handshake with the broker failed (its certificate, the CA, the name...).
+    #[error("TLS to the broker: {0}")]
+    Tls(std::io::Error),
     /// The broker sent bytes that are not MQTT 3.1.1.
     #[error("protocol: {0:?}")]
     Protocol(rumqttc::Error),
@@ -56,7 +63,7 @@ pub enum SessionError {
 
 /// One connection.
 pub struct Session {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     max_packet: usize,
@@ -65,8 +72,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects (clean session off) and subscribes to `topics`.
-    pub async fn open(cfg: &MqttConfig, topics: &[String], qos: QoS) -> Result<Self, SessionError> {
+    /// Connects (clean session off, over TLS when `tls` is given) and subscribes to
+    /// `topics`.
+    pub async fn open(
+        cfg: &MqttConfig,
+        tls: Option<&MqttTls>,
+        topics: &[String],
+        qos: QoS,
+    ) -> Result<Self, SessionError> {
         let connect_timeout = Duration::from_secs(10);
         let stream = tokio::time::timeout(
             connect_timeout,
@@ -75,6 +88,15 @@ impl Session {
         .await
         .map_err(|_| SessionError::Timeout("TCP connect"))??;
         stream.set_nodelay(true)?;
+        let stream: Box<dyn Io> = match tls {
+            Some(tls) => Box::new(
+                tokio::time::timeout(connect_timeout, tls.connect(stream))
+                    .await
+                    .map_err(|_| SessionError::Timeout("TLS handshake"))?
+                    .map_err(SessionError::Tls)?,
+            ),
+            None => Box::new(stream),
+        };
         let mut s = Session {
             stream,
             rbuf: BytesMut::with_capacity(256 * 1024),

@@ -17,7 +17,6 @@ pub mod analytics;
 pub mod camera;
 pub mod health;
 pub mod registry;
-pub mod reload;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -49,6 +49,7 @@ synchronous = "normal"
 [api]
 grpc_listen = "127.0.0.1:{grpc}"
 http_listen = "127.0.0.1:{http}"
+plaintext = true
 
 [log]
 level = "warn"
