@@ -469,3 +469,213 @@ async fn every_role_is_refused_what_it_may_not_do() {
     assert_eq!(list.incidents.len(), 1, "{list:?}");
     assert!(d.metric(r#"gridsight_auth_failures_total{reason="forbidden"}"#) >= 40.0);
 }
+
+/// TLS to the broker: a Mosquitto that only speaks TLS; the daemon subscribes over TLS
+/// (trusting `[mqtt.tls] ca`) and a sensor alarm published over TLS becomes an alert.
+/// With a CA that did not sign the broker's certificate it never connects, says why, and
+/// is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_over_tls_to_mosquitto() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let broker = Mosquitto::start_tls(&pki);
+    let mut o = DaemonOpts::new(Some(broker.port));
+    o.mqtt_tls = true;
+    o.extra = format!(
+        "\n[mqtt.tls]\nca = \"{}\"\n",
+        dir.path().join("ca.crt").display()
+    );
+    let d = Daemon::start(&write_config(dir.path(), &o)).await;
+    assert_eq!(d.metric("gridsight_mqtt_connected"), 1.0);
+    let mut sub = d.subscribe_all().await;
+    let publish = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+        .arg("--cafile")
+        .arg(dir.path().join("ca.crt"))
+        .args(["-t", &topic("a-1", "smoke", "smk-tls")])
+        .arg("-m")
+        .arg(String::from_utf8(payload(now_ms(), "alarm", 0.9)).unwrap())
+        .output()
+        .expect("mosquitto_pub");
+    assert!(
+        publish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&publish.stderr)
+    );
+    let seen = read_until(&mut sub, Duration::from_secs(10), |c| {
+        c.alert
+            .as_ref()
+            .is_some_and(|a| sensors_of(a).contains(&"smk-tls".to_string()))
+    })
+    .await;
+    let alert = seen.last().and_then(|c| c.alert.clone()).expect("alert");
+    assert_eq!(alert.grid_id, "a-1");
+
+    // Another CA: no connection, a clear reason, not ready.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = Pki::new(other.path());
+    let mut o = DaemonOpts::new(Some(broker.port));
+    o.mqtt_tls = true;
+    o.extra = format!(
+        "\n[mqtt.tls]\nca = \"{}\"\n",
+        wrong.dir.join("ca.crt").display()
+    );
+    let d2 = Daemon::launch(&write_config(other.path(), &o), &[]).await;
+    let log = wait_for(
+        "the TLS refusal in the log",
+        Duration::from_secs(10),
+        || async {
+            let log = d2.log();
+            log.contains("TLS to the broker").then_some(log)
+        },
+    )
+    .await;
+    assert!(
+        log.contains("UnknownIssuer") || log.contains("certificate"),
+        "{log}"
+    );
+    assert_eq!(http_get(d2.http, "/readyz", None).0, 503);
+}
+
+/// Camera and broker passwords never show: with debug logging on, a camera whose
+/// credentials work, one whose credentials are refused and a broker login, the password
+/// is in no log line, metric, gRPC or HTTP answer, page, WebSocket message, retained MQTT
+/// message or store file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_show_anywhere() {
+    use gridsight_farm::{Farm, FarmConfig, Fault, MountConfig};
+    const CAM_SECRET: &str = "Cam-S3cret-4242";
+    const MQTT_SECRET: &str = "Mqtt-S3cret-4242";
+    let farm = Farm::start(FarmConfig::new(vec![
+        MountConfig::new("good", 15).with_fault(Fault::Auth {
+            user: "admin".into(),
+            pass: CAM_SECRET.into(),
+        }),
+        MountConfig::new("refused", 15).with_fault(Fault::Auth {
+            user: "admin".into(),
+            pass: "another-password".into(),
+        }),
+    ]))
+    .await
+    .expect("farm");
+    let creds = |m: &str| {
+        farm.url(m)
+            .replace("rtsp://", &format!("rtsp://admin:{CAM_SECRET}@"))
+    };
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DaemonOpts::new(Some(broker.port));
+    o.extra = format!(
+        "{VIDEO}\n{}\n{}",
+        camera_toml("good", &creds("good"), "a-1"),
+        camera_toml("refused", &creds("refused"), "a-2")
+    );
+    let config = write_config(dir.path(), &o);
+    // The broker login: mosquitto (anonymous allowed) accepts any user and password.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "plaintext = true\nclient_id",
+        &format!(
+            "plaintext = true\nusername = \"gridsight\"\npassword = \"{MQTT_SECRET}\"\nclient_id"
+        ),
+    );
+    assert!(text.contains(MQTT_SECRET));
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start_with_env(&config, &[("RUST_LOG", "debug")]).await;
+    wait_status(&d, "good", pb::CameraStatus::Online).await;
+    wait_for("the refused login", CAMERA_WAIT, || async {
+        (d.metric(r#"gridsight_camera_connect_errors_total{reason="auth"}"#) >= 1.0).then_some(())
+    })
+    .await;
+    // The refused camera's offline alert, with its evidence.
+    wait_for("the offline alert", CAMERA_WAIT, || async {
+        let (_, body) = http_get(d.http, "/api/alerts", Some(VIEWER));
+        body.contains("refused").then_some(())
+    })
+    .await;
+
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for path in [
+        "/metrics",
+        "/api/cameras",
+        "/api/map",
+        "/api/alerts",
+        "/api/stats",
+        "/api/whoami",
+        "/api/dead-letters",
+        "/",
+        "/app.js",
+        "/app.css",
+    ] {
+        let (code, body) = http_get(d.http, path, Some(VIEWER));
+        assert_eq!(code, 200, "{path}");
+        seen.push((path.to_string(), body));
+    }
+    let mut cams = d.cameras().await;
+    let list = cams
+        .list(req(pb::ListCamerasRequest::default(), VIEWER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.cameras.len(), 2);
+    seen.push(("CameraService.List".into(), format!("{list:?}")));
+    for id in ["good", "refused"] {
+        seen.push((
+            format!("CameraService.Get {id}"),
+            format!("{:?}", camera(&d, id).await),
+        ));
+    }
+    let alerts = d
+        .alerts()
+        .await
+        .list(req(pb::ListAlertsRequest::default(), VIEWER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!alerts.alerts.is_empty());
+    seen.push(("AlertService.List".into(), format!("{alerts:?}")));
+    // The page's stream: its snapshot of open alerts.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws?token={VIEWER}", d.http))
+            .await
+            .expect("ws");
+    let mut frames = String::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+        frames.push_str(m.to_text().unwrap_or_default());
+    }
+    assert!(frames.contains("refused"), "{frames}");
+    seen.push(("WebSocket".into(), frames));
+    // What the daemon keeps retained on the broker (availability, camera status).
+    let retained = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            "gridsight/#",
+            "-v",
+            "-W",
+            "1",
+        ])
+        .output()
+        .expect("mosquitto_sub");
+    let retained = String::from_utf8_lossy(&retained.stdout).into_owned();
+    assert!(retained.contains("good"), "{retained}");
+    seen.push(("retained MQTT".into(), retained));
+    let mut store = Vec::new();
+    for f in std::fs::read_dir(&d.data_dir).unwrap().flatten() {
+        store.extend(std::fs::read(f.path()).unwrap_or_default());
+    }
+    seen.push((
+        "store files".into(),
+        String::from_utf8_lossy(&store).into_owned(),
+    ));
+    let log = d.log();
+    assert!(log.contains("DEBUG"), "debug logging is on");
+    seen.push(("log".into(), log));
+
+    for (what, text) in &seen {
+        for secret in [CAM_SECRET, MQTT_SECRET] {
+            assert!(!text.contains(secret), "{secret} shows in {what}");
+        }
+    }
+    farm.shutdown().await;
+}

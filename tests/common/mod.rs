@@ -68,13 +68,30 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A broker whose only listener speaks TLS with `pki`'s server certificate.
+    pub fn start_tls(pki: &tls::Pki) -> Self {
+        // `user root`: a broker started as root keeps reading the test's key files (in a
+        // 0700 temp folder) instead of dropping to the `mosquitto` user.
+        Self::start_with(&format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nuser root\n",
+            pki.dir.join("ca.crt").display(),
+            pki.dir.join("server.crt").display(),
+            pki.dir.join("server.key").display()
+        ))
+    }
+
+    /// A broker with `listener_conf` lines right after its `listener` line.
+    pub fn start_with(listener_conf: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 0\n"
+                "listener {port} 127.0.0.1\n{listener_conf}allow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 0\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -321,7 +338,7 @@ impl Daemon {
     }
 
     /// Starts the binary and reads the addresses it prints (not waiting for readiness).
-    async fn launch(config: &Path, env: &[(&str, &str)]) -> Self {
+    pub async fn launch(config: &Path, env: &[(&str, &str)]) -> Self {
         let dir = config.parent().expect("config dir").to_path_buf();
         let mut attempt = 0;
         let (child, line, stderr_log) = loop {
