@@ -196,14 +196,10 @@ async fn sighup_renews_the_certificate_and_rotates_tokens() {
     hup();
     let reloads = |reason: &str| {
         let m = pki.https_get(d.http, "/metrics", Some(VIEWER), None).1;
-        m.lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "gridsight_config_reloads_total{{reason=\"{reason}\"}}"
-                ))
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
+        sample_value(
+            &m,
+            &format!("gridsight_config_reloads_total{{reason=\"{reason}\"}}"),
+        )
     };
     wait_for("reload", Duration::from_secs(10), || async {
         (reloads("ok") >= 1.0).then_some(())

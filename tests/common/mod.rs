@@ -494,13 +494,7 @@ impl Daemon {
     pub fn metric(&self, sample: &str) -> f64 {
         let (code, body) = http_get(self.http, "/metrics", Some(VIEWER));
         assert_eq!(code, 200, "metrics: {body}");
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(sample)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        sample_value(&body, sample)
     }
 }
 
@@ -546,6 +540,18 @@ pub fn parse_http(answer: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// The value of `sample` (name and labels, as exposed) in a `/metrics` text; 0 if absent.
+pub fn sample_value(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A dispute reported in `a-1` with idempotency key `key`.

@@ -91,7 +91,16 @@ pub fn fingerprint(cert: &[u8]) -> [u8; 32] {
     crate::config::security::sha256(cert)
 }
 
-fn server_config(cfg: &ApiTlsConfig, alpn: &[u8]) -> Result<ServerConfig, TlsError> {
+/// The gRPC (ALPN h2) and HTTP (ALPN http/1.1) configs of one read of the files.
+fn server_configs(cfg: &ApiTlsConfig) -> Result<(ServerConfig, ServerConfig), TlsError> {
+    let mut grpc = server_config(cfg)?;
+    let mut http = grpc.clone();
+    grpc.alpn_protocols = vec![b"h2".to_vec()];
+    http.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((grpc, http))
+}
+
+fn server_config(cfg: &ApiTlsConfig) -> Result<ServerConfig, TlsError> {
     let certs = load_certs(&cfg.cert)?;
     let key = load_key(&cfg.key)?;
     let builder = ServerConfig::builder_with_provider(provider())
@@ -114,11 +123,9 @@ fn server_config(cfg: &ApiTlsConfig, alpn: &[u8]) -> Result<ServerConfig, TlsErr
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
+    builder
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Rustls(format!("{}: {e}", cfg.key.display())))?;
-    config.alpn_protocols = vec![alpn.to_vec()];
-    Ok(config)
+        .map_err(|e| TlsError::Rustls(format!("{}: {e}", cfg.key.display())))
 }
 
 /// The APIs' TLS configs, swapped whole by [`ServerTls::reload`].
@@ -134,17 +141,17 @@ pub struct ServerTls {
 impl ServerTls {
     /// Reads the certificate, key and client CA of `cfg`.
     pub fn new(cfg: &ApiTlsConfig) -> Result<Arc<Self>, TlsError> {
+        let (grpc, http) = server_configs(cfg)?;
         Ok(Arc::new(Self {
-            grpc: ArcSwap::from_pointee(server_config(cfg, b"h2")?),
-            http: ArcSwap::from_pointee(server_config(cfg, b"http/1.1")?),
+            grpc: ArcSwap::from_pointee(grpc),
+            http: ArcSwap::from_pointee(http),
             handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
         }))
     }
 
     /// Reads the files again (a renewed certificate); on error the old configs stay.
     pub fn reload(&self, cfg: &ApiTlsConfig) -> Result<(), TlsError> {
-        let grpc = server_config(cfg, b"h2")?;
-        let http = server_config(cfg, b"http/1.1")?;
+        let (grpc, http) = server_configs(cfg)?;
         self.grpc.store(Arc::new(grpc));
         self.http.store(Arc::new(http));
         Ok(())
