@@ -7,7 +7,7 @@ export CARGO_INCREMENTAL ?= 0
 # Where cargo puts its builds (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test lint unit e2e bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
+.PHONY: deps build run test lint unit e2e fuzz bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -37,6 +37,14 @@ test: deps lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Fuzz every parser of outside input (fuzz/fuzz_targets/) for FUZZ_SECS seconds each
+## (default 60), after installing cargo-fuzz if it is missing. Prints executions reached
+## per target; a crash exits non-zero and leaves its input under target/fuzz/work/.
+## `make fuzz FUZZ_SECS=600`, or `FUZZ_RUNS=10000000 make fuzz FUZZ_SECS=0`.
+FUZZ_SECS ?= 60
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECS) $(FUZZ_TARGETS)
 
 ## MQTT ingest benchmark: bare rumqttc subscriber vs the daemon, QoS 0 and 1, and latency.
 bench-mqtt: deps

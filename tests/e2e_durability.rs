@@ -9,20 +9,6 @@ use gridsight_proto::v1 as pb;
 
 const T: Duration = Duration::from_secs(20);
 
-fn distinct_stored(d: &Daemon, prefix: &str) -> u64 {
-    let conn = rusqlite::Connection::open_with_flags(
-        d.data_dir.join("gridsight.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open the daemon's database");
-    conn.query_row(
-        "SELECT COUNT(DISTINCT reading) FROM sensor_events WHERE sensor_id LIKE ?1",
-        [format!("{prefix}%")],
-        |r| r.get::<_, i64>(0),
-    )
-    .expect("count") as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_qos1_stream_loses_no_acknowledged_message() {
     // Enough that the stream is still running when the kill comes: 1,500 acknowledged is
@@ -50,7 +36,7 @@ async fn kill_9_during_a_qos1_stream_loses_no_acknowledged_message() {
     .await;
     d.kill9();
     publisher.await.expect("publisher");
-    let stored_at_kill = distinct_stored(&d, "k-");
+    let stored_at_kill = distinct_stored(&d.data_dir, "k-");
     assert!(
         stored_at_kill as f64 >= acked_before,
         "acknowledged {acked_before} but only {stored_at_kill} stored"
@@ -64,7 +50,7 @@ async fn kill_9_during_a_qos1_stream_loses_no_acknowledged_message() {
     // acknowledged message had not been stored, nothing would bring it back: count them.
     let d = Daemon::start(&cfg).await;
     let total = wait_for("every message to be stored", T, || async {
-        let n = distinct_stored(&d, "k-");
+        let n = distinct_stored(&d.data_dir, "k-");
         (n as usize == N).then_some(n)
     })
     .await;
@@ -244,7 +230,7 @@ async fn stuck_store_second_sigterm_exits_now_and_nothing_is_lost() {
     wait_for(
         "the unacknowledged message to be stored after restart",
         T,
-        || async { (distinct_stored(&d, "stuck-") == 1).then_some(()) },
+        || async { (distinct_stored(&d.data_dir, "stuck-") == 1).then_some(()) },
     )
     .await;
 }

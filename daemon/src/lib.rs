@@ -16,6 +16,8 @@ pub mod config;
 pub mod correlate;
 pub mod demo;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod incidents;
 pub mod media;
 pub mod publish;

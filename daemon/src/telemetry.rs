@@ -75,6 +75,9 @@ pub struct Metrics {
     pub store_commits: Counter,
     /// Store transactions that failed (and were retried).
     pub store_commit_errors: Counter,
+    /// 1 while the store's commits fail (a full or read-only disk): nothing is
+    /// acknowledged or published until it is back to 0.
+    pub store_failing: Gauge,
     /// Write items the store refused for good (a constraint, a value too big): each was
     /// answered with an error (or its MQTT packets acknowledged) and logged, not retried.
     pub store_rejected: Counter,
@@ -88,6 +91,8 @@ pub struct Metrics {
     pub shard_queue_depth: Family<ShardLabel, Gauge>,
     /// Open alert subscriptions (gRPC).
     pub subscribers: Gauge,
+    /// Subscriptions cut off because their client stopped reading.
+    pub subscribers_cut: Counter,
     /// Requests refused for a missing or wrong token, or a role that may not.
     pub auth_failures: Family<ReasonLabel, Counter>,
     /// TLS handshakes that failed or timed out, by listener and reason.
@@ -163,6 +168,7 @@ impl Metrics {
             alert_changes: Counter::default(),
             store_commits: Counter::default(),
             store_commit_errors: Counter::default(),
+            store_failing: Gauge::default(),
             store_rejected: Counter::default(),
             cameras_configured: Gauge::default(),
             cameras: Family::default(),
@@ -186,6 +192,7 @@ impl Metrics {
             store_queue_depth: Gauge::default(),
             shard_queue_depth: Family::default(),
             subscribers: Gauge::default(),
+            subscribers_cut: Counter::default(),
             auth_failures: Family::default(),
             tls_handshake_failures: Family::default(),
             rate_limited: Family::default(),
@@ -264,6 +271,11 @@ impl Metrics {
             m.store_commit_errors.clone(),
         );
         r.register(
+            "store_failing",
+            "1 while store commits fail (full or read-only disk); acknowledgements wait",
+            m.store_failing.clone(),
+        );
+        r.register(
             "store_rejected",
             "Write items refused for good by the store (logged, answered with an error)",
             m.store_rejected.clone(),
@@ -292,6 +304,11 @@ impl Metrics {
             "subscribers",
             "Open alert subscriptions",
             m.subscribers.clone(),
+        );
+        r.register(
+            "subscribers_cut",
+            "Subscriptions cut off because their client read nothing for api.limits.subscriber_stall_secs",
+            m.subscribers_cut.clone(),
         );
         r.register(
             "auth_failures",

@@ -22,7 +22,26 @@ pub fn ts_from_millis(ms: i64) -> Timestamp {
     }
 }
 
-/// Milliseconds since the Unix epoch of a `Timestamp`.
+/// Milliseconds since the Unix epoch of a `Timestamp`. A client's timestamp can be any
+/// pair of integers: one beyond the `i64` range of milliseconds saturates (and so is
+/// refused as too far ahead, or already past, by the check that reads it) rather than
+/// wrapping round into a plausible time. (Found by the `grpc_request` fuzz seeds.)
 pub fn millis_from_ts(ts: &Timestamp) -> i64 {
-    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_beyond_the_millisecond_range_saturates() {
+        let at = |seconds, nanos| millis_from_ts(&Timestamp { seconds, nanos });
+        assert_eq!(at(1_795_392_000, 123_000_000), 1_795_392_000_123);
+        assert_eq!(at(i64::MAX / 2, 999_999_999), i64::MAX);
+        assert_eq!(at(i64::MIN, -999_999_999), i64::MIN);
+        assert_eq!(millis_from_ts(&ts_from_millis(-1)), -1);
+    }
 }

@@ -319,7 +319,7 @@ async fn subscribe(
                 .alert
                 .as_ref()
                 .and_then(|a| a.first_seen.as_ref())
-                .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+                .map(gridsight_proto::millis_from_ts)
                 .unwrap_or(0);
             for e in change.alert.iter().flat_map(|a| a.evidence.iter()) {
                 if let Some(evidence::Item::SensorEvent(s)) = &e.item {

@@ -23,6 +23,22 @@ pub const OPERATOR: &str = "operator-token-0123456789";
 pub const REPORTER: &str = "reporter-token-0123456789";
 pub const INTEGRATOR: &str = "integrator-token-0123456789";
 
+/// Distinct readings stored from sensors whose id starts with `prefix` (tests number
+/// their messages in the reading, so redeliveries count once).
+pub fn distinct_stored(data_dir: &Path, prefix: &str) -> u64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("gridsight.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the daemon's database");
+    conn.query_row(
+        "SELECT COUNT(DISTINCT reading) FROM sensor_events WHERE sensor_id LIKE ?1",
+        [format!("{prefix}%")],
+        |r| r.get::<_, i64>(0),
+    )
+    .expect("count") as u64
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -32,7 +48,20 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match try_wait_for(timeout, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`; `None` after `timeout` (for a test that
+/// explains the failure itself).
+pub async fn try_wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -40,12 +69,11 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -85,13 +113,34 @@ impl Mosquitto {
 
     /// A broker with `listener_conf` lines right after its `listener` line.
     pub fn start_with(listener_conf: &str) -> Self {
+        Self::start_conf(listener_conf, false)
+    }
+
+    /// A broker that keeps its sessions and queued messages on disk across a restart
+    /// ([`Mosquitto::restart_graceful`]), as a production broker does
+    /// (`deploy/mosquitto/gridsight.conf`).
+    pub fn start_persistent() -> Self {
+        Self::start_conf("", true)
+    }
+
+    fn start_conf(listener_conf: &str, persistent: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        let persistence = if persistent {
+            // `user root`: a broker started as root otherwise drops to the `mosquitto`
+            // user, which cannot write its database into the test's 0700 temp folder.
+            format!(
+                "persistence true\npersistence_location {}/\nuser root\n",
+                dir.path().display()
+            )
+        } else {
+            "persistence false\n".to_string()
+        };
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\n{listener_conf}allow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 0\n"
+                "listener {port} 127.0.0.1\n{listener_conf}allow_anonymous true\n{persistence}max_inflight_messages 1000\nmax_queued_messages 0\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -129,6 +178,17 @@ impl Mosquitto {
         let _ = self.child.wait();
         self.child = Self::spawn(&self.conf, self.port);
     }
+
+    /// Stops the broker as `systemctl restart` does (SIGTERM: a persistent broker saves its
+    /// sessions), waits for it to exit, and starts it again on the same port.
+    pub fn restart_graceful(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.conf, self.port);
+    }
 }
 
 impl Drop for Mosquitto {
@@ -147,6 +207,9 @@ pub struct DaemonOpts {
     pub window_secs: u64,
     pub heartbeat_secs: u64,
     pub extra_store: String,
+    /// `store.synchronous`: `normal` (fast; enough for a process crash), or `full` for a
+    /// test of what survives the disk itself failing.
+    pub synchronous: &'static str,
     /// Lines added to `[correlation]` (`sensor_clear_on_normal = true`...).
     pub extra_correlation: String,
     /// The `[[grids]]` of the config; [`GRIDS`] unless a test needs another map.
@@ -171,6 +234,7 @@ impl DaemonOpts {
             window_secs: 120,
             heartbeat_secs: 1,
             extra_store: String::new(),
+            synchronous: "normal",
             extra_correlation: String::new(),
             grids: GRIDS.to_string(),
             extra: String::new(),
@@ -251,7 +315,7 @@ pub fn write_config(dir: &Path, o: &DaemonOpts) -> PathBuf {
     let text = format!(
         r#"[store]
 data_dir = "{data}"
-synchronous = "normal"
+synchronous = "{synchronous}"
 {extra_store}
 [api]
 grpc_listen = "127.0.0.1:{grpc_port}"
@@ -291,6 +355,7 @@ role = "integrator"
         extra_correlation = o.extra_correlation,
         data = dir.join("data").display(),
         extra_store = o.extra_store,
+        synchronous = o.synchronous,
         hb = o.heartbeat_secs,
         window = o.window_secs,
     );

@@ -11,4 +11,4 @@ mod http_map;
 mod http_stats;
 pub mod json;
 pub mod limits;
-mod ws;
+pub(crate) mod ws;

@@ -14,9 +14,14 @@
 //! - `{"type":"heartbeat","last_seq","server_time_ms"}`;
 //! - `{"type":"error","code","message"}`, then the socket closes: code 1012 when the daemon
 //!   stops (reconnect and resume after the last seq seen), 4416 when `resume_after` is
-//!   outside the change log (subscribe afresh, without it), 1011 otherwise.
+//!   outside the change log (subscribe afresh, without it), 4408 when the client read
+//!   nothing for `api.limits.subscriber_stall_secs` and was cut off (reconnect and resume
+//!   after the last seq seen), 1011 otherwise.
 //!
-//! Frames from the client are read only to notice a close; pings are answered.
+//! Frames from the client are read only to notice a close; pings are answered. A client
+//! that takes no frame for [`DEAD_AFTER`] (or twice the stall time, if longer) has its
+//! connection dropped: its subscription was cut off long before, and a client that reads
+//! again before then gets the error frame and close 4408 after what was sent.
 
 use axum::{
     extract::{
@@ -44,11 +49,16 @@ pub const CLOSE_OUT_OF_RANGE: u16 = 4416;
 pub const CLOSE_RESTART: u16 = 1012;
 /// Close code: any other end of the stream.
 pub const CLOSE_ERROR: u16 = 1011;
+/// Close code: the client read nothing for the stall time and was cut off.
+pub const CLOSE_STALLED: u16 = 4408;
+/// A frame not taken by the client for this long (or twice the stall time, if longer)
+/// drops its connection.
+pub const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The query of `/ws` (its `token` is read by [`Reader`]). Numbers and flags are read as
 /// text, so that a wrong one is refused naming its parameter.
 #[derive(Deserialize, Default)]
-pub(super) struct WsQuery {
+pub(crate) struct WsQuery {
     resume_after: Option<String>,
     grid: Option<String>,
     min_severity: Option<String>,
@@ -56,7 +66,7 @@ pub(super) struct WsQuery {
 }
 
 /// The subscription a query asks for, or the parameter that is wrong and why.
-fn request(q: &WsQuery) -> Result<pb::SubscribeAlertsRequest, (String, String)> {
+pub(crate) fn request(q: &WsQuery) -> Result<pb::SubscribeAlertsRequest, (String, String)> {
     let bad = |p: &str, m: String| (p.to_string(), m);
     let resume_after_seq = match q.resume_after.as_deref() {
         None | Some("") => 0,
@@ -128,15 +138,22 @@ pub(super) async fn ws(
     };
     let tasks = s.alerts.tasks.clone();
     // The page sends nothing but pings and a close: a larger message ends the socket.
-    let max = s.auth.limits.config().max_ws_message_bytes;
+    let limits = s.auth.limits.config();
+    let max = limits.max_ws_message_bytes;
+    let dead_after =
+        DEAD_AFTER.max(std::time::Duration::from_secs(limits.subscriber_stall_secs) * 2);
     let upgrade = upgrade.max_message_size(max).max_frame_size(max);
     upgrade.on_upgrade(move |socket| async move {
         // Tracked, so that shutdown waits for the close frame to go out.
-        tasks.track_future(serve(socket, opened)).await;
+        tasks.track_future(serve(socket, opened, dead_after)).await;
     })
 }
 
-async fn serve(mut socket: WebSocket, opened: Result<Subscription, String>) {
+async fn serve(
+    mut socket: WebSocket,
+    opened: Result<Subscription, String>,
+    dead_after: std::time::Duration,
+) {
     let mut rx = match opened {
         Ok(rx) => rx,
         Err(message) => {
@@ -150,7 +167,10 @@ async fn serve(mut socket: WebSocket, opened: Result<Subscription, String>) {
             msg = rx.recv() => match msg {
                 Some(Ok(r)) => {
                     let text = json::subscribe_response(&r).to_string();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    let sent = tokio::time::timeout(dead_after, socket.send(Message::Text(text.into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        // Gone, or reading nothing for long: its subscription was cut off
+                        // meanwhile; the connection goes too.
                         return;
                     }
                 }
@@ -176,6 +196,7 @@ async fn close(socket: &mut WebSocket, code: Code, message: &str) -> Result<(), 
     let name = match code {
         Code::OutOfRange => "OUT_OF_RANGE",
         Code::Unavailable => "UNAVAILABLE",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
         _ => "INTERNAL",
     };
     let frame = serde_json::json!({ "type": "error", "code": name, "message": message });
@@ -183,6 +204,7 @@ async fn close(socket: &mut WebSocket, code: Code, message: &str) -> Result<(), 
     let close_code = match code {
         Code::OutOfRange => CLOSE_OUT_OF_RANGE,
         Code::Unavailable => CLOSE_RESTART,
+        Code::ResourceExhausted => CLOSE_STALLED,
         _ => CLOSE_ERROR,
     };
     // A close reason is at most 123 bytes: the message went in the frame above.

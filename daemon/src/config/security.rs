@@ -87,6 +87,10 @@ pub struct LimitsConfig {
     pub subscribe_burst: u32,
     /// Subscriptions one token may hold open at the same time.
     pub max_streams_per_token: u32,
+    /// A subscriber that takes no message for this long while its queue is full (a client
+    /// that stopped reading) is cut off: gRPC `RESOURCE_EXHAUSTED`, WebSocket close 4408.
+    /// It resubscribes with `resume_after_seq` and misses nothing.
+    pub subscriber_stall_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -99,6 +103,7 @@ impl Default for LimitsConfig {
             subscribe_per_minute: 120,
             subscribe_burst: 60,
             max_streams_per_token: 256,
+            subscriber_stall_secs: 30,
         }
     }
 }
@@ -288,6 +293,7 @@ pub fn validate(cfg: &Config, errs: &mut Vec<(String, String)>) {
         ("subscribe_per_minute", l.subscribe_per_minute.into()),
         ("subscribe_burst", l.subscribe_burst.into()),
         ("max_streams_per_token", l.max_streams_per_token.into()),
+        ("subscriber_stall_secs", l.subscriber_stall_secs),
     ] {
         if v == 0 {
             errs.push((format!("api.limits.{field}"), "must be at least 1".into()));

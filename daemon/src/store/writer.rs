@@ -80,6 +80,13 @@ impl Writer {
                     self.metrics
                         .store_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
+                    if attempt > 0 {
+                        self.metrics.store_failing.set(0);
+                        tracing::info!(
+                            attempts = attempt + 1,
+                            "store commits again; acknowledgements resume"
+                        );
+                    }
                     break Some(done);
                 }
                 Err(e) if !isolate && e.is_permanent() => {
@@ -90,6 +97,7 @@ impl Writer {
                 Err(e) => {
                     attempt += 1;
                     self.metrics.store_commit_errors.inc();
+                    self.metrics.store_failing.set(1);
                     if attempt == 1 || attempt.is_power_of_two() {
                         tracing::error!(error = %e, attempt, "store commit failed; acknowledgements stop until it succeeds");
                     }

@@ -12,8 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 
@@ -26,8 +25,8 @@ use crate::{
     telemetry::Metrics,
 };
 
-/// The messages of one subscription, as [`AlertApi::open`] hands them out.
-pub type Subscription = mpsc::Receiver<Result<pb::SubscribeAlertsResponse, Status>>;
+pub use super::subscription::Subscription;
+use super::subscription::{self, Ended, Tx};
 
 /// Change log rows read per query while catching up.
 const CATCH_UP_PAGE: u32 = 1000;
@@ -57,7 +56,7 @@ pub struct AlertApi {
 
 /// What a subscription wants to see.
 #[derive(Clone)]
-struct Filter {
+pub(crate) struct Filter {
     grids: Option<Vec<String>>,
     min_severity: i32,
     exclude_muted: bool,
@@ -85,7 +84,72 @@ impl Filter {
     }
 }
 
-type Tx = mpsc::Sender<Result<pb::SubscribeAlertsResponse, Status>>;
+/// Checks a subscription against the grid tree and the change log's range
+/// (`pruned`..=`last`): every grid known, the severity one of ours, a resume cursor inside
+/// the log (else OUT_OF_RANGE).
+pub(crate) fn check_filter(
+    r: &pb::SubscribeAlertsRequest,
+    grids: &Arc<GridIndex>,
+    pruned: u64,
+    last: u64,
+) -> Result<Filter, ApiError> {
+    for (i, g) in r.grid_ids.iter().enumerate() {
+        if !grids.contains(g) {
+            return Err(invalid(
+                format!("grid_ids[{i}]"),
+                format!("unknown grid `{g}`"),
+            ));
+        }
+    }
+    if r.min_severity != 0 && Severity::from_pb(r.min_severity).is_none() {
+        return Err(invalid("min_severity", "unknown severity"));
+    }
+    if r.resume_after_seq > 0 {
+        if r.resume_after_seq < pruned {
+            return Err(ApiError::OutOfRange(format!(
+                "resume_after_seq {} is older than retention (changes up to {pruned} were deleted); subscribe afresh with 0",
+                r.resume_after_seq
+            )));
+        }
+        if r.resume_after_seq > last {
+            return Err(ApiError::OutOfRange(format!(
+                "resume_after_seq {} is ahead of the newest change {last}",
+                r.resume_after_seq
+            )));
+        }
+    }
+    Ok(Filter {
+        grids: (!r.grid_ids.is_empty()).then(|| r.grid_ids.clone()),
+        min_severity: r.min_severity,
+        exclude_muted: r.exclude_muted,
+        index: grids.clone(),
+    })
+}
+
+/// Checks an operator's command before the alert is read: `id` given, `expected_version`
+/// given (but for a note), the text at most 2000 bytes (and not blank for a note).
+pub(crate) fn check_command(
+    id: &str,
+    expected_version: u64,
+    note: &str,
+    is_note: bool,
+) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(invalid("id", "required"));
+    }
+    if expected_version == 0 && !is_note {
+        return Err(invalid("expected_version", "required: the version you saw"));
+    }
+    // A note's text is `text` on the wire (AddNote); Acknowledge and Resolve call it `note`.
+    let text_field = if is_note { "text" } else { "note" };
+    if note.len() > 2000 {
+        return Err(invalid(text_field, "at most 2000 bytes"));
+    }
+    if is_note && note.trim().is_empty() {
+        return Err(invalid(text_field, "required: the note's text"));
+    }
+    Ok(())
+}
 
 fn change_msg(c: pb::AlertChange) -> Result<pb::SubscribeAlertsResponse, Status> {
     Ok(pb::SubscribeAlertsResponse {
@@ -95,47 +159,14 @@ fn change_msg(c: pb::AlertChange) -> Result<pb::SubscribeAlertsResponse, Status>
 
 impl AlertApi {
     fn check_subscribe(&self, r: &pb::SubscribeAlertsRequest) -> Result<Filter, ApiError> {
-        for (i, g) in r.grid_ids.iter().enumerate() {
-            if !self.router.grids().contains(g) {
-                return Err(invalid(
-                    format!("grid_ids[{i}]"),
-                    format!("unknown grid `{g}`"),
-                ));
-            }
-        }
-        if r.min_severity != 0 && Severity::from_pb(r.min_severity).is_none() {
-            return Err(invalid("min_severity", "unknown severity"));
-        }
-        if r.resume_after_seq > 0 {
-            let pruned = self
-                .store
-                .seqs
-                .pruned_through
-                .load(std::sync::atomic::Ordering::Acquire);
-            let last = self
-                .store
-                .seqs
-                .last
-                .load(std::sync::atomic::Ordering::Acquire);
-            if r.resume_after_seq < pruned {
-                return Err(ApiError::OutOfRange(format!(
-                    "resume_after_seq {} is older than retention (changes up to {pruned} were deleted); subscribe afresh with 0",
-                    r.resume_after_seq
-                )));
-            }
-            if r.resume_after_seq > last {
-                return Err(ApiError::OutOfRange(format!(
-                    "resume_after_seq {} is ahead of the newest change {last}",
-                    r.resume_after_seq
-                )));
-            }
-        }
-        Ok(Filter {
-            grids: (!r.grid_ids.is_empty()).then(|| r.grid_ids.clone()),
-            min_severity: r.min_severity,
-            exclude_muted: r.exclude_muted,
-            index: self.router.grids().clone(),
-        })
+        use std::sync::atomic::Ordering::Acquire;
+        let seqs = &self.store.seqs;
+        check_filter(
+            r,
+            self.router.grids(),
+            seqs.pruned_through.load(Acquire),
+            seqs.last.load(Acquire),
+        )
     }
 
     /// Starts a subscription (gRPC `Subscribe`, or the WebSocket of `api::ws`): checks the
@@ -154,32 +185,40 @@ impl AlertApi {
         // Counted against the caller's limits only once the request is valid; given back
         // when the stream ends, however it ends.
         let guard = self.auth.limits.open_stream(&who.name)?;
-        let (tx, rx) = mpsc::channel(256);
+        let stall = Duration::from_secs(self.auth.limits.config().subscriber_stall_secs);
+        let (tx, cut, sub) = subscription::channel(stall);
         let this = self.clone();
         let metrics = self.metrics.clone();
+        let token = who.name.clone();
         self.tasks.spawn(async move {
             metrics.subscribers.inc();
-            let _ = this.stream(r, f, tx).await;
+            if this.stream(r, f, &tx).await == Err(Ended::Stalled) {
+                metrics.subscribers_cut.inc();
+                tracing::warn!(token = %token, stall_secs = stall.as_secs(), "subscriber read nothing with its queue full: cut off (it resumes with resume_after_seq)");
+                // Before `tx` drops, so that the client reads the status, not an end.
+                let _ = cut.send(subscription::stalled(stall));
+            }
+            drop(tx);
             metrics.subscribers.dec();
             drop(guard);
         });
-        Ok(rx)
+        Ok(sub)
     }
 
     /// Sends every change after `last` from the change log; returns the new last seq.
-    async fn catch_up(&self, mut last: u64, f: &Filter, tx: &Tx) -> Result<u64, ()> {
+    async fn catch_up(&self, mut last: u64, f: &Filter, tx: &Tx) -> Result<u64, Ended> {
         loop {
             let after = last;
             let page = self
                 .store
                 .read(move |c| read::changes_after(c, after, CATCH_UP_PAGE))
                 .await
-                .map_err(|_| ())?;
+                .map_err(|_| Ended::Gone)?;
             let n = page.len();
             for c in page {
                 last = c.seq;
                 if c.alert.as_ref().is_some_and(|a| f.matches(a)) {
-                    tx.send(change_msg(c)).await.map_err(|_| ())?;
+                    tx.send(change_msg(c)).await?;
                 }
             }
             if n < CATCH_UP_PAGE as usize {
@@ -188,12 +227,16 @@ impl AlertApi {
         }
     }
 
-    async fn stream(self, r: pb::SubscribeAlertsRequest, f: Filter, tx: Tx) -> Result<(), ()> {
+    async fn stream(self, r: pb::SubscribeAlertsRequest, f: Filter, tx: &Tx) -> Result<(), Ended> {
         let mut live = self.store.subscribe();
         let mut cams = self.camera_events.subscribe();
         let mut cams_open = true;
         let mut last = if r.resume_after_seq == 0 {
-            let (open, cursor) = self.store.read(read::open_alerts).await.map_err(|_| ())?;
+            let (open, cursor) = self
+                .store
+                .read(read::open_alerts)
+                .await
+                .map_err(|_| Ended::Gone)?;
             let mut shown = 0;
             for a in open.into_iter().filter(|a| f.matches(a)) {
                 shown += 1;
@@ -202,7 +245,7 @@ impl AlertApi {
                     kind: pb::ChangeKind::Snapshot as i32,
                     alert: Some(a),
                 };
-                tx.send(change_msg(c)).await.map_err(|_| ())?;
+                tx.send(change_msg(c)).await?;
             }
             let end = pb::SnapshotEnd {
                 cursor,
@@ -211,13 +254,12 @@ impl AlertApi {
             tx.send(Ok(pb::SubscribeAlertsResponse {
                 event: Some(pb::subscribe_alerts_response::Event::SnapshotEnd(end)),
             }))
-            .await
-            .map_err(|_| ())?;
+            .await?;
             cursor
         } else {
             r.resume_after_seq
         };
-        last = self.catch_up(last, &f, &tx).await?;
+        last = self.catch_up(last, &f, tx).await?;
         let mut beat = tokio::time::interval(self.heartbeat);
         beat.tick().await;
         loop {
@@ -233,11 +275,11 @@ impl AlertApi {
                     Ok(c) if c.seq == last + 1 => {
                         last = c.seq;
                         if c.alert.as_ref().is_some_and(|a| f.matches(a)) {
-                            tx.send(change_msg((*c).clone())).await.map_err(|_| ())?;
+                            tx.send(change_msg((*c).clone())).await?;
                         }
                     }
                     // A gap on the bus cannot happen without `Lagged`; the store decides.
-                    Ok(_) | Err(RecvError::Lagged(_)) => last = self.catch_up(last, &f, &tx).await?,
+                    Ok(_) | Err(RecvError::Lagged(_)) => last = self.catch_up(last, &f, tx).await?,
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 ev = cams.recv(), if cams_open => match ev {
@@ -245,8 +287,7 @@ impl AlertApi {
                         tx.send(Ok(pb::SubscribeAlertsResponse {
                             event: Some(pb::subscribe_alerts_response::Event::CameraEvent((*e).clone())),
                         }))
-                        .await
-                        .map_err(|_| ())?;
+                        .await?;
                     }
                     Ok(_) => {}
                     // Camera events are live only: a lagging subscriber misses some.
@@ -261,8 +302,7 @@ impl AlertApi {
                     tx.send(Ok(pb::SubscribeAlertsResponse {
                         event: Some(pb::subscribe_alerts_response::Event::Heartbeat(hb)),
                     }))
-                    .await
-                    .map_err(|_| ())?;
+                    .await?;
                 }
             }
         }
@@ -287,21 +327,7 @@ impl AlertApi {
         action: Action,
         actor: String,
     ) -> Result<pb::Alert, ApiError> {
-        if id.is_empty() {
-            return Err(invalid("id", "required"));
-        }
-        let is_note = matches!(action, Action::Note);
-        if expected_version == 0 && !is_note {
-            return Err(invalid("expected_version", "required: the version you saw"));
-        }
-        // A note's text is `text` on the wire (AddNote); Acknowledge and Resolve call it `note`.
-        let text_field = if is_note { "text" } else { "note" };
-        if note.len() > 2000 {
-            return Err(invalid(text_field, "at most 2000 bytes"));
-        }
-        if is_note && note.trim().is_empty() {
-            return Err(invalid(text_field, "required: the note's text"));
-        }
+        check_command(&id, expected_version, &note, matches!(action, Action::Note))?;
         let alert = self.read_alert(&id).await?;
         if alert.status == pb::AlertStatus::Resolved as i32 {
             return Err(ApiError::FailedPrecondition(format!(
@@ -321,7 +347,7 @@ impl AlertApi {
 
 #[tonic::async_trait]
 impl pb::alert_service_server::AlertService for AlertApi {
-    type SubscribeStream = ReceiverStream<Result<pb::SubscribeAlertsResponse, Status>>;
+    type SubscribeStream = Subscription;
 
     async fn subscribe(
         &self,
@@ -329,7 +355,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let who = self.auth.grpc(&req, Perm::Read)?;
         let rx = self.open(req.into_inner(), &who)?;
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(rx))
     }
 
     async fn get(&self, req: Request<pb::GetAlertRequest>) -> Result<Response<pb::Alert>, Status> {

@@ -12,10 +12,46 @@ use gridsight_proto::{ts_from_millis, v1 as pb};
 
 use super::{alerts::AlertApi, invalid, ApiError};
 use crate::{
+    config::DepartmentConfig,
     correlate::CommandError,
     domain::now_ms,
     incidents::{AlertDispatch, StepRequest},
 };
+
+/// The checks of a dispatch that need no alert: `id` and `expected_version` given, `note`
+/// at most 2000 bytes, then the lifecycle's own checks of a step to DISPATCHED (the
+/// department, a deadline after `now`).
+pub(crate) fn check_dispatch(
+    id: &str,
+    expected_version: u64,
+    department: String,
+    deadline_ms: Option<i64>,
+    note: String,
+    departments: &[DepartmentConfig],
+    now: i64,
+) -> Result<StepRequest, ApiError> {
+    if id.is_empty() {
+        return Err(invalid("id", "required"));
+    }
+    if expected_version == 0 {
+        return Err(invalid("expected_version", "required: the version you saw"));
+    }
+    if note.len() > 2000 {
+        return Err(invalid("note", "at most 2000 bytes"));
+    }
+    Ok(StepRequest::from_pb(
+        &pb::TransitionIncidentRequest {
+            id: id.to_string(),
+            to: pb::IncidentStatus::Dispatched as i32,
+            department,
+            deadline: deadline_ms.map(ts_from_millis),
+            note,
+            ..Default::default()
+        },
+        departments,
+        now,
+    )?)
+}
 
 impl AlertApi {
     /// Dispatches the work of alert `id` for `actor`; returns the alert and the incident
@@ -29,26 +65,13 @@ impl AlertApi {
         note: String,
         actor: String,
     ) -> Result<(pb::Alert, pb::Incident), ApiError> {
-        if id.is_empty() {
-            return Err(invalid("id", "required"));
-        }
-        if expected_version == 0 {
-            return Err(invalid("expected_version", "required: the version you saw"));
-        }
-        if note.len() > 2000 {
-            return Err(invalid("note", "at most 2000 bytes"));
-        }
         let now = now_ms();
-        // The lifecycle's own checks of a dispatch: the department and the deadline.
-        let step = StepRequest::from_pb(
-            &pb::TransitionIncidentRequest {
-                id: id.clone(),
-                to: pb::IncidentStatus::Dispatched as i32,
-                department,
-                deadline: deadline_ms.map(ts_from_millis),
-                note,
-                ..Default::default()
-            },
+        let step = check_dispatch(
+            &id,
+            expected_version,
+            department,
+            deadline_ms,
+            note,
             self.desk.departments(),
             now,
         )?;

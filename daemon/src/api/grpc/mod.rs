@@ -14,6 +14,7 @@ mod incidents;
 pub mod silence_book;
 mod silences;
 mod stats;
+pub mod subscription;
 
 use std::sync::Arc;
 
@@ -27,6 +28,13 @@ pub use incidents::IncidentApi;
 pub use silence_book::SilenceBook;
 pub use silences::SilenceApi;
 pub use stats::StatsApi;
+
+// The checks of outside requests that need no store, for the fuzz targets
+// ([`crate::fuzzing`]).
+pub(crate) use alerts::{check_command, check_filter};
+pub(crate) use dispatch::check_dispatch;
+pub(crate) use incidents::validate_report;
+pub(crate) use silences::check_create;
 
 use crate::{
     api::auth::{Auth, Perm},

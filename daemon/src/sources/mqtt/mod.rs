@@ -103,6 +103,12 @@ impl MqttIngest {
                     backoff = self.cfg.reconnect_min_ms;
                     self.metrics.mqtt_connected.set(1);
                     tracing::info!(host = %self.cfg.host, port = self.cfg.port, session_present = session.session_present, "connected to MQTT broker");
+                    if epoch > 1 && !session.session_present && qos == QoS::AtLeastOnce {
+                        // The broker forgot our session: what it queued for us while we
+                        // were away, and what it had sent but we had not acknowledged, is
+                        // gone with it. A broker restart does this without persistence.
+                        tracing::warn!(host = %self.cfg.host, "the MQTT broker kept no session for us: readings queued while we were disconnected are lost (does the broker keep `persistence true`?)");
+                    }
                     let end = self
                         .connected(session, epoch, &topics, &log_limit, &cancel)
                         .await;

@@ -29,6 +29,17 @@ pub struct Reject {
     pub error: String,
 }
 
+/// Every [`Reject::reason`], the label set of `gridsight_mqtt_rejected_total{reason}`.
+pub const REASONS: [&str; 7] = [
+    "oversized",
+    "bad_topic",
+    "bad_json",
+    "missing_field",
+    "wrong_type",
+    "bad_value",
+    "unknown_grid",
+];
+
 fn reject(reason: &'static str, error: impl Into<String>) -> Reject {
     Reject {
         reason,

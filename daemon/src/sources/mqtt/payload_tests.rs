@@ -178,15 +178,7 @@ mod robustness {
 
     use super::parser;
 
-    const REASONS: &[&str] = &[
-        "oversized",
-        "bad_topic",
-        "bad_json",
-        "missing_field",
-        "wrong_type",
-        "bad_value",
-        "unknown_grid",
-    ];
+    use crate::sources::mqtt::payload::REASONS;
 
     fn topic() -> impl Strategy<Value = String> {
         prop_oneof![
