@@ -93,6 +93,12 @@ pub struct Metrics {
     pub subscribers: Gauge,
     /// Subscriptions cut off because their client stopped reading.
     pub subscribers_cut: Counter,
+    /// Tasks alive on the daemon's runtime (set when scraped): flat over days, or a leak.
+    pub tasks: Gauge,
+    /// The process's resident memory (bytes, from /proc; set when scraped).
+    pub resident_memory_bytes: Gauge,
+    /// The process's open file descriptors (sockets included; set when scraped).
+    pub open_fds: Gauge,
     /// Requests refused for a missing or wrong token, or a role that may not.
     pub auth_failures: Family<ReasonLabel, Counter>,
     /// TLS handshakes that failed or timed out, by listener and reason.
@@ -193,6 +199,9 @@ impl Metrics {
             shard_queue_depth: Family::default(),
             subscribers: Gauge::default(),
             subscribers_cut: Counter::default(),
+            tasks: Gauge::default(),
+            resident_memory_bytes: Gauge::default(),
+            open_fds: Gauge::default(),
             auth_failures: Family::default(),
             tls_handshake_failures: Family::default(),
             rate_limited: Family::default(),
@@ -311,6 +320,21 @@ impl Metrics {
             m.subscribers_cut.clone(),
         );
         r.register(
+            "tasks",
+            "Tasks alive on the daemon's runtime",
+            m.tasks.clone(),
+        );
+        r.register(
+            "resident_memory_bytes",
+            "Resident memory of the process (bytes)",
+            m.resident_memory_bytes.clone(),
+        );
+        r.register(
+            "open_fds",
+            "Open file descriptors of the process",
+            m.open_fds.clone(),
+        );
+        r.register(
             "auth_failures",
             "Requests refused by authentication or role",
             m.auth_failures.clone(),
@@ -406,6 +430,7 @@ impl Metrics {
             "Alert changes not published to MQTT, by reason",
             m.mqtt_alerts_dropped.clone(),
         );
+        m.zero_labels();
         m
     }
 
@@ -437,6 +462,42 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets every bounded label set to 0, so that each series exists from the start: a
+    /// dashboard or alert rule sees 0 rather than no data, and `rate()` sees the first
+    /// increment. Called once by [`Metrics::new`].
+    fn zero_labels(&self) {
+        for reason in crate::sources::mqtt::payload::REASONS {
+            let _ = self.mqtt_rejected.get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            });
+        }
+        for reason in ["missing", "invalid", "unlisted_cert", "forbidden"] {
+            let _ = self.auth_failures.get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            });
+        }
+        for api in ["grpc", "http"] {
+            for reason in ["certificate", "not_tls", "closed", "timeout", "other"] {
+                let _ = self.tls_handshake_failures.get_or_create(&ApiReasonLabel {
+                    api: api.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Zero series of the per-token limits for these token names (at start and reload).
+    pub fn known_callers<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        for token in names {
+            for call in ["report", "subscribe", "streams"] {
+                let _ = self.rate_limited.get_or_create(&CallLabel {
+                    call: call.to_string(),
+                    token: token.to_string(),
+                });
+            }
+        }
+    }
+
     /// Counts a call refused by a per-token limit.
     pub fn limited(&self, call: &str, token: &str) {
         self.rate_limited
@@ -445,6 +506,26 @@ impl Metrics {
                 token: token.to_string(),
             })
             .inc();
+    }
+
+    /// Samples the process gauges: runtime tasks, resident memory, open descriptors.
+    /// Called when scraped, on the daemon's runtime.
+    pub fn sample_process(&self) {
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            self.tasks.set(h.metrics().num_alive_tasks() as i64);
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                self.resident_memory_bytes.set(kb * 1024);
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
     }
 
     /// The Prometheus text exposition.
@@ -511,5 +592,23 @@ impl RateLimit {
                 Some(0)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    #[tokio::test]
+    async fn the_process_gauges_read_this_process() {
+        let m = super::Metrics::new();
+        let _held = tokio::spawn(std::future::pending::<()>());
+        m.sample_process();
+        assert!(m.tasks.get() >= 1, "the pending task is alive");
+        assert!(
+            m.resident_memory_bytes.get() > 1 << 20,
+            "more than 1 MiB resident"
+        );
+        assert!(m.open_fds.get() >= 3, "stdin, stdout, stderr at least");
+        let text = m.encode();
+        assert!(text.contains("gridsight_resident_memory_bytes "), "{text}");
     }
 }

@@ -123,6 +123,20 @@ impl Mosquitto {
         Self::start_conf("", true)
     }
 
+    /// A broker run on the whole config `text`, which listens on `port`.
+    pub fn start_conf_text(text: &str, port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        let child = Self::spawn(&conf, port);
+        Mosquitto {
+            port,
+            child,
+            conf,
+            _dir: dir,
+        }
+    }
+
     fn start_conf(listener_conf: &str, persistent: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();

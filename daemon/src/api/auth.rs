@@ -155,6 +155,7 @@ impl Auth {
         limits: &LimitsConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
+        metrics.known_callers(tokens.iter().map(|t| t.name.as_str()));
         Self {
             table: Arc::new(ArcSwap::from_pointee(Table::new(tokens, certs))),
             limits: Arc::new(super::limits::Limits::new(limits.clone(), metrics.clone())),
@@ -164,6 +165,8 @@ impl Auth {
 
     /// Replaces every credential (SIGHUP): the next call is checked against the new ones.
     pub fn reload(&self, tokens: &[TokenConfig], certs: &[ClientCertConfig]) {
+        self.metrics
+            .known_callers(tokens.iter().map(|t| t.name.as_str()));
         self.table.store(Arc::new(Table::new(tokens, certs)));
     }
 

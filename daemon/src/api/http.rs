@@ -180,6 +180,7 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>, _: Reader) -> Response {
+    s.metrics.sample_process();
     s.metrics
         .store_queue_depth
         .set(s.store.queue_depth() as i64);
