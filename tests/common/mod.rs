@@ -125,7 +125,11 @@ impl Mosquitto {
 
     /// A broker run on the whole config `text`, which listens on `port`.
     pub fn start_conf_text(text: &str, port: u16) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::run_in(tempfile::tempdir().expect("tempdir"), text, port)
+    }
+
+    /// Writes `text` as the config in `dir` and starts the broker on it.
+    fn run_in(dir: tempfile::TempDir, text: &str, port: u16) -> Self {
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, text).expect("write mosquitto.conf");
         let child = Self::spawn(&conf, port);
@@ -140,7 +144,6 @@ impl Mosquitto {
     fn start_conf(listener_conf: &str, persistent: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
         let persistence = if persistent {
             // `user root`: a broker started as root otherwise drops to the `mosquitto`
             // user, which cannot write its database into the test's 0700 temp folder.
@@ -151,20 +154,10 @@ impl Mosquitto {
         } else {
             "persistence false\n".to_string()
         };
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\n{listener_conf}allow_anonymous true\n{persistence}max_inflight_messages 1000\nmax_queued_messages 0\n"
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let child = Self::spawn(&conf, port);
-        Mosquitto {
-            port,
-            child,
-            conf,
-            _dir: dir,
-        }
+        let text = format!(
+            "listener {port} 127.0.0.1\n{listener_conf}allow_anonymous true\n{persistence}max_inflight_messages 1000\nmax_queued_messages 0\n"
+        );
+        Self::run_in(dir, &text, port)
     }
 
     fn spawn(conf: &Path, port: u16) -> Child {
