@@ -3,7 +3,7 @@
 //! Pure and allocation-light: the default topic tree is split in place and the default
 //! JSON payload is read into borrowed fields. Vendor mappings ([`TopicMapping`]) take their
 //! fields from topic levels, JSON pointers or constants. Nothing here panics on input; the
-//! fuzz target `mqtt_payload` holds it to that. A sensor listed in `[[sensors]]` gets its
+//! fuzz target `mqtt_message` holds it to that. A sensor listed in `[[sensors]]` gets its
 //! configured location, when it reports in the grid it is listed in.
 
 use std::{collections::HashMap, sync::Arc};
