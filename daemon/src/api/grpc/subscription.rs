@@ -43,8 +43,14 @@ pub struct Tx {
 }
 
 impl Tx {
-    /// Queues `m`, or says why not.
+    /// Queues `m`, or says why not. With room in the queue (the usual case) it is queued
+    /// at once; only a full queue starts the stall timer.
     pub async fn send(&self, m: Item) -> Result<(), Ended> {
+        let m = match self.tx.try_send(m) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Ended::Gone),
+            Err(mpsc::error::TrySendError::Full(m)) => m,
+        };
         match tokio::time::timeout(self.stall, self.tx.send(m)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Ended::Gone),
