@@ -79,8 +79,13 @@ fn gateway(port: u16, prefix: &'static str, n: u64, per_tick: u64, acked: Arc<At
                     acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {}
-                // The broker is away: try again shortly, as a gateway does.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                // The broker is away: try again once it listens again.
+                Err(_) => {
+                    wait_for("the broker to listen again", T, || async {
+                        port_open(port).then_some(())
+                    })
+                    .await
+                }
             }
         }
     });
