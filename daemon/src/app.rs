@@ -250,6 +250,18 @@ pub async fn run(
         inflight: Arc::new(DashMap::new()),
         desk: desk.clone(),
     };
+    // One task hands each alert change and camera event to the subscriptions that take it.
+    let (fanout, hub) = grpc::Fanout::start(
+        store.subscribe(),
+        camera_events.subscribe(),
+        grids.clone(),
+        metrics.clone(),
+        api_cancel.clone(),
+    );
+    tasks.spawn(tracing::Instrument::instrument(
+        hub,
+        tracing::info_span!("fanout"),
+    ));
     let alerts = AlertApi {
         auth: auth.clone(),
         router: router.clone(),
@@ -258,7 +270,7 @@ pub async fn run(
         heartbeat: Duration::from_secs(cfg.api.heartbeat_secs.max(1)),
         cancel: api_cancel.clone(),
         tasks: tasks.clone(),
-        camera_events: camera_events.clone(),
+        fanout,
         desk,
     };
     let camera_api = grpc::CameraApi {

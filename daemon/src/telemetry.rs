@@ -93,12 +93,19 @@ pub struct Metrics {
     pub subscribers: Gauge,
     /// Subscriptions cut off because their client stopped reading.
     pub subscribers_cut: Counter,
+    /// Alert changes a subscription's feed had no room for (it catches up from the log).
+    pub fanout_lagged: Counter,
+    /// Camera events a subscription's feed had no room for (live only: lost to it).
+    pub fanout_camera_dropped: Counter,
     /// Tasks alive on the daemon's runtime (set when scraped): flat over days, or a leak.
     pub tasks: Gauge,
     /// The process's resident memory (bytes, from /proc; set when scraped).
     pub resident_memory_bytes: Gauge,
-    /// The process's open file descriptors (sockets included; set when scraped).
+    /// The process's open file descriptors (sockets included; set when scraped, counted at
+    /// most once a second).
     pub open_fds: Gauge,
+    /// When `open_fds` was last counted.
+    fds_counted_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// Requests refused for a missing or wrong token, or a role that may not.
     pub auth_failures: Family<ReasonLabel, Counter>,
     /// TLS handshakes that failed or timed out, by listener and reason.
@@ -199,9 +206,12 @@ impl Metrics {
             shard_queue_depth: Family::default(),
             subscribers: Gauge::default(),
             subscribers_cut: Counter::default(),
+            fanout_lagged: Counter::default(),
+            fanout_camera_dropped: Counter::default(),
             tasks: Gauge::default(),
             resident_memory_bytes: Gauge::default(),
             open_fds: Gauge::default(),
+            fds_counted_at: std::sync::Mutex::new(None),
             auth_failures: Family::default(),
             tls_handshake_failures: Family::default(),
             rate_limited: Family::default(),
@@ -318,6 +328,16 @@ impl Metrics {
             "subscribers_cut",
             "Subscriptions cut off because their client read nothing for api.limits.subscriber_stall_secs",
             m.subscribers_cut.clone(),
+        );
+        r.register(
+            "fanout_lagged",
+            "Alert changes a subscription's queue had no room for; it caught up from the change log",
+            m.fanout_lagged.clone(),
+        );
+        r.register(
+            "fanout_camera_events_dropped",
+            "Camera events a subscription's queue had no room for (live only: that subscriber missed them)",
+            m.fanout_camera_dropped.clone(),
         );
         r.register(
             "tasks",
@@ -523,8 +543,23 @@ impl Metrics {
                 self.resident_memory_bytes.set(kb * 1024);
             }
         }
-        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(fds.count() as i64);
+        // Counting walks /proc/self/fd, one entry per socket: at most once a second,
+        // however often the metrics are scraped.
+        let due = {
+            let mut at = self
+                .fds_counted_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            if due {
+                *at = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+                self.open_fds.set(fds.count() as i64);
+            }
         }
     }
 

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use tonic::Code;
 
 use super::{
-    grpc::{ApiError, Subscription},
+    grpc::{subscription::Msg, ApiError, Subscription},
     http::{HttpState, Reader},
     json,
 };
@@ -165,9 +165,13 @@ async fn serve(
         tokio::select! {
             biased;
             msg = rx.recv() => match msg {
-                Some(Ok(r)) => {
-                    let text = json::subscribe_response(&r).to_string();
-                    let sent = tokio::time::timeout(dead_after, socket.send(Message::Text(text.into()))).await;
+                Some(Ok(m)) => {
+                    let text = match m {
+                        // Encoded once for every WebSocket that takes the change.
+                        Msg::Shared(c) => c.frame(),
+                        Msg::One(r) => json::subscribe_frame(&r).into(),
+                    };
+                    let sent = tokio::time::timeout(dead_after, socket.send(Message::Text(text))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         // Gone, or reading nothing for long: its subscription was cut off
                         // meanwhile; the connection goes too.

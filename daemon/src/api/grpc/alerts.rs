@@ -1,18 +1,18 @@
 //! `AlertService`: Subscribe (snapshot or resume, then live, gap-free), Get, List,
 //! Acknowledge, Resolve, AddNote, Dispatch (in `dispatch.rs`).
 //!
-//! A subscription first joins the live bus, then reads the store, so every change is
-//! either in what it read or still to come on the bus; changes at or below the last seq
-//! sent are skipped, so none is sent twice. A subscriber too slow for the bus (it lagged)
-//! catches up from the change log and goes on: a slow client is never a gap, and never
-//! slows anyone else. With `exclude_muted`, changes of silenced or inhibited alerts are
+//! A subscription first joins the fan-out hub (`fanout.rs`), then reads the store, so
+//! every change is either in what it read or still to come on its feed, which carries
+//! only the changes its filter takes; changes at or below the last seq sent are skipped,
+//! so none is sent twice. A subscriber too slow for its feed (the hub had no room for a
+//! change) is told so, catches up from the change log and goes on: a slow client is never
+//! a gap, and never slows anyone else. With `exclude_muted`, changes of silenced or inhibited alerts are
 //! left out everywhere (snapshot, catch-up, live): such a subscriber sees an alert from its
 //! first unmuted change on.
 
 use std::{sync::Arc, time::Duration};
 
 use gridsight_proto::{ts_from_millis, v1 as pb};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 
@@ -26,7 +26,10 @@ use crate::{
 };
 
 pub use super::subscription::Subscription;
-use super::subscription::{self, Ended, Tx};
+use super::{
+    fanout::{Fanout, Live},
+    subscription::{self, Ended, Msg, Tx},
+};
 
 /// Change log rows read per query while catching up.
 const CATCH_UP_PAGE: u32 = 1000;
@@ -48,8 +51,9 @@ pub struct AlertApi {
     pub cancel: CancellationToken,
     /// Subscription tasks, joined at shutdown.
     pub tasks: TaskTracker,
-    /// Live camera events (status changes, freeze, activity).
-    pub camera_events: tokio::sync::broadcast::Sender<Arc<pb::CameraEvent>>,
+    /// Live alert changes and camera events, each handed only to the subscriptions whose
+    /// filter takes it.
+    pub fanout: Fanout,
     /// Where dispatches step incidents.
     pub desk: crate::incidents::Desk,
 }
@@ -65,22 +69,22 @@ pub(crate) struct Filter {
 
 impl Filter {
     fn matches(&self, a: &pb::Alert) -> bool {
-        !(self.exclude_muted && is_muted(a))
-            && a.severity >= self.min_severity
+        self.matches_beyond_grid(a)
             && self
                 .grids
                 .as_ref()
                 .is_none_or(|gs| gs.iter().any(|g| self.index.is_within(&a.grid_id, g)))
     }
 
-    /// A camera event matches when one of its grids is within the filter (severity does
-    /// not apply: camera events have none).
-    fn matches_camera(&self, e: &pb::CameraEvent) -> bool {
-        self.grids.as_ref().is_none_or(|gs| {
-            e.grid_ids
-                .iter()
-                .any(|c| gs.iter().any(|g| self.index.is_within(c, g)))
-        })
+    /// The severity and muting parts of [`Filter::matches`] (the fan-out finds the grids
+    /// through its index).
+    pub(super) fn matches_beyond_grid(&self, a: &pb::Alert) -> bool {
+        !(self.exclude_muted && is_muted(a)) && a.severity >= self.min_severity
+    }
+
+    /// The grids asked for (empty: all).
+    pub(super) fn grid_ids(&self) -> &[String] {
+        self.grids.as_deref().unwrap_or_default()
     }
 }
 
@@ -151,10 +155,14 @@ pub(crate) fn check_command(
     Ok(())
 }
 
-fn change_msg(c: pb::AlertChange) -> Result<pb::SubscribeAlertsResponse, Status> {
-    Ok(pb::SubscribeAlertsResponse {
-        event: Some(pb::subscribe_alerts_response::Event::Change(c)),
-    })
+fn change_msg(c: pb::AlertChange) -> subscription::Item {
+    one(pb::subscribe_alerts_response::Event::Change(c))
+}
+
+fn one(e: pb::subscribe_alerts_response::Event) -> subscription::Item {
+    Ok(Msg::One(Box::new(pb::SubscribeAlertsResponse {
+        event: Some(e),
+    })))
 }
 
 impl AlertApi {
@@ -228,9 +236,9 @@ impl AlertApi {
     }
 
     async fn stream(self, r: pb::SubscribeAlertsRequest, f: Filter, tx: &Tx) -> Result<(), Ended> {
-        let mut live = self.store.subscribe();
-        let mut cams = self.camera_events.subscribe();
-        let mut cams_open = true;
+        // Joined before the store is read: every change the read does not hold comes
+        // through the feed (see `fanout`).
+        let (mut feed, _member) = self.fanout.join(f.clone()).await.map_err(|_| Ended::Gone)?;
         let mut last = if r.resume_after_seq == 0 {
             let (open, cursor) = self
                 .store
@@ -251,10 +259,8 @@ impl AlertApi {
                 cursor,
                 open_alerts: shown,
             };
-            tx.send(Ok(pb::SubscribeAlertsResponse {
-                event: Some(pb::subscribe_alerts_response::Event::SnapshotEnd(end)),
-            }))
-            .await?;
+            tx.send(one(pb::subscribe_alerts_response::Event::SnapshotEnd(end)))
+                .await?;
             cursor
         } else {
             r.resume_after_seq
@@ -270,39 +276,30 @@ impl AlertApi {
                     return Ok(());
                 }
                 _ = tx.closed() => return Ok(()),
-                msg = live.recv() => match msg {
-                    Ok(c) if c.seq <= last => {}
-                    Ok(c) if c.seq == last + 1 => {
-                        last = c.seq;
-                        if c.alert.as_ref().is_some_and(|a| f.matches(a)) {
-                            tx.send(change_msg((*c).clone())).await?;
-                        }
+                live = feed.recv() => match live {
+                    // The feed holds only what the filter takes, in seq order; what the
+                    // store read already sent is skipped.
+                    Some(Live::Change(c)) if c.change.seq > last => {
+                        last = c.change.seq;
+                        tx.send(Ok(Msg::Shared(c))).await?;
                     }
-                    // A gap on the bus cannot happen without `Lagged`; the store decides.
-                    Ok(_) | Err(RecvError::Lagged(_)) => last = self.catch_up(last, &f, tx).await?,
-                    Err(RecvError::Closed) => return Ok(()),
-                },
-                ev = cams.recv(), if cams_open => match ev {
-                    Ok(e) if f.matches_camera(&e) => {
-                        tx.send(Ok(pb::SubscribeAlertsResponse {
-                            event: Some(pb::subscribe_alerts_response::Event::CameraEvent((*e).clone())),
-                        }))
-                        .await?;
+                    Some(Live::Change(_)) => {}
+                    // Changes were lost on the way: they are in the change log.
+                    Some(Live::Lagged) => last = self.catch_up(last, &f, tx).await?,
+                    Some(Live::Camera(e)) => {
+                        tx.send(one(pb::subscribe_alerts_response::Event::CameraEvent((*e).clone())))
+                            .await?;
                     }
-                    Ok(_) => {}
-                    // Camera events are live only: a lagging subscriber misses some.
-                    Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "subscriber lagged on camera events"),
-                    Err(RecvError::Closed) => cams_open = false,
+                    // The hub stopped: the daemon is shutting down.
+                    None => return Ok(()),
                 },
                 _ = beat.tick() => {
                     let hb = pb::Heartbeat {
                         last_seq: self.store.seqs.last.load(std::sync::atomic::Ordering::Acquire),
                         server_time: Some(ts_from_millis(now_ms())),
                     };
-                    tx.send(Ok(pb::SubscribeAlertsResponse {
-                        event: Some(pb::subscribe_alerts_response::Event::Heartbeat(hb)),
-                    }))
-                    .await?;
+                    tx.send(one(pb::subscribe_alerts_response::Event::Heartbeat(hb)))
+                        .await?;
                 }
             }
         }

@@ -10,6 +10,7 @@
 mod alerts;
 mod cameras;
 mod dispatch;
+pub mod fanout;
 mod incidents;
 pub mod silence_book;
 mod silences;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use alerts::{AlertApi, Subscription};
 pub use cameras::CameraApi;
+pub use fanout::Fanout;
 pub use incidents::IncidentApi;
 pub use silence_book::SilenceBook;
 pub use silences::SilenceApi;

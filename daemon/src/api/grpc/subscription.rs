@@ -12,6 +12,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -21,11 +22,39 @@ use gridsight_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
+use super::fanout::SharedChange;
+
 /// Messages queued for one subscriber.
 pub const QUEUE: usize = 256;
 
-/// One message of a subscription.
-pub type Item = Result<pb::SubscribeAlertsResponse, Status>;
+/// One message of a subscription: its own, or a live change shared with every other
+/// subscription that takes it (gRPC copies it into its response; a WebSocket sends the
+/// change's frame, encoded once for all of them).
+#[derive(Debug)]
+pub enum Msg {
+    /// A message of this subscription alone (snapshot, catch-up, heartbeat, camera event);
+    /// boxed, so that a queue slot is two words.
+    One(Box<pb::SubscribeAlertsResponse>),
+    /// A live alert change.
+    Shared(Arc<SharedChange>),
+}
+
+impl Msg {
+    /// The gRPC message.
+    pub fn into_pb(self) -> pb::SubscribeAlertsResponse {
+        match self {
+            Msg::One(r) => *r,
+            Msg::Shared(c) => pb::SubscribeAlertsResponse {
+                event: Some(pb::subscribe_alerts_response::Event::Change(
+                    (*c.change).clone(),
+                )),
+            },
+        }
+    }
+}
+
+/// One item of a subscription.
+pub type Item = Result<Msg, Status>;
 
 /// Why a subscription's task stopped sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,11 +154,14 @@ impl Subscription {
     }
 }
 
+/// What gRPC `Subscribe` streams.
 impl Stream for Subscription {
-    type Item = Item;
+    type Item = Result<pb::SubscribeAlertsResponse, Status>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        self.get_mut().poll_item(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .poll_item(cx)
+            .map(|i| i.map(|m| m.map(Msg::into_pb)))
     }
 }
 
@@ -138,14 +170,14 @@ mod tests {
     use super::*;
 
     fn beat(n: u64) -> Item {
-        Ok(pb::SubscribeAlertsResponse {
+        Ok(Msg::One(Box::new(pb::SubscribeAlertsResponse {
             event: Some(pb::subscribe_alerts_response::Event::Heartbeat(
                 pb::Heartbeat {
                     last_seq: n,
                     server_time: None,
                 },
             )),
-        })
+        })))
     }
 
     #[tokio::test(start_paused = true)]

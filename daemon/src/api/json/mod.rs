@@ -7,6 +7,8 @@
 //! 64-bit counters as numbers (seqs stay far below 2^53). Camera URLs and credentials are
 //! never part of any message here.
 
+mod alert;
+
 use gridsight_proto::{millis_from_ts, v1 as pb};
 use serde_json::{json, Value};
 
@@ -34,19 +36,9 @@ pub fn change_kind(v: i32) -> &'static str {
     pb::ChangeKind::try_from(v).map_or("UNKNOWN", |s| short(s.as_str_name(), "CHANGE_KIND_"))
 }
 
-fn lat_lon(l: &Option<pb::LatLon>) -> Value {
-    l.as_ref()
-        .map_or(Value::Null, |l| json!({ "lon": l.lon, "lat": l.lat }))
-}
-
 /// A camera event.
 pub fn camera_event(e: &pb::CameraEvent) -> Value {
-    let kind = pb::CameraEventKind::try_from(e.kind)
-        .map_or("UNKNOWN", |k| short(k.as_str_name(), "CAMERA_EVENT_KIND_"));
-    json!({
-        "camera_id": e.camera_id, "kind": kind, "time_ms": ms(&e.time),
-        "grid_ids": e.grid_ids, "activity": e.activity, "detail": e.detail,
-    })
+    value(&alert::CameraEventJson(e))
 }
 
 fn incident_status(v: i32) -> &'static str {
@@ -79,72 +71,41 @@ pub fn incident(i: &pb::Incident) -> Value {
     })
 }
 
-/// One piece of an alert's evidence: `{"time_ms", "source", ...}` with the item's fields.
+/// One piece of an alert's evidence: `{"time_ms", "source", ...}` with the item's fields
+/// (a camera event's, an incident's, a sensor reading's).
 pub fn evidence(e: &pb::Evidence) -> Value {
-    use pb::evidence::Item;
-    let time_ms = ms(&e.time);
-    match &e.item {
-        Some(Item::SensorEvent(s)) => {
-            let state = pb::SensorState::try_from(s.state)
-                .map_or("UNKNOWN", |v| short(v.as_str_name(), "SENSOR_STATE_"));
-            json!({
-                "time_ms": time_ms, "source": "sensor", "sensor_id": s.sensor_id,
-                "kind": s.kind, "grid_id": s.grid_id, "state": state, "reading": s.reading,
-                "location": lat_lon(&s.location),
-            })
-        }
-        Some(Item::CameraEvent(c)) => {
-            let mut v = camera_event(c);
-            v["time_ms"] = json!(time_ms);
-            v["source"] = json!("camera");
-            v
-        }
-        Some(Item::Incident(i)) => {
-            json!({
-                "time_ms": time_ms, "source": "incident", "incident_id": i.id,
-                "category": category(i.category), "item_code": i.item_code, "description": i.description,
-                "grid_id": i.grid_id, "reporter_id": i.reporter_id,
-                "location": lat_lon(&i.location),
-            })
-        }
-        None => json!({ "time_ms": time_ms, "source": "unknown" }),
-    }
+    value(&alert::EvidenceJson(e))
 }
 
 /// An alert, whole.
 pub fn alert(a: &pb::Alert) -> Value {
-    let snapshots: Vec<Value> = a
-        .snapshots
-        .iter()
-        .map(|s| json!({ "camera_id": s.camera_id, "url": s.url, "taken_at_ms": ms(&s.taken_at) }))
-        .collect();
-    json!({
-        "id": a.id, "seq": a.seq, "version": a.version,
-        "severity": severity(a.severity), "status": alert_status(a.status),
-        "title": a.title, "grid_id": a.grid_id,
-        "evidence": a.evidence.iter().map(evidence).collect::<Vec<_>>(),
-        "first_seen_ms": ms(&a.first_seen), "last_seen_ms": ms(&a.last_seen),
-        "updated_at_ms": ms(&a.updated_at), "count": a.count, "dedup_key": a.dedup_key,
-        "acknowledged_by": a.acknowledged_by, "acknowledged_at_ms": ms(&a.acknowledged_at),
-        "resolved_by": a.resolved_by, "note": a.note,
-        "camera_ids": a.camera_ids, "snapshots": snapshots, "rule_id": a.rule_id,
-        "merged_into": a.merged_into, "parent_id": a.parent_id, "group_size": a.group_size,
-        "silenced_by": a.silenced_by, "inhibited_by": a.inhibited_by, "flapping": a.flapping,
-        "escalation_level": a.escalation_level, "escalated_to": a.escalated_to,
-        "incident_ids": a.incident_ids, "labels": a.labels,
-        "incidents": a.incidents.iter().map(linked_incident).collect::<Vec<_>>(),
-        "notes": a.notes.iter().map(|n| json!({ "by": n.by, "at_ms": ms(&n.at), "text": n.text })).collect::<Vec<_>>(),
-    })
+    value(&alert::AlertJson(a))
+}
+
+/// `v` as a `Value` (what the HTTP answers embed). Our serializers write only string keys
+/// and JSON scalars, so this cannot fail.
+fn value(v: &impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// The `/ws` frame of one alert change (`"type": "change"`), as text.
+pub fn change_frame(c: &pb::AlertChange) -> String {
+    serde_json::to_string(&alert::ChangeJson(c)).unwrap_or_default()
+}
+
+/// One message of an alert subscription as the WebSocket's text frame.
+pub fn subscribe_frame(r: &pb::SubscribeAlertsResponse) -> String {
+    match &r.event {
+        Some(pb::subscribe_alerts_response::Event::Change(c)) => change_frame(c),
+        _ => subscribe_response(r).to_string(),
+    }
 }
 
 /// One message of an alert subscription, as the WebSocket sends it (see `api::ws`).
 pub fn subscribe_response(r: &pb::SubscribeAlertsResponse) -> Value {
     use pb::subscribe_alerts_response::Event;
     match &r.event {
-        Some(Event::Change(c)) => json!({
-            "type": "change", "seq": c.seq, "kind": change_kind(c.kind),
-            "alert": c.alert.as_ref().map_or(Value::Null, alert),
-        }),
+        Some(Event::Change(c)) => value(&alert::ChangeJson(c)),
         Some(Event::SnapshotEnd(e)) => json!({
             "type": "snapshot_end", "cursor": e.cursor, "open_alerts": e.open_alerts,
         }),
