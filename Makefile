@@ -7,7 +7,7 @@ export CARGO_INCREMENTAL ?= 0
 # Where cargo puts its builds (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test lint unit e2e fuzz bench-mqtt bench-mqtt-rules bench-cameras bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
+.PHONY: deps build run test lint unit e2e fuzz bench-mqtt bench-mqtt-rules bench-fanout bench-cameras bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -56,6 +56,14 @@ bench-mqtt: deps
 bench-mqtt-rules: deps
 	$(CARGO) build --release -p gridsight -p gridsight-sim
 	$(TARGET_DIR)/release/bench-mqtt --daemon $(TARGET_DIR)/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl --rules-file deploy/bench/rules-50.toml --compare-rules $(BENCH_ARGS)
+
+## Fan-out benchmark: the QoS 1 drain of 600k readings (10% alarms: ~10k alert changes/s)
+## with 1,000 gRPC subscribers (one community each) and 50 WebSockets (one town each)
+## reading the alert stream, vs with nobody subscribed; median ratio of 3 rounds.
+## `make bench-fanout BENCH_ARGS="--rounds 5"`.
+bench-fanout: deps
+	$(CARGO) build --release -p gridsight -p gridsight-sim
+	$(TARGET_DIR)/release/bench-mqtt --daemon $(TARGET_DIR)/release/gridsight --daemon-config-template deploy/bench/daemon.toml.tmpl --fanout --towns 25 --communities 40 --sensors 10 --messages 600000 --alarm-ratio 0.1 $(BENCH_ARGS)
 
 ## Camera benchmark: the daemon on 2,000 RTSP cameras (camera farm) vs a bare retina client,
 ## and per camera vs one ffmpeg per camera. `make bench-cameras BENCH_ARGS="--secs 600"`.

@@ -12,6 +12,7 @@
 //! - [`broker`]: a real Mosquitto broker on a free loopback port, for tests and benches.
 //! - [`load`]: bulk MQTT publishing and draining, for benchmarks and tests.
 //! - [`probe`]: a tiny HTTP/1.0 GET and a Prometheus text parser.
+//! - [`procstat`]: CPU and memory of processes from `/proc`, for benchmarks and soaks.
 //!
 //! Errors crossing the crate boundary are [`SimError`].
 
@@ -24,6 +25,7 @@ pub mod fleet;
 pub mod latency;
 pub mod load;
 pub mod probe;
+pub mod procstat;
 pub mod readings;
 pub mod reporter;
 

@@ -21,8 +21,6 @@ mod phases;
 mod procs;
 #[path = "bench_cameras/report.rs"]
 mod report;
-#[path = "bench_cameras/sample.rs"]
-mod sample;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -157,7 +155,7 @@ async fn bench(args: &Args) -> Result<()> {
         args.fps,
         args.content,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        sample::loadavg()
+        gridsight_sim::procstat::loadavg()
     );
     let ctx = Ctx {
         farm,

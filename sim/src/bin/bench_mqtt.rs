@@ -10,13 +10,21 @@
 //! With `--rules-file FILE` its `[[rules]]` are appended to the daemon config; with
 //! `--compare-rules` as well, the bench instead alternates QoS 1 daemon phases without and
 //! with the rules and reports the ratio of their drain rates (see `bench_mqtt/rules.rs`).
+//!
+//! With `--fanout`, it alternates QoS 1 daemon phases with and without 1,000 gRPC and 50
+//! WebSocket subscribers on the alert stream and reports the ratio of their drain rates
+//! (see `bench_mqtt/fanout.rs`).
 
 #[path = "bench_mqtt/daemon.rs"]
 mod daemon;
+#[path = "bench_mqtt/fanout.rs"]
+mod fanout;
 #[path = "bench_mqtt/report.rs"]
 mod report;
 #[path = "bench_mqtt/rules.rs"]
 mod rules;
+#[path = "bench_mqtt/subscribers.rs"]
+mod subscribers;
 
 use std::{
     net::SocketAddr,
@@ -127,6 +135,21 @@ struct Args {
     /// (no bare subscriber, no latency phase); prints the median ratio rules ÷ no rules.
     #[arg(long, requires = "rules_file", conflicts_with = "only_baseline")]
     compare_rules: bool,
+    /// Per round, a QoS 1 daemon phase with `--grpc-subscribers` gRPC and `--ws-subscribers`
+    /// WebSocket subscribers on its alert stream and one without (no bare subscriber, no
+    /// latency phase); prints the median ratio of the drain rates, with ÷ without.
+    #[arg(long, conflicts_with_all = ["only_baseline", "compare_rules", "rules_file"])]
+    fanout: bool,
+    /// With --fanout: gRPC subscribers, each watching one community.
+    #[arg(long, default_value_t = 1000)]
+    grpc_subscribers: usize,
+    /// With --fanout: WebSocket subscribers, each watching one town.
+    #[arg(long, default_value_t = 50)]
+    ws_subscribers: usize,
+    /// With --fanout: the nice value of the subscribers' threads (they stand for machines
+    /// elsewhere; 19 lets them use only the CPU the daemon and the broker leave).
+    #[arg(long, default_value_t = 19)]
+    subscriber_nice: i32,
 }
 
 #[tokio::main]
@@ -173,7 +196,13 @@ async fn bench(args: &Args) -> Result<()> {
     } else {
         (tmp.path().to_path_buf(), Some(tmp))
     };
-    let broker = MosquittoBroker::start_with(&args.mosquitto, BENCH_SETTINGS).await?;
+    // --fanout pauses the broker (saving its queues) while the daemon and its subscribers
+    // start.
+    let mut broker = if args.fanout {
+        MosquittoBroker::start_persistent(&args.mosquitto).await?
+    } else {
+        MosquittoBroker::start_with(&args.mosquitto, BENCH_SETTINGS).await?
+    };
     let city = DemoCity::generate(args.seed, args.towns, args.communities, args.sensors);
     let messages = load::demo_messages(&city, args.messages as usize, args.alarm_ratio, args.seed);
     let avg = messages.iter().map(|(_, p)| p.len()).sum::<usize>() / messages.len().max(1);
@@ -186,6 +215,11 @@ async fn bench(args: &Args) -> Result<()> {
         args.publishers
     );
 
+    if args.fanout {
+        fanout::compare(args, &mut broker, &template, &city, &dir, &messages).await?;
+        broker.stop().await?;
+        return Ok(());
+    }
     if args.compare_rules {
         if let Some(path) = &args.rules_file {
             let with = rules::with_rules(&template, path)?;

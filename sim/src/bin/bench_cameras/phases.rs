@@ -8,12 +8,12 @@ use std::{
 };
 
 use anyhow::{bail, Result};
+use gridsight_sim::procstat::{Usage, Window};
 
 use crate::{
     daemon::{self, DaemonSetup, OnlineTrack, RunningDaemon},
     farm::{parse_result, BareClient, Farm},
     procs::{terminate_all, Proc},
-    sample::{Usage, Window},
 };
 
 /// What every phase needs.

@@ -2,10 +2,9 @@
 //! (scale: daemon vs bare client; ffmpeg: per camera, daemon vs ffmpeg) with the targets
 //! of the issue checked.
 
-use crate::{
-    phases::{BareRun, DaemonRun, FfmpegRun},
-    sample::Usage,
-};
+use gridsight_sim::procstat::Usage;
+
+use crate::phases::{BareRun, DaemonRun, FfmpegRun};
 
 /// Scale targets: daemon CPU and RSS at most this many times the bare client's.
 const CPU_RATIO_MAX: f64 = 1.3;

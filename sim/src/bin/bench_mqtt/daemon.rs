@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use gridsight_sim::{broker::tail, probe};
+use gridsight_sim::{broker::tail, probe, procstat};
 use tokio::process::{Child, Command};
 
 /// Values substituted into the daemon config template.
@@ -118,6 +118,32 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Polls `GET /healthz` every 20 ms until the HTTP listener answers 200 (the daemon
+    /// runs; MQTT may still be down).
+    pub async fn wait_listening(&mut self, http: SocketAddr, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.check_alive()?;
+            let r = probe::http_get(http, "/healthz", None, Duration::from_secs(2)).await;
+            if matches!(r, Ok(ref r) if r.status == 200) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "/healthz not 200 after {limit:?} (last: {r:?}); last log lines:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// CPU seconds (user + system) the process has used.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        let pid = self.child.id().context("the daemon has exited")?;
+        Ok(procstat::cpu_ticks(pid)? as f64 / procstat::clock_ticks())
     }
 
     /// Sends SIGTERM and waits up to `limit` for the exit; kills it after that.
