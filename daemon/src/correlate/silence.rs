@@ -113,21 +113,10 @@ pub fn matches(s: &pb::Silence, alert: &pb::Alert, grids: &GridIndex) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GridConfig;
     use gridsight_proto::ts_from_millis;
 
     fn grids() -> GridIndex {
-        let g = |id: &str, p: Option<&str>| GridConfig {
-            id: id.into(),
-            name: id.into(),
-            parent: p.map(Into::into),
-            polygon: vec![],
-        };
-        GridIndex::new(&[
-            g("county", None),
-            g("t1", Some("county")),
-            g("c1", Some("t1")),
-        ])
+        GridIndex::tree(&[("county", None), ("t1", Some("county")), ("c1", Some("t1"))])
     }
 
     fn silence(m: pb::SilenceMatcher, from: i64, to: i64) -> pb::Silence {

@@ -226,6 +226,24 @@ fn depths(parents: &[Option<usize>]) -> Vec<usize> {
 }
 
 #[cfg(test)]
+impl GridIndex {
+    /// A tree without polygons from `(id, parent)` pairs (each grid named by its id), for
+    /// tests.
+    pub(crate) fn tree(grids: &[(&str, Option<&str>)]) -> GridIndex {
+        let grids: Vec<GridConfig> = grids
+            .iter()
+            .map(|(id, parent)| GridConfig {
+                id: id.to_string(),
+                name: id.to_string(),
+                parent: parent.map(str::to_string),
+                polygon: vec![],
+            })
+            .collect();
+        GridIndex::new(&grids)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -1,24 +1,17 @@
 use super::*;
-use crate::config::GridConfig;
 use pb::IncidentStatus as S;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 
 fn grids() -> GridIndex {
-    let g = |id: &str, parent: Option<&str>| GridConfig {
-        id: id.into(),
-        name: id.into(),
-        parent: parent.map(Into::into),
-        polygon: vec![],
-    };
-    GridIndex::new(&[
-        g("county", None),
-        g("town-a", Some("county")),
-        g("town-b", Some("county")),
-        g("a-1", Some("town-a")),
-        g("a-2", Some("town-a")),
-        g("b-1", Some("town-b")),
+    GridIndex::tree(&[
+        ("county", None),
+        ("town-a", Some("county")),
+        ("town-b", Some("county")),
+        ("a-1", Some("town-a")),
+        ("a-2", Some("town-a")),
+        ("b-1", Some("town-b")),
     ])
 }
 

@@ -130,6 +130,7 @@ impl Fanout {
             round: 0,
             grids,
             metrics,
+            scratch: Vec::new(),
         };
         (Fanout { ctl }, hub.run(bus, cameras, rx, cancel))
     }
@@ -183,6 +184,8 @@ struct Hub {
     round: u64,
     grids: Arc<GridIndex>,
     metrics: Arc<Metrics>,
+    /// The candidates of the item being handed out (kept, so that no item allocates).
+    scratch: Vec<u64>,
 }
 
 impl Hub {
@@ -293,9 +296,10 @@ impl Hub {
         self.round += 1;
         // Built once, and only when someone takes the change.
         let mut shared: Option<Arc<SharedChange>> = None;
-        let mut ids = Vec::new();
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
         self.candidates(self.grids.index_of(&a.grid_id), &mut ids);
-        for id in ids {
+        for &id in &ids {
             let Some(m) = self.members.get_mut(&id) else {
                 continue;
             };
@@ -319,18 +323,20 @@ impl Hub {
                 self.lag(id);
             }
         }
+        self.scratch = ids;
     }
 
     fn camera(&mut self, e: Arc<pb::CameraEvent>) {
         self.round += 1;
-        let mut ids = Vec::new();
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
         for g in &e.grid_ids {
             self.candidates(self.grids.index_of(g), &mut ids);
         }
         if e.grid_ids.is_empty() {
             ids.extend_from_slice(&self.everywhere);
         }
-        for id in ids {
+        for &id in &ids {
             let Some(m) = self.members.get_mut(&id) else {
                 continue;
             };
@@ -344,6 +350,7 @@ impl Hub {
                 self.metrics.fanout_camera_dropped.inc();
             }
         }
+        self.scratch = ids;
     }
 
     /// Marks `id` lagging: its marker goes in with its next change, or on a retry.
@@ -382,7 +389,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{api::grpc::check_filter, config::GridConfig};
+    use crate::api::grpc::check_filter;
 
     struct Bench {
         fanout: Fanout,
@@ -394,19 +401,13 @@ mod tests {
     }
 
     fn start() -> Bench {
-        let g = |id: &str, parent: Option<&str>| GridConfig {
-            id: id.into(),
-            name: id.into(),
-            parent: parent.map(Into::into),
-            polygon: vec![],
-        };
-        let grids = Arc::new(GridIndex::new(&[
-            g("county", None),
-            g("town-a", Some("county")),
-            g("town-b", Some("county")),
-            g("a-1", Some("town-a")),
-            g("a-2", Some("town-a")),
-            g("b-1", Some("town-b")),
+        let grids = Arc::new(GridIndex::tree(&[
+            ("county", None),
+            ("town-a", Some("county")),
+            ("town-b", Some("county")),
+            ("a-1", Some("town-a")),
+            ("a-2", Some("town-a")),
+            ("b-1", Some("town-b")),
         ]));
         let (bus, bus_rx) = broadcast::channel(4 * FEED);
         let (cams, cams_rx) = broadcast::channel(64);
