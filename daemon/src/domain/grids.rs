@@ -241,6 +241,19 @@ impl GridIndex {
             .collect();
         GridIndex::new(&grids)
     }
+
+    /// A county, two towns and three communities (`a-1`, `a-2` in `town-a`; `b-1` in
+    /// `town-b`), for tests.
+    pub(crate) fn test_county() -> GridIndex {
+        GridIndex::tree(&[
+            ("county", None),
+            ("town-a", Some("county")),
+            ("town-b", Some("county")),
+            ("a-1", Some("town-a")),
+            ("a-2", Some("town-a")),
+            ("b-1", Some("town-b")),
+        ])
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,7 @@ const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 
 fn grids() -> GridIndex {
-    GridIndex::tree(&[
-        ("county", None),
-        ("town-a", Some("county")),
-        ("town-b", Some("county")),
-        ("a-1", Some("town-a")),
-        ("a-2", Some("town-a")),
-        ("b-1", Some("town-b")),
-    ])
+    GridIndex::test_county()
 }
 
 /// 2026-11-23 in the centre's zone (UTC+08:00), and when it starts.

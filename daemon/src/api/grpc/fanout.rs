@@ -401,14 +401,7 @@ mod tests {
     }
 
     fn start() -> Bench {
-        let grids = Arc::new(GridIndex::tree(&[
-            ("county", None),
-            ("town-a", Some("county")),
-            ("town-b", Some("county")),
-            ("a-1", Some("town-a")),
-            ("a-2", Some("town-a")),
-            ("b-1", Some("town-b")),
-        ]));
+        let grids = Arc::new(GridIndex::test_county());
         let (bus, bus_rx) = broadcast::channel(4 * FEED);
         let (cams, cams_rx) = broadcast::channel(64);
         let metrics = Arc::new(Metrics::new());
