@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod clip;
 mod error;
+pub mod flap;
 pub mod mount;
 mod player;
 pub mod rtp;
@@ -34,5 +35,6 @@ mod session;
 pub use clip::cache::ClipCache;
 pub use clip::{Clip, ClipSpec, Content, Frame};
 pub use error::FarmError;
+pub use flap::{Flap, Flapper};
 pub use mount::{ContentSchedule, Fault, MountConfig, MountStats};
 pub use server::{mount_name, Farm, FarmConfig, FarmHandle};

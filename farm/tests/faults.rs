@@ -185,3 +185,42 @@ async fn freeze_repeats_a_minimal_frame_with_a_stopped_clock() {
     );
     farm.shutdown().await;
 }
+
+#[tokio::test]
+async fn flapper_cycles_mounts_and_stop_heals_them() {
+    use gridsight_farm::{flap::DROP_AFTER, Flap, Flapper};
+    let farm = start(vec![
+        MountConfig::new("cam0001", 15),
+        MountConfig::new("cam0002", 15),
+    ])
+    .await;
+    // 10 s up, 10 s down: mount 0 starts its cycle up, mount 1 half a cycle later (down).
+    let flap: Flap = "10:10".parse().unwrap();
+    let mut flapper = Flapper::new(flap, vec!["cam0001".into(), "cam0002".into()]);
+    let t0 = std::time::Instant::now();
+    flapper.tick(&farm, t0);
+    assert_eq!((flapper.down_now(), flapper.drops), (1, 1));
+
+    // The odd mount, down, accepts and drops each connection after DROP_AFTER.
+    let c = collect(open(&farm, "cam0002", None).await.unwrap(), DROP_AFTER * 2).await;
+    assert!(c.ended && !c.frames.is_empty(), "{c:?}");
+    // The even mount, up, plays until its down phase refuses it (closing the session).
+    let stream = open(&farm, "cam0001", None).await.unwrap();
+    let flip = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        flapper.tick(&farm, t0 + Duration::from_secs(10));
+    };
+    let (c, ()) = tokio::join!(collect(stream, Duration::from_secs(2)), flip);
+    assert!(c.ended && !c.frames.is_empty(), "{c:?}");
+    assert_eq!((flapper.down_now(), flapper.drops), (1, 2));
+    let err = open(&farm, "cam0001", None).await.err().expect("refused");
+    assert_eq!(err.status_code(), None, "{err}");
+
+    // Stopping heals both: each plays without a break.
+    flapper.stop(&farm);
+    for cam in ["cam0001", "cam0002"] {
+        let c = collect(open(&farm, cam, None).await.unwrap(), DROP_AFTER * 2).await;
+        assert!(!c.ended && c.frames.len() >= 20, "{cam}: {c:?}");
+    }
+    farm.shutdown().await;
+}
