@@ -104,6 +104,9 @@ pub struct Metrics {
     /// The process's open file descriptors (sockets included; set when scraped, counted at
     /// most once a second).
     pub open_fds: Gauge,
+    /// Memory SQLite holds (bytes; set when scraped): mostly page caches, the writer's up
+    /// to 64 MiB, so part of the resident memory that fills up and then stays.
+    pub store_memory_bytes: Gauge,
     /// When `open_fds` was last counted.
     fds_counted_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// Requests refused for a missing or wrong token, or a role that may not.
@@ -211,6 +214,7 @@ impl Metrics {
             tasks: Gauge::default(),
             resident_memory_bytes: Gauge::default(),
             open_fds: Gauge::default(),
+            store_memory_bytes: Gauge::default(),
             fds_counted_at: std::sync::Mutex::new(None),
             auth_failures: Family::default(),
             tls_handshake_failures: Family::default(),
@@ -353,6 +357,11 @@ impl Metrics {
             "open_fds",
             "Open file descriptors of the process",
             m.open_fds.clone(),
+        );
+        r.register(
+            "store_memory_bytes",
+            "Memory SQLite holds, page caches included (bytes; part of the resident memory)",
+            m.store_memory_bytes.clone(),
         );
         r.register(
             "auth_failures",
@@ -528,9 +537,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Samples the process gauges: runtime tasks, resident memory, open descriptors.
-    /// Called when scraped, on the daemon's runtime.
+    /// Samples the process gauges: runtime tasks, resident memory, SQLite's memory, open
+    /// descriptors. Called when scraped, on the daemon's runtime.
     pub fn sample_process(&self) {
+        self.store_memory_bytes.set(crate::store::memory_used());
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             self.tasks.set(h.metrics().num_alive_tasks() as i64);
         }
@@ -636,7 +646,16 @@ mod process_tests {
     async fn the_process_gauges_read_this_process() {
         let m = super::Metrics::new();
         let _held = tokio::spawn(std::future::pending::<()>());
+        // An open database with a row in it: SQLite holds some memory for it.
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (zeroblob(100000));")
+            .unwrap();
         m.sample_process();
+        assert!(
+            m.store_memory_bytes.get() > 100_000,
+            "SQLite's memory: {}",
+            m.store_memory_bytes.get()
+        );
         assert!(m.tasks.get() >= 1, "the pending task is alive");
         assert!(
             m.resident_memory_bytes.get() > 1 << 20,
@@ -645,5 +664,7 @@ mod process_tests {
         assert!(m.open_fds.get() >= 3, "stdin, stdout, stderr at least");
         let text = m.encode();
         assert!(text.contains("gridsight_resident_memory_bytes "), "{text}");
+        assert!(text.contains("gridsight_store_memory_bytes "), "{text}");
+        drop(db);
     }
 }

@@ -201,6 +201,15 @@ impl Ids {
     }
 }
 
+/// Bytes SQLite holds now, over every connection of the process (page caches, statements,
+/// schema): what `gridsight_store_memory_bytes` shows.
+pub fn memory_used() -> i64 {
+    // SAFETY: sqlite3_memory_used takes no argument and reads SQLite's own counter under
+    // its mutex (the bundled build is thread-safe); it is valid before and after
+    // initialisation.
+    unsafe { rusqlite::ffi::sqlite3_memory_used() }
+}
+
 /// What readers see of the writer's commits: sequence numbers, and a wake-up for pictures.
 #[derive(Debug, Default)]
 pub struct SeqState {
