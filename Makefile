@@ -7,7 +7,7 @@ export CARGO_INCREMENTAL ?= 0
 # Where cargo puts its builds (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build run test lint unit e2e fuzz bench-mqtt bench-mqtt-rules bench-fanout bench-cameras bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
+.PHONY: deps build run test lint unit e2e fuzz bench-mqtt bench-mqtt-rules bench-fanout bench-cameras soak bench-snapshot bench-spatial bench-engine bench-engine-instructions clean
 
 ## Install the system packages (quick when all are present).
 deps:
@@ -71,6 +71,14 @@ bench-cameras:
 	@./scripts/install-deps.sh --bench
 	$(CARGO) build --release -p gridsight -p gridsight-farm -p gridsight-sim --bins --example farm_load
 	$(TARGET_DIR)/release/bench-cameras --daemon $(TARGET_DIR)/release/gridsight --farm $(TARGET_DIR)/release/camera-farm --bare-client $(TARGET_DIR)/release/examples/farm_load $(BENCH_ARGS)
+
+## Camera flap soak (not part of `make test`): the daemon on 500 cameras of a farm whose
+## mounts flap (20 s up, 10 s down) for 10 minutes; tasks, descriptors and memory compared
+## between the quiet points before and after. Fails on a leak.
+## `make soak SOAK_ARGS="--soak-secs 3600 --cameras 1000"`.
+soak: deps
+	$(CARGO) build --release -p gridsight -p gridsight-farm -p gridsight-sim --bins
+	$(TARGET_DIR)/release/bench-cameras --soak --cameras 500 --daemon $(TARGET_DIR)/release/gridsight --farm $(TARGET_DIR)/release/camera-farm $(SOAK_ARGS)
 
 ## Snapshot benchmark: keyframe -> JPEG through the warm pool vs a fresh pipeline, throughput.
 bench-snapshot: deps

@@ -10,6 +10,10 @@
 //! with no camera (its fixed memory), the daemon, the bare client and ffmpeg on
 //! `--ffmpeg-cameras` mounts. The machine is noisy: compare the ratios, which are taken
 //! within one run. Run `bench-cameras --help` for the options.
+//!
+//! `--soak` instead runs the camera flap soak (`make soak`): the daemon on `--cameras`
+//! cameras of a flapping farm for `--soak-secs`, its tasks, descriptors and memory compared
+//! between two quiet points (see `bench_cameras/soak.rs`).
 
 #[path = "bench_cameras/daemon.rs"]
 mod daemon;
@@ -21,6 +25,8 @@ mod phases;
 mod procs;
 #[path = "bench_cameras/report.rs"]
 mod report;
+#[path = "bench_cameras/soak.rs"]
+mod soak;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -87,6 +93,25 @@ struct Args {
     /// Keep the temporary directory (configs, logs, databases) and print its path.
     #[arg(long)]
     keep_temp: bool,
+    /// Run the camera flap soak on --cameras cameras instead of the benchmark.
+    #[arg(long)]
+    soak: bool,
+    /// Soak: how long the cameras flap, seconds.
+    #[arg(long, default_value_t = 600.0)]
+    soak_secs: f64,
+    /// Soak: flapping before the start point (builds what is built once), seconds.
+    #[arg(long, default_value_t = 60.0)]
+    soak_warmup_secs: f64,
+    /// Soak: the flap cycle UP:DOWN in seconds (each camera healthy for UP, then down for
+    /// DOWN; even cameras refuse, odd ones drop every connection after a second).
+    #[arg(long, default_value = "20:10")]
+    flap: String,
+    /// Soak: seconds between two samples of the daemon's gauges.
+    #[arg(long, default_value_t = 10.0)]
+    sample_secs: f64,
+    /// Soak: seconds every camera stays online before each of the two measuring points.
+    #[arg(long, default_value_t = 30.0)]
+    settle_secs: f64,
 }
 
 #[tokio::main]
@@ -107,6 +132,9 @@ async fn main() -> Result<()> {
 }
 
 async fn bench(args: &Args) -> Result<()> {
+    if args.soak {
+        return soak(args).await;
+    }
     if args.secs <= 0.0 || args.ffmpeg_secs <= 0.0 || args.poll_secs <= 0.0 {
         bail!("--secs, --ffmpeg-secs and --poll-secs must be > 0");
     }
@@ -130,24 +158,14 @@ async fn bench(args: &Args) -> Result<()> {
     if ffmpeg {
         println!("ffmpeg: {}", phases::check_ffmpeg(&args.ffmpeg)?);
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("gridsight-benchcam-")
-        .tempdir()?;
-    // With --keep-temp the directory survives errors too (its logs explain them).
-    let (dir, _cleanup) = if args.keep_temp {
-        let kept = tmp.keep();
-        println!("temporary files in {}", kept.display());
-        (kept, None)
-    } else {
-        (tmp.path().to_path_buf(), Some(tmp))
-    };
+    let (dir, _cleanup) = temp_dir(args.keep_temp)?;
 
     let mounts =
         if scale { args.cameras } else { 0 }.max(if ffmpeg { args.ffmpeg_cameras } else { 0 });
     if mounts == 0 {
         bail!("nothing to measure (--skip-scale and --skip-ffmpeg, or zero cameras)");
     }
-    let farm = Farm::start(&args.farm, mounts, args.fps, &args.content, &dir).await?;
+    let farm = Farm::start(&args.farm, mounts, args.fps, &args.content, None, &dir).await?;
     println!(
         "bench-cameras: camera-farm on 127.0.0.1:{} (pid {}), {mounts} mounts x {} fps, content {}; {} cores, load {:.2}",
         farm.port,
@@ -157,17 +175,7 @@ async fn bench(args: &Args) -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         gridsight_sim::procstat::loadavg()
     );
-    let ctx = Ctx {
-        farm,
-        dir,
-        daemon_bin: args.daemon.clone(),
-        bare_bin: args.bare_client.clone(),
-        ffmpeg_bin: args.ffmpeg.clone(),
-        fps: args.fps,
-        max_connects: args.max_concurrent_connects,
-        warmup: Duration::from_secs_f64(args.warmup_secs.max(0.0)),
-        poll: Duration::from_secs_f64(args.poll_secs),
-    };
+    let ctx = context(args, farm, dir);
 
     let mut scale_daemon = None;
     if scale {
@@ -203,4 +211,80 @@ async fn bench(args: &Args) -> Result<()> {
     }
     ctx.farm.proc.terminate(Duration::from_secs(10)).await?;
     Ok(())
+}
+
+/// The run's temporary directory; with `keep`, it survives errors too (its logs explain
+/// them) and its path is printed. The second value removes it when dropped.
+fn temp_dir(keep: bool) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let tmp = tempfile::Builder::new()
+        .prefix("gridsight-benchcam-")
+        .tempdir()?;
+    Ok(if keep {
+        let kept = tmp.keep();
+        println!("temporary files in {}", kept.display());
+        (kept, None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    })
+}
+
+/// `--soak`: the camera flap soak.
+async fn soak(args: &Args) -> Result<()> {
+    if args.soak_secs <= 0.0 || args.sample_secs <= 0.0 || args.cameras == 0 {
+        bail!("--soak needs --soak-secs, --sample-secs and --cameras > 0");
+    }
+    for (what, path) in [("daemon", &args.daemon), ("camera farm", &args.farm)] {
+        if !path.is_file() {
+            bail!(
+                "{what} binary {} not found (make soak builds it)",
+                path.display()
+            );
+        }
+    }
+    let (dir, _cleanup) = temp_dir(args.keep_temp)?;
+    let n = args.cameras;
+    let farm = Farm::start(
+        &args.farm,
+        n,
+        args.fps,
+        &args.content,
+        Some(&args.flap),
+        &dir,
+    )
+    .await?;
+    println!(
+        "soak: camera-farm on 127.0.0.1:{} (pid {}), {n} mounts x {} fps, flap {} (up:down s); {} cores, load {:.2}",
+        farm.port,
+        farm.proc.pid(),
+        args.fps,
+        args.flap,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        gridsight_sim::procstat::loadavg()
+    );
+    let mut ctx = context(args, farm, dir);
+    let plan = soak::SoakPlan {
+        cameras: n,
+        warmup_secs: args.soak_warmup_secs.max(0.0),
+        secs: args.soak_secs,
+        sample: Duration::from_secs_f64(args.sample_secs),
+        settle: Duration::from_secs_f64(args.settle_secs.max(0.0)),
+    };
+    let run = ctx.soak(&plan).await?;
+    ctx.farm.proc.terminate(Duration::from_secs(10)).await?;
+    soak::report(&plan, &run)
+}
+
+/// What every phase needs, from the arguments.
+fn context(args: &Args, farm: Farm, dir: PathBuf) -> Ctx {
+    Ctx {
+        farm,
+        dir,
+        daemon_bin: args.daemon.clone(),
+        bare_bin: args.bare_client.clone(),
+        ffmpeg_bin: args.ffmpeg.clone(),
+        fps: args.fps,
+        max_connects: args.max_concurrent_connects,
+        warmup: Duration::from_secs_f64(args.warmup_secs.max(0.0)),
+        poll: Duration::from_secs_f64(args.poll_secs),
+    }
 }

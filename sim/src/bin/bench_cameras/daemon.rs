@@ -18,6 +18,9 @@ use crate::procs::Proc;
 pub const TOKEN: &str = "bench-viewer-token-0123456789";
 /// The status of a camera that delivers frames.
 pub const ONLINE: &str = "CAMERA_STATUS_ONLINE";
+/// The status of a camera that delivers frames but reconnected often in the last hour
+/// (or runs below its expected rate).
+pub const DEGRADED: &str = "CAMERA_STATUS_DEGRADED";
 /// Counter of video frames received from all cameras.
 pub const FRAMES_METRIC: &str = "gridsight_camera_frames_total";
 
@@ -165,12 +168,26 @@ impl RunningDaemon {
 
     /// Polls every second until all `n` cameras are online; returns how long it took.
     pub async fn wait_all_online(&mut self, n: usize, limit: Duration) -> Result<Duration> {
+        self.wait_all(n, limit, &[ONLINE]).await
+    }
+
+    /// Polls every second until all `n` cameras have one of the `statuses`; returns how
+    /// long it took.
+    pub async fn wait_all(
+        &mut self,
+        n: usize,
+        limit: Duration,
+        statuses: &[&str],
+    ) -> Result<Duration> {
         let t0 = Instant::now();
         let mut last = 0;
         loop {
             self.proc.check_alive()?;
             let rows = self.cameras().await?;
-            let online = rows.iter().filter(|c| c.status == ONLINE).count();
+            let online = rows
+                .iter()
+                .filter(|c| statuses.contains(&c.status.as_str()))
+                .count();
             if online != last {
                 tracing::info!(online, n, "cameras online");
                 last = online;

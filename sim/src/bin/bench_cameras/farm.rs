@@ -24,18 +24,20 @@ pub struct Farm {
 }
 
 impl Farm {
-    /// Starts `camera-farm` with `mounts` mounts and waits (up to 5 minutes: the first run
-    /// encodes its clips) until it accepts connections.
+    /// Starts `camera-farm` with `mounts` mounts (and the flap cycle `flap`, `UP:DOWN`, armed
+    /// for [`Farm::signal_flap`]) and waits (up to 5 minutes: the first run encodes its
+    /// clips) until it accepts connections.
     pub async fn start(
         bin: &Path,
         mounts: usize,
         fps: u32,
         content: &str,
+        flap: Option<&str>,
         dir: &Path,
     ) -> Result<Farm> {
         let port = free_port()?;
         let log = dir.join("farm.log");
-        let args = [
+        let mut args = vec![
             "--mounts".to_string(),
             mounts.to_string(),
             "--fps".into(),
@@ -47,6 +49,9 @@ impl Farm {
             "--stats-every".into(),
             "5".into(),
         ];
+        if let Some(f) = flap {
+            args.extend(["--flap".into(), f.to_string()]);
+        }
         let mut proc = Proc::spawn("camera-farm", bin, args, &log, false)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -63,6 +68,20 @@ impl Farm {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Starts the flapping, or stops it (every mount healthy again): SIGUSR1.
+    pub fn signal_flap(&mut self) -> Result<()> {
+        self.proc.check_alive()?;
+        let pid = i32::try_from(self.proc.pid()).context("pid out of range")?;
+        // SAFETY: kill(2) with a pid of our own live child and a valid signal number.
+        if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
+            bail!(
+                "SIGUSR1 to camera-farm: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
     }
 
     /// Sessions and frames sent, from the farm's latest counters line (every 5 s).

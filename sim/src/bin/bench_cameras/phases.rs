@@ -134,7 +134,7 @@ impl Ctx {
         })
     }
 
-    fn setup<'a>(&'a self, cameras: usize, tag: &'a str) -> DaemonSetup<'a> {
+    pub fn setup<'a>(&'a self, cameras: usize, tag: &'a str) -> DaemonSetup<'a> {
         DaemonSetup {
             farm_port: self.farm.port,
             cameras,
