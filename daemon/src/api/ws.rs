@@ -166,16 +166,16 @@ async fn serve(
             biased;
             msg = rx.recv() => match msg {
                 Some(Ok(m)) => {
-                    let text = match m {
-                        // Encoded once for every WebSocket that takes the change.
-                        Msg::Shared(c) => c.frame(),
-                        Msg::One(r) => json::subscribe_frame(&r).into(),
-                    };
-                    let sent = tokio::time::timeout(dead_after, socket.send(Message::Text(text))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
+                    let sent = tokio::time::timeout(dead_after, send_batch(&mut socket, m, &mut rx)).await;
+                    match sent {
+                        Ok(Ok(None)) => {}
+                        Ok(Ok(Some(status))) => {
+                            let _ = close(&mut socket, status.code(), status.message()).await;
+                            return;
+                        }
                         // Gone, or reading nothing for long: its subscription was cut off
                         // meanwhile; the connection goes too.
-                        return;
+                        _ => return,
                     }
                 }
                 Some(Err(status)) => {
@@ -193,6 +193,43 @@ async fn serve(
             },
         }
     }
+}
+
+/// Frames written before one flush (one socket write for what is queued, not one each).
+const BATCH: usize = 64;
+
+/// The frame of one message.
+fn frame(m: Msg) -> Message {
+    Message::Text(match m {
+        // Encoded once for every WebSocket that takes the change.
+        Msg::Shared(c) => c.frame(),
+        Msg::One(r) => json::subscribe_frame(&r).into(),
+    })
+}
+
+/// Sends `first` and whatever else is queued already (up to [`BATCH`]) with one flush, so
+/// that a busy wall costs one write per batch, not per change; a message never waits for
+/// another. Returns the status that ended the subscription if one came in the batch.
+async fn send_batch(
+    socket: &mut WebSocket,
+    first: Msg,
+    rx: &mut Subscription,
+) -> Result<Option<tonic::Status>, axum::Error> {
+    use futures::SinkExt as _;
+    socket.feed(frame(first)).await?;
+    let mut ended = None;
+    for _ in 1..BATCH {
+        match rx.try_recv() {
+            Some(Ok(m)) => socket.feed(frame(m)).await?,
+            Some(Err(status)) => {
+                ended = Some(status);
+                break;
+            }
+            None => break,
+        }
+    }
+    socket.flush().await?;
+    Ok(ended)
 }
 
 /// Sends the error frame, then closes with the code that tells the client what to do.

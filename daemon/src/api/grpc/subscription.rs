@@ -133,6 +133,26 @@ impl Subscription {
         std::future::poll_fn(|cx| self.poll_item(cx)).await
     }
 
+    /// The next message if one is queued now (never waits); `None` when none is, or once
+    /// the subscription ended (then [`Subscription::recv`] says so).
+    pub fn try_recv(&mut self) -> Option<Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(cut) = self.cut.as_mut() {
+            match cut.try_recv() {
+                Ok(status) => {
+                    self.done = true;
+                    self.rx.close();
+                    return Some(Err(status));
+                }
+                Err(oneshot::error::TryRecvError::Closed) => self.cut = None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+        }
+        self.rx.try_recv().ok()
+    }
+
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         if self.done {
             return Poll::Ready(None);
@@ -214,5 +234,29 @@ mod tests {
         }
         drop((tx, cut));
         assert_eq!(reader.await.unwrap(), QUEUE + 50);
+    }
+
+    fn seq_of(m: Item) -> u64 {
+        match m.unwrap().into_pb().event {
+            Some(pb::subscribe_alerts_response::Event::Heartbeat(h)) => h.last_seq,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn try_recv_takes_what_is_queued_in_order_and_the_cut_off_first() {
+        let (tx, cut, mut sub) = channel(Duration::from_secs(30));
+        assert!(sub.try_recv().is_none(), "nothing queued");
+        for i in 0..3 {
+            tx.send(beat(i)).await.unwrap();
+        }
+        assert_eq!(seq_of(sub.try_recv().unwrap()), 0);
+        assert_eq!(seq_of(sub.try_recv().unwrap()), 1);
+        // A cut-off overtakes what is still queued, and nothing comes after it.
+        cut.send(stalled(Duration::from_secs(30))).unwrap();
+        let e = sub.try_recv().unwrap().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(sub.try_recv().is_none());
+        assert!(sub.recv().await.is_none());
     }
 }
