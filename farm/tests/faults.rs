@@ -207,7 +207,15 @@ async fn flapper_cycles_mounts_and_stop_heals_them() {
     // The even mount, up, plays until its down phase refuses it (closing the session).
     let stream = open(&farm, "cam0001", None).await.unwrap();
     let flip = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Once the session has sent a few frames, the even mount's down phase begins.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while farm.stats("cam0001").unwrap().frames_sent < 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cam0001 sends no frames"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         flapper.tick(&farm, t0 + Duration::from_secs(10));
     };
     let (c, ()) = tokio::join!(collect(stream, Duration::from_secs(2)), flip);

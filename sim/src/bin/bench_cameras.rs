@@ -166,14 +166,12 @@ async fn bench(args: &Args) -> Result<()> {
         bail!("nothing to measure (--skip-scale and --skip-ffmpeg, or zero cameras)");
     }
     let farm = Farm::start(&args.farm, mounts, args.fps, &args.content, None, &dir).await?;
-    println!(
-        "bench-cameras: camera-farm on 127.0.0.1:{} (pid {}), {mounts} mounts x {} fps, content {}; {} cores, load {:.2}",
-        farm.port,
-        farm.proc.pid(),
+    farm_line(
+        "bench-cameras",
+        &farm,
+        mounts,
         args.fps,
-        args.content,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        gridsight_sim::procstat::loadavg()
+        &format!("content {}", args.content),
     );
     let ctx = context(args, farm, dir);
 
@@ -252,14 +250,12 @@ async fn soak(args: &Args) -> Result<()> {
         &dir,
     )
     .await?;
-    println!(
-        "soak: camera-farm on 127.0.0.1:{} (pid {}), {n} mounts x {} fps, flap {} (up:down s); {} cores, load {:.2}",
-        farm.port,
-        farm.proc.pid(),
+    farm_line(
+        "soak",
+        &farm,
+        n,
         args.fps,
-        args.flap,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        gridsight_sim::procstat::loadavg()
+        &format!("flap {} (up:down s)", args.flap),
     );
     let mut ctx = context(args, farm, dir);
     let plan = soak::SoakPlan {
@@ -287,4 +283,15 @@ fn context(args: &Args, farm: Farm, dir: PathBuf) -> Ctx {
         warmup: Duration::from_secs_f64(args.warmup_secs.max(0.0)),
         poll: Duration::from_secs_f64(args.poll_secs),
     }
+}
+
+/// The run's first line: where the farm serves, what, and the machine.
+fn farm_line(who: &str, farm: &Farm, mounts: usize, fps: u32, what: &str) {
+    println!(
+        "{who}: camera-farm on 127.0.0.1:{} (pid {}), {mounts} mounts x {fps} fps, {what}; {} cores, load {:.2}",
+        farm.port,
+        farm.proc.pid(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        gridsight_sim::procstat::loadavg()
+    );
 }
