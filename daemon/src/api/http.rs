@@ -206,7 +206,11 @@ async fn alerts(State(s): State<HttpState>, _: Reader) -> Response {
     match s.store.read(read::open_alerts).await {
         Ok((alerts, cursor)) => {
             let list: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
-            Json(serde_json::json!({ "cursor": cursor, "alerts": list })).into_response()
+            Json(super::json::object([
+                ("cursor", cursor.into()),
+                ("alerts", list.into()),
+            ]))
+            .into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -234,7 +238,7 @@ async fn silences(State(s): State<HttpState>, _: Reader, Query(q): Query<ListQue
     {
         Ok(list) => {
             let list: Vec<_> = list.iter().map(|x| silence_json(x, now)).collect();
-            Json(serde_json::json!({ "silences": list })).into_response()
+            Json(super::json::object([("silences", list.into())])).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

@@ -61,5 +61,10 @@ pub(super) async fn map(State(s): State<HttpState>, _: Reader) -> Response {
             })
         })
         .collect();
-    Json(json!({ "grids": grids, "cameras": cameras, "sensors": sensors })).into_response()
+    Json(super::json::object([
+        ("grids", grids.into()),
+        ("cameras", cameras.into()),
+        ("sensors", sensors.into()),
+    ]))
+    .into_response()
 }

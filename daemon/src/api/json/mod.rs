@@ -12,6 +12,13 @@ mod alert;
 use gridsight_proto::{millis_from_ts, v1 as pb};
 use serde_json::{json, Value};
 
+/// A JSON object of `fields`, moved in. `json!({ "alerts": list })` serializes `list` again,
+/// a deep copy of every item (for `/api/map` thousands of cameras and grid outlines);
+/// this takes the values as they are.
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
 /// `SEVERITY_CRITICAL` → `CRITICAL`: the name without its type's prefix.
 fn short(name: &'static str, prefix: &str) -> &'static str {
     name.strip_prefix(prefix).unwrap_or(name)
