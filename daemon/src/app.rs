@@ -22,6 +22,7 @@ use crate::{
         auth::Auth,
         grpc::{self, AlertApi, IncidentApi, SilenceApi, SilenceBook},
         http::{self, HttpState},
+        runtime::ApiRuntime,
     },
     config::Config,
     correlate,
@@ -57,6 +58,9 @@ pub enum AppError {
     /// `[api.tls]` or `[mqtt.tls]` could not be set up.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The APIs' runtime (`api.nice`) could not start, or take its listeners.
+    #[error("cannot start the APIs' runtime: {0}")]
+    ApiRuntime(std::io::Error),
 }
 
 /// Where the daemon listens, once it does.
@@ -173,8 +177,17 @@ pub async fn run(
         ),
         tracing::info_span!("alert_snapshots"),
     ));
-    let grpc_listener = bind("gRPC", cfg.api.grpc_listen).await?;
-    let http_listener = bind("HTTP", cfg.api.http_listen).await?;
+    // The APIs run on threads of their own at `api.nice`, so that ingest comes first when
+    // the cores are short (see `api::runtime`).
+    let api_rt = ApiRuntime::start(cfg.api.nice).map_err(AppError::ApiRuntime)?;
+    metrics.count_tasks_of(tokio::runtime::Handle::current());
+    metrics.count_tasks_of(api_rt.handle().clone());
+    let grpc_listener = api_rt
+        .adopt(bind("gRPC", cfg.api.grpc_listen).await?)
+        .map_err(AppError::ApiRuntime)?;
+    let http_listener = api_rt
+        .adopt(bind("HTTP", cfg.api.http_listen).await?)
+        .map_err(AppError::ApiRuntime)?;
     let bound = Bound {
         grpc: grpc_listener.local_addr().unwrap_or(cfg.api.grpc_listen),
         http: http_listener.local_addr().unwrap_or(cfg.api.http_listen),
@@ -258,10 +271,10 @@ pub async fn run(
         metrics.clone(),
         api_cancel.clone(),
     );
-    tasks.spawn(tracing::Instrument::instrument(
-        hub,
-        tracing::info_span!("fanout"),
-    ));
+    tasks.spawn_on(
+        tracing::Instrument::instrument(hub, tracing::info_span!("fanout")),
+        api_rt.handle(),
+    );
     let alerts = AlertApi {
         auth: auth.clone(),
         router: router.clone(),
@@ -290,7 +303,7 @@ pub async fn run(
         store: store.clone(),
         grids: grids.clone(),
     };
-    let grpc_task = tokio::spawn(grpc::serve(
+    let grpc_task = api_rt.handle().spawn(grpc::serve(
         grpc_listener,
         grpc::Services {
             incidents,
@@ -317,7 +330,7 @@ pub async fn run(
         alerts,
         sensors: Arc::new(cfg.sensors.clone()),
     };
-    let http_task = tokio::spawn(http::serve(
+    let http_task = api_rt.handle().spawn(http::serve(
         http_listener,
         http_state,
         server_tls.clone(),
@@ -356,6 +369,8 @@ pub async fn run(
         tracing::warn!(error = %e, "HTTP server ended with an error");
     }
     tasks.wait().await;
+    // Everything spawned on the APIs' runtime has ended: its threads go.
+    drop(api_rt);
     let _ = retention.await;
     let _ = supervision.await;
     let _ = silence_refresh.await;

@@ -97,8 +97,11 @@ pub struct Metrics {
     pub fanout_lagged: Counter,
     /// Camera events a subscription's feed had no room for (live only: lost to it).
     pub fanout_camera_dropped: Counter,
-    /// Tasks alive on the daemon's runtime (set when scraped): flat over days, or a leak.
+    /// Tasks alive on the daemon's runtimes (its own and the APIs'; set when scraped): flat
+    /// over days, or a leak.
     pub tasks: Gauge,
+    /// The runtimes `tasks` counts (none registered: the one scraping).
+    runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
     /// The process's resident memory (bytes, from /proc; set when scraped).
     pub resident_memory_bytes: Gauge,
     /// The process's open file descriptors (sockets included; set when scraped, counted at
@@ -212,6 +215,7 @@ impl Metrics {
             fanout_lagged: Counter::default(),
             fanout_camera_dropped: Counter::default(),
             tasks: Gauge::default(),
+            runtimes: std::sync::Mutex::new(Vec::new()),
             resident_memory_bytes: Gauge::default(),
             open_fds: Gauge::default(),
             store_memory_bytes: Gauge::default(),
@@ -537,13 +541,29 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts the tasks of `runtime` in `gridsight_tasks` too (the daemon registers each of
+    /// its runtimes).
+    pub fn count_tasks_of(&self, runtime: tokio::runtime::Handle) {
+        let mut rts = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        if !rts.iter().any(|h| h.id() == runtime.id()) {
+            rts.push(runtime);
+        }
+    }
+
     /// Samples the process gauges: runtime tasks, resident memory, SQLite's memory, open
-    /// descriptors. Called when scraped, on the daemon's runtime.
+    /// descriptors. Called when scraped.
     pub fn sample_process(&self) {
         self.store_memory_bytes.set(crate::store::memory_used());
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            self.tasks.set(h.metrics().num_alive_tasks() as i64);
+        let alive = |h: &tokio::runtime::Handle| h.metrics().num_alive_tasks() as i64;
+        let rts = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        if rts.is_empty() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                self.tasks.set(alive(&h));
+            }
+        } else {
+            self.tasks.set(rts.iter().map(alive).sum());
         }
+        drop(rts);
         if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
             if let Some(kb) = status
                 .lines()

@@ -1,5 +1,5 @@
 //! The daemon's interfaces: gRPC (`grpc`), HTTP (`http`, with the WebSocket stream in `ws`
-//! and the browsers' JSON forms in `json`) and the tokens both check (`auth`).
+//! and the browsers' JSON forms in `json`) and the tokens both check (`auth`); `runtime` is where they all run.
 
 mod assets;
 pub mod auth;
@@ -11,4 +11,5 @@ mod http_map;
 mod http_stats;
 pub mod json;
 pub mod limits;
+pub mod runtime;
 pub(crate) mod ws;

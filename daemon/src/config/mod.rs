@@ -154,6 +154,11 @@ pub struct ApiConfig {
     pub tokens_file: Option<PathBuf>,
     /// Request sizes and per-token rates.
     pub limits: LimitsConfig,
+    /// Niceness (0–19) of the APIs' threads (gRPC, HTTP, WebSockets, the alert fan-out):
+    /// above 0, when the cores are short, ingest and correlation get them first and
+    /// subscribers get their changes a little later (never fewer); with idle cores it
+    /// changes nothing. 0: the APIs run on the daemon's threads, as equals.
+    pub nice: u8,
 }
 
 impl Default for ApiConfig {
@@ -166,6 +171,7 @@ impl Default for ApiConfig {
             plaintext: false,
             tokens_file: None,
             limits: LimitsConfig::default(),
+            nice: 15,
         }
     }
 }
@@ -453,6 +459,9 @@ impl Config {
             &self.stats,
             &self.departments,
         ));
+        if self.api.nice > 19 {
+            errs.push(("api.nice".into(), "must be 0 to 19".into()));
+        }
         if self.store.max_batch == 0 {
             errs.push(("store.max_batch".into(), "must be at least 1".into()));
         }
@@ -656,6 +665,22 @@ plaintext = true
 
     /// `[api] plaintext = true`: what every config must choose (or `[api.tls]`).
     const PLAIN: &str = "\n[api]\nplaintext = true\n";
+
+    #[test]
+    fn api_nice_is_0_to_19_and_15_unless_set() {
+        let cfg = load_str(PLAIN, "plain.toml").unwrap();
+        assert_eq!(cfg.api.nice, 15);
+        let cfg = load_str(&format!("{PLAIN}nice = 0\n"), "zero.toml").unwrap();
+        assert_eq!(cfg.api.nice, 0);
+        let err = load_str(&format!("{PLAIN}nice = 20\n"), "nice.toml").unwrap_err();
+        let issues = err.issues();
+        assert_eq!(issues.len(), 1, "{err}");
+        assert_eq!(issues[0].field, "api.nice");
+        assert!(issues[0].message.contains("0 to 19"), "{err}");
+        // Negative (a higher priority than ingest) is not a u8: refused by the parser.
+        let err = load_str(&format!("{PLAIN}nice = -5\n"), "neg.toml").unwrap_err();
+        assert_eq!(err.issues()[0].field, "api.nice", "{err}");
+    }
 
     const PLACED: &str = r#"
 [[grids]]

@@ -150,6 +150,10 @@ struct Args {
     /// elsewhere; 19 lets them use only the CPU the daemon and the broker leave).
     #[arg(long, default_value_t = 19)]
     subscriber_nice: i32,
+    /// With --fanout: the daemon's `api.nice` (its APIs' threads' niceness; 0 = as equals
+    /// with ingest); without it, the daemon's default.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=19))]
+    api_nice: Option<u8>,
 }
 
 #[tokio::main]

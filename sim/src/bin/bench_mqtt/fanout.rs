@@ -53,11 +53,21 @@ use crate::{
 /// Department tokens; gRPC subscriber i uses token i % DEPARTMENTS.
 const DEPARTMENTS: usize = 50;
 
-/// The template with the fan-out settings and tokens added.
-pub fn config(template: &str) -> Result<String> {
+/// The template with the fan-out settings and tokens added; `api_nice`, when given, is
+/// the daemon's `api.nice` (else its default).
+pub fn config(template: &str, api_nice: Option<u8>) -> Result<String> {
     if !template.contains("\n[mqtt]\n") {
         bail!("the daemon config template has no [mqtt] table");
     }
+    let template = match api_nice {
+        Some(n) if template.contains("\n[api]\n") => template.replacen(
+            "\n[api]\n",
+            &format!("\n[api]\n# --api-nice\nnice = {n}\n"),
+            1,
+        ),
+        Some(_) => bail!("the daemon config template has no [api] table"),
+        None => template.to_string(),
+    };
     let template = template.replacen(
         "\n[mqtt]\n",
         "\n[mqtt]\n# --fanout: the broker comes back within the timed drain\nreconnect_min_ms = 50\nreconnect_max_ms = 100\n",
@@ -155,7 +165,10 @@ pub async fn compare(
         "fan-out: {} gRPC subscribers (one community each, {communities} communities), {} WebSockets (one town each, {towns} towns)",
         args.grpc_subscribers, args.ws_subscribers
     );
-    let text = config(template)?;
+    let text = config(template, args.api_nice)?;
+    if let Some(n) = args.api_nice {
+        println!("fan-out: the daemon's api.nice = {n}");
+    }
     let n = args.messages;
     let mut ratios = Vec::new();
     let mut cpu_ratios = Vec::new();
