@@ -181,6 +181,11 @@ pub struct CounterRun {
     pub first: Duration,
     /// Metrics polls made.
     pub polls: u64,
+    /// How long the daemon took to answer a poll (`GET /metrics`, an API call made while
+    /// it works): the median and the slowest. A failed poll counts until it failed.
+    pub poll_median: Duration,
+    /// The slowest poll.
+    pub poll_max: Duration,
 }
 
 /// Polls `GET /metrics` every 20 ms until `metric` ≥ `target`.
@@ -196,12 +201,15 @@ pub async fn wait_counter(
     let mut first = None;
     let mut polls = 0;
     let mut last = None;
+    let mut took = Vec::new();
     loop {
         daemon.check_alive()?;
         polls += 1;
+        let asked = Instant::now();
+        let answer = probe::http_get(http, "/metrics", Some(token), Duration::from_secs(2)).await;
+        took.push(asked.elapsed());
         // Connection refused while the daemon starts is expected: just poll again.
-        if let Ok(r) = probe::http_get(http, "/metrics", Some(token), Duration::from_secs(2)).await
-        {
+        if let Ok(r) = answer {
             if r.status != 200 {
                 bail!("GET /metrics answered {}: {}", r.status, r.body.trim());
             }
@@ -212,10 +220,13 @@ pub async fn wait_counter(
             }
             if v >= target as f64 {
                 let reached = daemon.spawned.elapsed();
+                took.sort();
                 return Ok(CounterRun {
                     reached,
                     first: first.unwrap_or(reached),
                     polls,
+                    poll_median: took[took.len() / 2],
+                    poll_max: took[took.len() - 1],
                 });
             }
         }

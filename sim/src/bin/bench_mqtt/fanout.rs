@@ -25,9 +25,12 @@
 //! The figures: drain rate with ÷ without subscribers (target ≥ 0.9), the change rate the
 //! subscribers were served, the daemon's CPU time per message in both phases, this
 //! process's CPU (the subscribers' share of the cores), and how long after the drain the
-//! last change reached its subscribers. The subscribers stand for machines elsewhere:
-//! they run at `--subscriber-nice` (19), so they use what CPU the daemon and the broker
-//! leave; `--subscriber-nice 0` shows them competing as equals.
+//! last change reached its subscribers, and how long the daemon took to answer the bench's
+//! `GET /metrics` polls during the drain (an API call while it works). The subscribers
+//! stand for machines elsewhere: they run at `--subscriber-nice` (19), so they use what
+//! CPU the daemon and the broker leave; `--subscriber-nice 0` shows them competing as
+//! equals. `--api-nice N` sets the daemon's `api.nice` (its APIs' threads' niceness; 0 =
+//! as equals with ingest).
 
 use std::{
     net::SocketAddr,
@@ -133,6 +136,8 @@ struct Phase {
     own_cpu: f64,
     /// Drain end → every change at every subscriber (fan-out phase only).
     delivered_after: Option<Duration>,
+    /// How long `GET /metrics` took to answer during the drain: median, slowest.
+    answered: (Duration, Duration),
 }
 
 /// Alternates phases without and with subscribers for `--rounds` rounds; prints each and
@@ -186,13 +191,15 @@ pub async fn compare(
             let p = phase(args, broker, &text, city, dir, messages, &tag, crowd).await?;
             let secs = p.drain.as_secs_f64();
             println!(
-                "round {round}: daemon {label:<7} drained {n} in {secs:.3} s = {:.0} msg/s; {:.0} alert changes = {:.0} changes/s; daemon CPU {:.2} s = {:.1} µs/msg; bench CPU {:.2} s{}",
+                "round {round}: daemon {label:<7} drained {n} in {secs:.3} s = {:.0} msg/s; {:.0} alert changes = {:.0} changes/s; daemon CPU {:.2} s = {:.1} µs/msg; bench CPU {:.2} s; GET /metrics answered in {:.0} ms median, {:.0} ms at most{}",
                 n as f64 / secs,
                 p.changes,
                 p.changes / secs,
                 p.cpu,
                 p.cpu * 1e6 / n as f64,
                 p.own_cpu,
+                p.answered.0.as_secs_f64() * 1000.0,
+                p.answered.1.as_secs_f64() * 1000.0,
                 p.delivered_after.map_or(String::new(), |d| format!(
                     "; every change at its subscribers {:.0} ms after the drain",
                     d.as_secs_f64() * 1000.0
@@ -349,6 +356,7 @@ async fn phase(
         cpu,
         own_cpu,
         delivered_after,
+        answered: (run.poll_median, run.poll_max),
     })
 }
 
