@@ -319,13 +319,15 @@ async fn bench(args: &Args) -> Result<()> {
             args.latency_settle_secs, args.latency_secs
         );
         tokio::time::sleep(Duration::from_secs_f64(args.latency_settle_secs.max(0.0))).await;
-        let metrics_before = gridsight_sim::probe::http_get(
-            SocketAddr::from(([127, 0, 0, 1], http)),
-            "/metrics",
-            Some(&args.token),
-            Duration::from_secs(5),
-        )
-        .await?;
+        let scrape = || {
+            gridsight_sim::probe::http_get(
+                SocketAddr::from(([127, 0, 0, 1], http)),
+                "/metrics",
+                Some(&args.token),
+                Duration::from_secs(5),
+            )
+        };
+        let metrics_before = scrape().await?;
         let cfg = LatencyConfig {
             mqtt_host: broker.host().to_string(),
             mqtt_port: broker.port(),
@@ -341,13 +343,7 @@ async fn bench(args: &Args) -> Result<()> {
             .await
             .with_context(|| format!("latency phase; daemon log:\n{}", d.log_tail(20)))?;
         report::print_latency(&rep);
-        let metrics = gridsight_sim::probe::http_get(
-            SocketAddr::from(([127, 0, 0, 1], http)),
-            "/metrics",
-            Some(&args.token),
-            Duration::from_secs(5),
-        )
-        .await?;
+        let metrics = scrape().await?;
         report::print_daemon_latency(&metrics_before.body, &metrics.body);
         d.terminate(Duration::from_secs(30)).await?;
     } else if args.latency && !args.only_baseline {

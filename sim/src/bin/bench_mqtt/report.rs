@@ -172,32 +172,6 @@ fn daemon_latency(before: &str, after: &str) -> Option<(f64, f64, f64)> {
     Some((total, bound(0.5), bound(0.99)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn histogram(counts: [u64; 4]) -> String {
-        let les = ["0.001", "0.05", "1", "+Inf"];
-        les.iter()
-            .zip(counts)
-            .map(|(le, c)| format!("gridsight_alert_latency_seconds_bucket{{le=\"{le}\"}} {c}\n"))
-            .collect()
-    }
-
-    #[test]
-    fn the_daemons_latency_is_what_the_phase_added_not_the_backlog_before_it() {
-        // The drain left 700 changes past the last bound; the phase added 1000, 985 of
-        // them within 1 ms and the rest within 50 ms.
-        let before = histogram([0, 0, 0, 700]);
-        let after = histogram([985, 1000, 1000, 1700]);
-        assert_eq!(daemon_latency(&before, &after), Some((1000.0, 1.0, 50.0)));
-        // Over everything since the start, p99 would be past the last bound.
-        let (total, _, p99) = daemon_latency("", &after).unwrap();
-        assert_eq!((total, p99), (1700.0, f64::INFINITY));
-        assert_eq!(daemon_latency("", "no histogram"), None);
-    }
-}
-
 /// The median over rounds of each QoS level's ratios, and its `RESULT median ...` line.
 pub fn print_medians(n: u64, rows: &[Row]) {
     let mut levels: Vec<u8> = rows.iter().map(|r| r.qos).collect();
@@ -229,5 +203,31 @@ pub fn print_medians(n: u64, rows: &[Row]) {
             median(&mut spawn),
             median(&mut first)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(counts: [u64; 4]) -> String {
+        let les = ["0.001", "0.05", "1", "+Inf"];
+        les.iter()
+            .zip(counts)
+            .map(|(le, c)| format!("gridsight_alert_latency_seconds_bucket{{le=\"{le}\"}} {c}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn the_daemons_latency_is_what_the_phase_added_not_the_backlog_before_it() {
+        // The drain left 700 changes past the last bound; the phase added 1000, 985 of
+        // them within 1 ms and the rest within 50 ms.
+        let before = histogram([0, 0, 0, 700]);
+        let after = histogram([985, 1000, 1000, 1700]);
+        assert_eq!(daemon_latency(&before, &after), Some((1000.0, 1.0, 50.0)));
+        // Over everything since the start, p99 would be past the last bound.
+        let (total, _, p99) = daemon_latency("", &after).unwrap();
+        assert_eq!((total, p99), (1700.0, f64::INFINITY));
+        assert_eq!(daemon_latency("", "no histogram"), None);
     }
 }
