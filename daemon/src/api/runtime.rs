@@ -52,7 +52,8 @@ impl ApiRuntime {
     }
 
     /// Whether the APIs have threads of their own.
-    pub fn is_own(&self) -> bool {
+    #[cfg(test)]
+    fn is_own(&self) -> bool {
         self.own.is_some()
     }
 
